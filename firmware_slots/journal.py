@@ -1,0 +1,172 @@
+"""Journal: the device's only mutable metadata, append-only in a ring of flash sectors.
+
+On-flash record (little-endian, every record starts at a write_size-aligned offset):
+
+    off  size  field
+    0    1     magic 0xA5 (never 0xFF, so erased flash ends a sector's records)
+    1    1     kind: 0x53 'S' snapshot (whole state) or 0x44 'D' delta (changes)
+    2    2     body length L (bytes)
+    4    4     sequence number, +1 per record, never reused
+    8    L     body (CBOR, see metastore.py)
+    8+L  4     CRC32 (binascii.crc32) over bytes 0 .. 8+L
+    12+L pad   0xFF up to the next multiple of write_size (programmed as part of the record)
+
+Ring rules:
+- a snapshot always sits at offset 0 of a sector; deltas follow it in the same sector;
+- recovery reads offset 0 of every sector, takes the valid snapshot with the highest
+  sequence number, then the deltas after it in that sector up to the first record whose
+  magic, length or CRC fails (a torn write);
+- a record that does not fit (or follows a torn record) goes to the next sector of the
+  ring: erase it, write a fresh snapshot there. The head sector is never erased, so the
+  newest valid state survives a cut at any point, and a sector is erased only on wrap.
+- one record = one program operation, so a boot attempt costs one small write.
+"""
+
+import binascii
+
+MAGIC = 0xA5
+SNAPSHOT = 0x53
+DELTA = 0x44
+HEADER = 8
+TRAILER = 4
+MAX_BODY = 2048
+
+
+class JournalError(Exception):
+    pass
+
+
+def _u16(b, o):
+    return b[o] | (b[o + 1] << 8)
+
+
+def _u32(b, o):
+    return b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)
+
+
+def _put32(b, o, v):
+    b[o] = v & 0xFF
+    b[o + 1] = (v >> 8) & 0xFF
+    b[o + 2] = (v >> 16) & 0xFF
+    b[o + 3] = (v >> 24) & 0xFF
+
+
+class Journal:
+    """Records in `region` (a flash.FlashRegion of >= 2 sectors)."""
+
+    def __init__(self, region):
+        if region.sectors < 2:
+            raise JournalError("journal needs at least two sectors")
+        self.region = region
+        self.ws = region.write_size
+        self.max_body = min(MAX_BODY, region.sector - HEADER - TRAILER - self.ws)
+        self.buf = bytearray(HEADER + self.max_body + TRAILER + self.ws)
+        self.seq = 0
+        self.head = -1     # sector holding the newest snapshot, -1 before format
+        self.free = None   # next append offset in head, None when head is closed
+        self.records = 0   # records written since open (for benchmarks)
+
+    # -- reading -----------------------------------------------------------------
+    def _read_record(self, sector, off):
+        """(kind, seq, body memoryview, total length) of a valid record, else None."""
+        r = self.region
+        if off + HEADER + TRAILER > r.sector:
+            return None
+        b = self.buf
+        base = sector * r.sector + off
+        r.read(base, memoryview(b)[:HEADER])
+        if b[0] != MAGIC or b[1] not in (SNAPSHOT, DELTA):
+            return None
+        ln = _u16(b, 2)
+        if ln > self.max_body or off + HEADER + ln + TRAILER > r.sector:
+            return None
+        r.read(base + HEADER, memoryview(b)[HEADER:HEADER + ln + TRAILER])
+        if binascii.crc32(memoryview(b)[:HEADER + ln]) & 0xFFFFFFFF != _u32(b, HEADER + ln):
+            return None
+        total = HEADER + ln + TRAILER
+        total += (-total) % self.ws
+        return b[1], _u32(b, 4), memoryview(b)[HEADER:HEADER + ln], total
+
+    def recover(self):
+        """Find the newest state: returns (snapshot body, [delta bodies]) or (None, [])."""
+        best = -1
+        best_seq = -1
+        for s in range(self.region.sectors):
+            rec = self._read_record(s, 0)
+            if rec and rec[0] == SNAPSHOT and rec[1] > best_seq:
+                best, best_seq = s, rec[1]
+        if best < 0:
+            self.head, self.free, self.seq = -1, None, 0
+            return None, []
+        rec = self._read_record(best, 0)
+        snap = bytes(rec[2])
+        off = rec[3]
+        seq = rec[1]
+        deltas = []
+        while True:
+            rec = self._read_record(best, off)
+            if rec is None or rec[0] != DELTA or rec[1] != seq + 1:
+                break
+            deltas.append(bytes(rec[2]))
+            seq = rec[1]
+            off += rec[3]
+        self.head, self.seq = best, seq
+        # append only onto erased flash: anything else here is a torn record
+        self.free = off if self._erased_from(best, off) else None
+        return snap, deltas
+
+    def _erased_from(self, sector, off):
+        r = self.region
+        n = min(r.sector - off, HEADER + self.max_body + TRAILER)
+        if n <= 0:
+            return off == r.sector
+        return r.is_erased(sector * r.sector + off, n, memoryview(self.buf)[:min(n, 256)])
+
+    # -- writing -----------------------------------------------------------------
+    def _encode(self, kind, body):
+        ln = len(body)
+        if ln > self.max_body:
+            raise JournalError("record body of %d bytes exceeds %d" % (ln, self.max_body))
+        total = HEADER + ln + TRAILER
+        total += (-total) % self.ws
+        b = memoryview(self.buf)[:total]
+        b[0] = MAGIC
+        b[1] = kind
+        b[2] = ln & 0xFF
+        b[3] = ln >> 8
+        _put32(b, 4, self.seq + 1)
+        b[HEADER:HEADER + ln] = body
+        _put32(b, HEADER + ln, binascii.crc32(b[:HEADER + ln]) & 0xFFFFFFFF)
+        for i in range(HEADER + ln + TRAILER, total):
+            b[i] = 0xFF
+        return b
+
+    def append(self, body):
+        """Write a delta into the head sector; False when it has no room (snapshot instead)."""
+        if self.head < 0 or self.free is None:
+            return False
+        rec = self._encode(DELTA, body)
+        if self.free + len(rec) > self.region.sector:
+            return False
+        self.region.program(self.head * self.region.sector + self.free, rec)
+        self.seq += 1
+        self.free += len(rec)
+        self.records += 1
+        return True
+
+    def snapshot(self, body):
+        """Start the next sector of the ring with a whole-state record."""
+        rec = self._encode(SNAPSHOT, body)
+        nxt = (self.head + 1) % self.region.sectors
+        self.region.erase(nxt)
+        self.region.program(nxt * self.region.sector, rec)
+        self.seq += 1
+        self.head = nxt
+        self.free = len(rec)
+        self.records += 1
+
+    def room(self):
+        """Bytes left in the head sector (0 when closed)."""
+        if self.free is None or self.head < 0:
+            return 0
+        return self.region.sector - self.free

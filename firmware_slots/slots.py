@@ -1,0 +1,446 @@
+"""Slots: N firmware image slots, their TR-181 status, image writing and booting.
+
+A slot is a block device (usually a flash.BlockWindow). SlotManager keeps every fact
+about the slots in the MetaStore (see metastore.py for the keys) and enforces the
+rules that keep a device bootable:
+- the running, last-known-good and BootFirmwareImage slots are never written;
+- an image is Available only after its length, requested checksum, read-back hash
+  and format check all pass; a failure leaves a TR-181 failure status and a reason;
+- BootFirmwareImage only ever changes through set_boot().
+
+Writing streams: erase each sector just before programming into it, hash while
+writing, never hold the image in RAM. Progress can be checkpointed in the journal so
+an interrupted download resumes (ImageWriter.resume) instead of starting again.
+"""
+
+import hashlib
+
+from firmware_slots import bootdecision, hashes
+from firmware_slots.flash import FlashRegion
+from firmware_slots.metastore import DEVICE, MetaStore
+
+STATUSES = (
+    "NoImage", "Active", "Downloading", "Validating", "Available",
+    "DownloadFailed", "ValidationFailed", "InstallationFailed", "ActivationFailed",
+)
+NO_IMAGE, ACTIVE, DOWNLOADING, VALIDATING, AVAILABLE = 0, 1, 2, 3, 4
+DOWNLOAD_FAILED, VALIDATION_FAILED, INSTALLATION_FAILED, ACTIVATION_FAILED = 5, 6, 7, 8
+
+CHUNK = 512  # read-back and re-hash buffer: the largest allocation while writing
+
+
+class SlotError(Exception):
+    """Base of every refusal; `status` is the TR-181 status it leaves (None = unchanged)."""
+    status = None
+
+
+class NoSuchSlot(SlotError):
+    pass
+
+
+class SlotBusy(SlotError):
+    pass
+
+
+class NotAvailable(SlotError):
+    pass
+
+
+class NotRunning(SlotError):
+    pass
+
+
+class ImageTooLarge(SlotError):
+    status = DOWNLOAD_FAILED
+
+
+class ImageTruncated(SlotError):
+    status = DOWNLOAD_FAILED
+
+
+class ChecksumMismatch(SlotError):
+    status = VALIDATION_FAILED
+
+
+class InvalidImage(SlotError):
+    status = VALIDATION_FAILED
+
+
+class ReadBackMismatch(SlotError):
+    status = INSTALLATION_FAILED
+
+
+class TransferFailed(SlotError):
+    status = DOWNLOAD_FAILED
+
+
+def _hex(b):
+    return "".join("%02x" % x for x in b)
+
+
+class SlotManager:
+    """N slots plus the journal. `inspect(dev, length) -> (name, version)` checks format."""
+
+    def __init__(self, slot_devs, journal_dev, write_size=1, max_attempts=3, inspect=None):
+        self.regions = [FlashRegion(d, write_size) for d in slot_devs]
+        self.n = len(slot_devs)
+        self.write_size = write_size
+        self.max_attempts = max_attempts
+        self.inspect = inspect
+        self.meta = MetaStore(FlashRegion(journal_dev, write_size), self.n)
+        self.meta.load()
+        self.running = self.meta.get(DEVICE, "r", -1)
+        self._verified = {}
+
+    # -- reading state ------------------------------------------------------------
+    def _slot(self, i):
+        if not isinstance(i, int) or not 0 <= i < self.n:
+            raise NoSuchSlot("no slot %r (have %d)" % (i, self.n))
+        return self.meta.section(i)
+
+    @property
+    def boot_slot(self):
+        return self.meta.get(DEVICE, "b", 0)
+
+    @property
+    def lkg(self):
+        return self.meta.get(DEVICE, "k", -1)
+
+    def status_code(self, i):
+        st = self._slot(i).get("st", NO_IMAGE)
+        return ACTIVE if st == AVAILABLE and i == self.running else st
+
+    def status(self, i):
+        return STATUSES[self.status_code(i)]
+
+    def info(self, i):
+        s = self._slot(i)
+        h = s.get("h")
+        return {
+            "slot": i,
+            "Name": s.get("nm", ""),
+            "Version": s.get("vr", ""),
+            "Status": self.status(i),
+            "Available": bool(s.get("av")),
+            "BootFailureLog": s.get("lg", ""),
+            "Alias": s.get("al", "cpe-slot%d" % i),
+            "Length": s.get("ln", 0),
+            "SHA256": _hex(h) if h else "",
+            "Attempts": s.get("n", 0),
+            "Boot": i == self.boot_slot,
+            "Running": i == self.running,
+            "LastKnownGood": i == self.lkg,
+            "Capacity": self.regions[i].size,
+        }
+
+    def slot_size(self, i):
+        self._slot(i)
+        return self.regions[i].size
+
+    def download_progress(self, i):
+        return self._slot(i).get("dl")
+
+    # -- verification -------------------------------------------------------------
+    def hash_slot(self, i, length, algorithm="SHA-256"):
+        """Digest of the first `length` bytes of slot i, read in CHUNK pieces."""
+        h = hashlib.sha256() if algorithm == "SHA-256" else hashes.new(algorithm)
+        _feed(self.regions[i], 0, length, (h,))
+        return h.digest()
+
+    def verify(self, i):
+        """True when slot i holds an image whose bytes still match its SHA-256."""
+        s = self._slot(i)
+        h = s.get("h")
+        if not h or s.get("ln") is None:
+            return False
+        return self.hash_slot(i, s["ln"]) == h
+
+    # -- explicit changes ---------------------------------------------------------
+    def set_boot(self, i):
+        s = self._slot(i)
+        if s.get("st") != AVAILABLE or not s.get("av"):
+            raise NotAvailable("slot %d is %s%s: it cannot be the boot image" % (
+                i, self.status(i), "" if s.get("av") else " and not Available"))
+        ch = {DEVICE: {"b": i}}
+        if i != self.lkg:
+            ch[i] = {"n": 0}
+        self.meta.update(ch)
+
+    def set_available(self, i, flag):
+        s = self._slot(i)
+        flag = bool(flag)
+        if not flag and (i == self.running or i == self.boot_slot):
+            raise SlotBusy("slot %d is the %s image: Available must stay true" % (
+                i, "active" if i == self.running else "boot"))
+        if flag and s.get("st") not in (AVAILABLE,):
+            raise NotAvailable("slot %d is %s: nothing to make available" % (i, self.status(i)))
+        if bool(s.get("av")) != flag:
+            self.meta.update({i: {"av": flag}})
+
+    def set_alias(self, i, alias):
+        self._slot(i)
+        if not isinstance(alias, str) or len(alias) > 64:
+            raise ValueError("Alias is a string of at most 64 characters")
+        self.meta.update({i: {"al": alias}})
+
+    def protected(self):
+        """Slots that must not be written: running, last-known-good, boot target."""
+        p = []
+        for i in (self.running, self.lkg):
+            if 0 <= i < self.n and i not in p:
+                p.append(i)
+        b = self.boot_slot
+        # an empty or failed boot target holds nothing worth keeping
+        if b not in p and self._slot(b).get("st") == AVAILABLE:
+            p.append(b)
+        return p
+
+    def pick_target(self):
+        """The slot a new image should go to: unprotected, emptiest first."""
+        prot = self.protected()
+        best = None
+        for i in range(self.n):
+            if i in prot:
+                continue
+            if best is None or self._slot(i).get("st", 0) != AVAILABLE:
+                best = i
+                if self._slot(i).get("st", 0) != AVAILABLE:
+                    break
+        if best is None:
+            raise SlotBusy("every slot is running, last-known-good or the boot target")
+        return best
+
+    # -- writing ------------------------------------------------------------------
+    def install(self, i, size=0, algorithm="", checksum=b"", name="", version="", extra=None):
+        """Start writing a new image into slot i; returns an ImageWriter.
+
+        size: expected length (0 = unknown); algorithm/checksum: TR-181 name and digest
+        bytes (empty = do not validate). Nothing is erased before these checks pass.
+        """
+        self._slot(i)
+        if i in self.protected():
+            raise SlotBusy("slot %d holds the %s image and cannot be overwritten" % (
+                i, "running" if i == self.running else
+                "last-known-good" if i == self.lkg else "boot"))
+        if size and size > self.regions[i].size:
+            raise ImageTooLarge("image of %d bytes does not fit slot %d (%d bytes)" % (
+                size, i, self.regions[i].size))
+        if checksum and not algorithm:
+            raise ValueError("a checksum needs its CheckSumAlgorithm")
+        if algorithm:
+            hashes.new(algorithm)  # unsupported names fail before anything is erased
+            if checksum and len(checksum) != hashes.digest_size(algorithm):
+                raise ValueError("%s checksum must be %d bytes, got %d" % (
+                    algorithm, hashes.digest_size(algorithm), len(checksum)))
+        dl = {"o": 0, "z": size, "a": algorithm, "c": checksum, "m": [name, version]}
+        if extra:
+            for k in extra:
+                dl[k] = extra[k]
+        self.meta.update({i: {"st": DOWNLOADING, "av": False, "n": 0, "lg": None, "nm": None,
+                              "vr": None, "h": None, "ln": None, "dl": dl}})
+        return ImageWriter(self, i, dl, 0)
+
+    def resume(self, i):
+        """Continue an interrupted install of slot i from its last checkpoint."""
+        s = self._slot(i)
+        dl = s.get("dl")
+        if s.get("st") != DOWNLOADING or not dl:
+            raise SlotError("slot %d has no interrupted download to resume" % i)
+        r = self.regions[i]
+        off = dl.get("o", 0)
+        sec_start = off - off % r.sector
+        # bytes programmed after the checkpoint make the rest of that sector unusable
+        if off % r.sector and not r.is_erased(off, r.sector - off, bytearray(CHUNK)):
+            off = sec_start
+        return ImageWriter(self, i, dl, off)
+
+    def fail(self, i, status, why):
+        self.meta.update({i: {"st": status, "lg": why, "av": False, "dl": None}})
+
+    def erase_slot(self, i):
+        """Forget slot i's image (status NoImage); refused for protected slots."""
+        self._slot(i)
+        if i in self.protected():
+            raise SlotBusy("slot %d is protected (running, last-known-good or boot)" % i)
+        r = self.regions[i]
+        self.meta.update({i: {"st": NO_IMAGE, "av": False, "nm": None, "vr": None, "h": None,
+                              "ln": None, "dl": None, "lg": None, "n": 0}})
+        for s in range(r.sectors):
+            r.erase(s)
+
+    # -- booting ------------------------------------------------------------------
+    def decide(self):
+        """The boot decision for the current state (nothing written)."""
+        return bootdecision.decide(self.meta.state, self.n, self._verify_cached, self.max_attempts)
+
+    def boot(self):
+        """Decide, commit the decision (attempt count, failures) and note the running slot."""
+        self._verified = {}
+        d = self.decide()
+        if d.changes:
+            self.meta.update(d.changes)
+        self.running = d.slot if d.slot is not None else -1
+        return d
+
+    def _verify_cached(self, i):
+        v = self._verified.get(i)
+        if v is None:
+            v = self._verified[i] = self.verify(i)
+        return v
+
+    def confirm(self, i=None):
+        """Mark the running slot healthy: it becomes last-known-good, attempts reset."""
+        r = self.running
+        if i is None:
+            i = r
+        if i != r or r < 0:
+            raise NotRunning("slot %r is not the running slot (%r)" % (i, r))
+        s = self._slot(r)
+        if self.lkg == r and not s.get("n"):
+            return False
+        self.meta.update({DEVICE: {"k": r}, r: {"n": 0}})
+        return True
+
+
+def _feed(region, start, length, hashers, buf=None):
+    buf = buf or bytearray(CHUNK)
+    mv = memoryview(buf)
+    off = start
+    end = start + length
+    while off < end:
+        n = min(len(buf), end - off)
+        region.read(off, mv[:n])
+        for h in hashers:
+            h.update(mv[:n])
+        off += n
+
+
+class ImageWriter:
+    """Streams one image into a slot. write() any sizes, checkpoint(), finish()."""
+
+    def __init__(self, mgr, i, dl, offset):
+        self.mgr = mgr
+        self.slot = i
+        self.region = mgr.regions[i]
+        self.dl = dl
+        self.size = dl.get("z", 0)
+        self.algorithm = dl.get("a", "")
+        self.checksum = dl.get("c", b"")
+        self.sha = hashlib.sha256()
+        self.user = None
+        if self.algorithm and self.algorithm != "SHA-256":
+            self.user = hashes.new(self.algorithm)
+        ws = mgr.write_size
+        self.pending = bytearray(ws)  # bytes waiting for a whole program unit
+        self.npend = 0
+        self.offset = offset          # bytes programmed so far
+        sec = self.region.sector
+        # the sector holding `offset` is usable only if the checkpoint left it erased
+        # resume mid-sector only happens when the rest of that sector is still erased
+        self.erased_to = offset if offset % sec == 0 else offset - offset % sec + sec
+        if offset:
+            hs = [self.sha] + ([self.user] if self.user else [])
+            _feed(self.region, 0, offset, hs)
+        self.done = False
+
+    @property
+    def received(self):
+        return self.offset + self.npend
+
+    def write(self, data):
+        """Program `data` after what came before; ImageTooLarge past the slot's end."""
+        if self.done:
+            raise SlotError("writer already finished")
+        n = len(data)
+        if self.received + n > self.region.size:
+            self.abort(ImageTooLarge("image exceeds slot %d capacity of %d bytes" % (
+                self.slot, self.region.size)))
+        mv = memoryview(data)
+        self.sha.update(mv)
+        if self.user:
+            self.user.update(mv)
+        ws = len(self.pending)
+        pos = 0
+        if self.npend:
+            take = min(ws - self.npend, n)
+            self.pending[self.npend:self.npend + take] = mv[:take]
+            self.npend += take
+            pos = take
+            if self.npend == ws:
+                self._program(self.pending)
+                self.npend = 0
+        whole = (n - pos) - (n - pos) % ws
+        if whole:
+            self._program(mv[pos:pos + whole])
+            pos += whole
+        rest = n - pos
+        if rest:
+            self.pending[:rest] = mv[pos:]
+            self.npend = rest
+
+    def _program(self, mv):
+        r = self.region
+        off = self.offset
+        end = off + len(mv)
+        while self.erased_to < end:  # erase ahead: just before the first byte lands
+            r.erase(self.erased_to // r.sector)
+            self.erased_to += r.sector
+        r.program(off, mv)
+        self.offset = end
+
+    def checkpoint(self, **extra):
+        """Persist progress (programmed offset plus fetcher keys such as ETag)."""
+        dl = dict(self.dl)
+        dl["o"] = self.offset
+        for k in extra:
+            dl[k] = extra[k]
+        self.dl = dl
+        self.mgr.meta.update({self.slot: {"dl": dl}})
+
+    def abort(self, err):
+        """Record the failure in the slot and raise it."""
+        if not isinstance(err, SlotError):
+            err = TransferFailed(str(err))
+        self.done = True
+        self.mgr.fail(self.slot, err.status or DOWNLOAD_FAILED, str(err))
+        raise err
+
+    def finish(self, name="", version=""):
+        """Validate and make the image Available. Returns the slot's info dict."""
+        if self.done:
+            raise SlotError("writer already finished")
+        ws = len(self.pending)
+        total = self.received
+        if self.npend:  # pad the last unit with erased bytes (image length stays exact)
+            for j in range(self.npend, ws):
+                self.pending[j] = 0xFF
+            self._program(self.pending)
+            self.npend = 0
+        mgr, i = self.mgr, self.slot
+        if self.size and total != self.size:
+            self.abort(ImageTruncated("received %d of %d bytes" % (total, self.size)))
+        if total == 0:
+            self.abort(ImageTruncated("empty image"))
+        mgr.meta.update({i: {"st": VALIDATING, "dl": None}})
+        digest = self.sha.digest()
+        if self.checksum:
+            got = self.user.digest() if self.user else digest
+            if got != self.checksum:
+                self.abort(ChecksumMismatch("%s mismatch: expected %s, image has %s" % (
+                    self.algorithm, _hex(self.checksum), _hex(got))))
+        if mgr.hash_slot(i, total) != digest:
+            self.abort(ReadBackMismatch("read-back of slot %d does not match what was written" % i))
+        m = self.dl.get("m") or ["", ""]
+        name = name or m[0]
+        version = version or m[1]
+        if mgr.inspect:
+            try:
+                nm, vr = mgr.inspect(self.region.dev, total)
+            except Exception as e:
+                self.abort(InvalidImage("not a valid image: %s" % e))
+            name = nm or name  # the image's own manifest wins over hints
+            version = vr or version
+        self.done = True
+        mgr.meta.update({i: {"st": AVAILABLE, "av": True, "ln": total, "h": digest,
+                             "nm": name or "slot%d" % i, "vr": version or "unknown", "n": 0}})
+        return mgr.info(i)
