@@ -1,0 +1,115 @@
+"""RFC 7959 block-wise transfers, server side.
+
+Block2: slice a body (bytes or a read(offset, n) callable) into the block the client
+asked for, never holding more than one block of a streamed body.
+Block1: reassemble uploads in a bounded number of bounded buffers.
+"""
+from . import numbers as N
+from ._compat import ticks_ms, ticks_diff
+
+OUT_OF_RANGE = "out of range"
+
+
+def block2_slice(body, reader, size, req_block2, max_szx):
+    """-> (chunk, (num, more, szx) or None, size); raises ValueError(OUT_OF_RANGE).
+
+    `body` is bytes-like or None; then `reader(offset, n)` supplies bytes and `size`
+    (total length, may be None when unknown) bounds it.
+    """
+    if body is not None:
+        size = len(body)
+    max_bs = N.szx_to_size(max_szx)
+    if req_block2 is None:
+        if size is not None and size <= max_bs:
+            return (body if body is not None else reader(0, size)), None, size
+        num, szx_c = 0, max_szx
+    else:
+        num, _, szx_c = req_block2
+    szx = szx_c if szx_c < max_szx else max_szx
+    offset = num * N.szx_to_size(szx_c)
+    bs = N.szx_to_size(szx)
+    num = offset // bs  # the server may shrink the block size; offset stays put
+    if size is not None and offset >= size and not (offset == 0 and size == 0):
+        raise ValueError(OUT_OF_RANGE)
+    if body is not None:
+        chunk = body[offset:offset + bs]
+        more = offset + len(chunk) < size
+    elif size is not None:
+        chunk = reader(offset, min(bs, size - offset))
+        more = offset + len(chunk) < size
+    else:
+        chunk = reader(offset, bs + 1)
+        more = len(chunk) > bs
+        chunk = chunk[:bs]
+        if not chunk and offset:
+            raise ValueError(OUT_OF_RANGE)
+    return chunk, (num, more, szx), size
+
+
+# feed() outcomes
+B1_CONTINUE = 0
+B1_DONE = 1
+B1_INCOMPLETE = 2
+B1_TOO_LARGE = 3
+B1_BAD = 4
+
+
+class Block1Assembler:
+    """Reassembles Block1 uploads keyed by (peer, path).
+
+    At most `slots` uploads at once (the oldest is evicted) and each bounded by the
+    resource's limit; an idle upload expires after `lifetime_ms`.
+    Device cost: slots * limit bytes in the worst case.
+    """
+
+    def __init__(self, slots=2, lifetime_ms=N.DEFAULT_PARAMS.exchange_lifetime_ms):
+        self.slots = slots
+        self.lifetime_ms = lifetime_ms
+        self._ups = []  # [key, t, bytearray]
+
+    def _find(self, key):
+        now = ticks_ms()
+        self._ups = [u for u in self._ups if ticks_diff(now, u[1]) <= self.lifetime_ms]
+        for u in self._ups:
+            if u[0] == key:
+                return u
+        return None
+
+    def discard(self, key):
+        self._ups = [u for u in self._ups if u[0] != key]
+
+    def feed(self, key, num, more, szx, payload, limit, size1=None):
+        """-> (outcome, body or None)."""
+        bs = N.szx_to_size(szx)
+        if more and len(payload) != bs:
+            self.discard(key)
+            return B1_BAD, None
+        offset = num * bs
+        up = self._find(key)
+        if num == 0:
+            if up is not None:
+                self.discard(key)
+            if (size1 is not None and size1 > limit) or len(payload) > limit:
+                return B1_TOO_LARGE, None
+            if not more:
+                return B1_DONE, payload
+            while len(self._ups) >= self.slots:
+                self._ups.pop(0)
+            self._ups.append([key, ticks_ms(), bytearray(payload)])
+            return B1_CONTINUE, None
+        if up is None:
+            return B1_INCOMPLETE, None
+        buf = up[2]
+        if offset != len(buf):
+            if more and offset + len(payload) == len(buf):
+                return B1_CONTINUE, None  # the last block again (lost 2.31): harmless
+            return B1_INCOMPLETE, None
+        if len(buf) + len(payload) > limit:
+            self.discard(key)
+            return B1_TOO_LARGE, None
+        buf += payload
+        up[1] = ticks_ms()
+        if more:
+            return B1_CONTINUE, None
+        self.discard(key)
+        return B1_DONE, bytes(buf)

@@ -1,0 +1,284 @@
+"""CoAP client: requests with Block1 upload and Block2 download (RFC 7959).
+
+    client = CoapClient()                       # own endpoint on an ephemeral port
+    client = CoapClient(endpoint)               # share the server's endpoint (USP)
+    resp = client.request(N.POST, "coap://h/usp?reply-to=...", record,
+                          content_format=N.OCTET_STREAM)
+    info = client.fetch("coap://h/fw.bin", on_block, start_block=17)
+
+`fetch` streams: each block goes to on_block(offset, chunk, block_num, more, etag,
+size2) and is dropped, so a 1 MiB image needs one block of RAM. The block-wise
+logic is written once as generators of request messages and driven either
+synchronously (request/fetch) or from asyncio (arequest/afetch).
+"""
+from . import numbers as N
+from .message import CoapMessage, block_encode, uint_encode
+from .uri import parse_uri
+from .error import CoapResponseError, RepresentationChanged, BodyTooLarge
+from ._compat import urandom
+
+
+class FetchResult:
+    """Outcome of fetch(): etag, size2 (None if the server gave none), next_offset
+    (bytes up to which the representation is now known), blocks (delivered count),
+    complete (False if on_block stopped the transfer)."""
+
+    def __init__(self):
+        self.etag = None
+        self.size2 = None
+        self.next_offset = 0
+        self.next_block = 0
+        self.blocks = 0
+        self.complete = False
+        self.response = None
+
+    def __repr__(self):
+        return "FetchResult(etag=%r, size2=%r, next_offset=%d, blocks=%d, complete=%r)" % (
+            self.etag, self.size2, self.next_offset, self.blocks, self.complete)
+
+
+class CoapClient:
+    def __init__(self, endpoint=None, params=None, timeout_ms=None):
+        if endpoint is None:
+            from .protocol import CoapEndpoint
+            endpoint = CoapEndpoint(params=params)
+            self._own = True
+        else:
+            self._own = False
+        self.endpoints = {endpoint.transport.scheme: endpoint}
+        self.timeout_ms = timeout_ms
+
+    @property
+    def endpoint(self):
+        return self.endpoints.get("coap") or next(iter(self.endpoints.values()))
+
+    def add_endpoint(self, endpoint):
+        """Register an endpoint for another scheme (e.g. a DTLS one for coaps)."""
+        self.endpoints[endpoint.transport.scheme] = endpoint
+
+    def close(self):
+        if self._own:
+            for ep in self.endpoints.values():
+                ep.close()
+
+    # --- public synchronous API --------------------------------------------------
+    def request(self, method, uri, payload=b"", options=None, content_format=None,
+                accept=None, block_size=1024, confirmable=True, max_body=65536):
+        """-> final response CoapMessage, its payload the whole (Block2-reassembled) body.
+
+        4.xx/5.xx come back as responses (check .code); timeouts raise CoapTimeout.
+        """
+        ep, addr, u = self._target(uri)
+        gen = self._request_flow(method, u, payload, options, content_format, accept,
+                                 N.size_to_szx(block_size), confirmable, max_body)
+        return self._drive(gen, ep, addr)
+
+    def fetch(self, uri, on_block, block_size=1024, start_block=0, options=None, etag=None):
+        """Block2 GET streamed to on_block(offset, chunk, block_num, more, etag, size2).
+
+        start_block resumes at that block (of block_size); etag, if given, is the one
+        seen before the resume and RepresentationChanged is raised if it differs.
+        on_block may return False to stop early. -> FetchResult. A non-2.05 answer
+        raises CoapResponseError.
+        """
+        ep, addr, u = self._target(uri)
+        gen = self._fetch_flow(u, on_block, N.size_to_szx(block_size), start_block, options, etag)
+        return self._drive(gen, ep, addr)
+
+    # --- asyncio API (needs `endpoint.run()` running as a task) -------------------
+    async def arequest(self, method, uri, payload=b"", options=None, content_format=None,
+                       accept=None, block_size=1024, confirmable=True, max_body=65536):
+        ep, addr, u = self._target(uri)
+        gen = self._request_flow(method, u, payload, options, content_format, accept,
+                                 N.size_to_szx(block_size), confirmable, max_body)
+        return await self._adrive(gen, ep, addr)
+
+    async def afetch(self, uri, on_block, block_size=1024, start_block=0, options=None, etag=None):
+        ep, addr, u = self._target(uri)
+        gen = self._fetch_flow(u, on_block, N.size_to_szx(block_size), start_block, options, etag)
+        return await self._adrive(gen, ep, addr)
+
+    # --- drivers ------------------------------------------------------------------
+    def _target(self, uri):
+        u = parse_uri(uri) if isinstance(uri, str) else uri
+        ep = self.endpoints.get(u.scheme)
+        if ep is None:
+            raise ValueError("no endpoint for scheme %s (coaps needs a DTLS transport)" % u.scheme)
+        return ep, ep.transport.resolve(u.host, u.port), u
+
+    def _new_token(self, ep):
+        while True:
+            t = urandom(4)
+            if t not in ep._exchanges:
+                return t
+
+    def _drive(self, gen, ep, addr):
+        try:
+            msg = next(gen)
+            while True:
+                msg.token = self._new_token(ep)
+                resp = ep.wait(ep.send_request(msg, addr, self.timeout_ms))
+                msg = gen.send(resp)
+        except StopIteration as e:
+            return e.value
+
+    async def _adrive(self, gen, ep, addr):
+        try:
+            msg = next(gen)
+            while True:
+                msg.token = self._new_token(ep)
+                resp = await ep.await_exchange(ep.send_request(msg, addr, self.timeout_ms))
+                msg = gen.send(resp)
+        except StopIteration as e:
+            return e.value
+
+    # --- block-wise flows (generators: yield request, receive response) -----------
+    def _base(self, method, u, options, content_format, accept, confirmable):
+        m = CoapMessage(N.CON if confirmable else N.NON, method)
+        m.options = u.options()
+        if options:
+            for num, v in options:
+                m.add_opt(num, v)
+        if content_format is not None:
+            m.add_opt(N.CONTENT_FORMAT, content_format)
+        if accept is not None:
+            m.add_opt(N.ACCEPT, accept)
+        return m
+
+    def _request_flow(self, method, u, payload, options, content_format, accept, szx,
+                      confirmable, max_body):
+        base = self._base(method, u, options, content_format, accept, confirmable)
+        total = len(payload)
+        bs = N.szx_to_size(szx)
+        if total <= bs:
+            m = _copy(base)
+            m.payload = payload
+            resp = yield m
+        else:
+            offset = 0
+            num = 0
+            while True:
+                chunk = payload[offset:offset + bs]
+                more = offset + len(chunk) < total
+                m = _copy(base)
+                m.add_opt(N.BLOCK1, block_encode(num, more, szx))
+                if num == 0:
+                    m.add_opt(N.SIZE1, total)
+                m.payload = bytes(chunk)
+                resp = yield m
+                b1 = _block(resp, N.BLOCK1)
+                if resp.code == N.REQUEST_ENTITY_TOO_LARGE and num == 0 and b1 and b1[2] < szx:
+                    szx = b1[2]  # server asks for smaller blocks: start over
+                    bs = N.szx_to_size(szx)
+                    continue
+                if not more or resp.code != N.CONTINUE:
+                    break
+                offset += len(chunk)
+                if b1 is not None and b1[2] < szx:
+                    szx = b1[2]
+                    bs = N.szx_to_size(szx)
+                num = offset // bs
+        b2 = _block(resp, N.BLOCK2)
+        if b2 is None or not b2[1]:
+            return resp
+        # the response body comes in blocks: collect them (bounded by max_body)
+        body = bytearray(resp.payload)
+        etag = resp.etag
+        final = resp
+        while True:
+            num, more, rszx = b2
+            if not more:
+                break
+            if len(body) > max_body:
+                raise BodyTooLarge("response body over %d bytes" % max_body)
+            m = _copy(base)
+            m.add_opt(N.BLOCK2, block_encode(len(body) // N.szx_to_size(rszx), False, rszx))
+            resp = yield m
+            if not N.is_success(resp.code):
+                return resp
+            if resp.etag != etag:
+                raise RepresentationChanged(etag, resp.etag)
+            b2 = _block(resp, N.BLOCK2)
+            if b2 is None:
+                raise CoapResponseError(resp, "Block2 missing in a continuation")
+            if b2[0] * N.szx_to_size(b2[2]) != len(body):
+                raise CoapResponseError(resp, "Block2 out of sequence")
+            body += resp.payload
+            final = resp
+        if len(body) > max_body:
+            raise BodyTooLarge("response body over %d bytes" % max_body)
+        final.payload = bytes(body)
+        final.remove_opt(N.BLOCK2)
+        return final
+
+    def _fetch_flow(self, u, on_block, szx, start_block, options, etag):
+        base = self._base(N.GET, u, options, None, None, True)
+        res = FetchResult()
+        offset = start_block * N.szx_to_size(szx)
+        first = True
+        while True:
+            m = _copy(base)
+            m.add_opt(N.BLOCK2, block_encode(offset // N.szx_to_size(szx), False, szx))
+            if first:
+                m.add_opt(N.SIZE2, 0)  # ask for the total size (RFC 7959 4)
+            resp = yield m
+            res.response = resp
+            if resp.code != N.CONTENT:
+                raise CoapResponseError(resp)
+            tag = resp.etag
+            if first:
+                if etag is not None and tag != etag:
+                    raise RepresentationChanged(etag, tag)
+                res.etag = tag
+            elif tag != res.etag:
+                raise RepresentationChanged(res.etag, tag)
+            s2 = resp.opt_uint(N.SIZE2)
+            if s2 is not None:
+                res.size2 = s2
+            b2 = _block(resp, N.BLOCK2)
+            if b2 is None:
+                # no block-wise support: the whole body arrived at once
+                chunk = resp.payload[offset:] if offset else resp.payload
+                if res.size2 is None:
+                    res.size2 = len(resp.payload)
+                on_block(offset, chunk, 0, False, tag, res.size2)
+                res.blocks += 1
+                res.next_offset = len(resp.payload)
+                res.complete = True
+                return res
+            num, more, rszx = b2
+            if num * N.szx_to_size(rszx) != offset:
+                raise CoapResponseError(resp, "Block2 out of sequence")
+            first = False
+            szx = rszx
+            r = on_block(offset, resp.payload, num, more, tag, res.size2)
+            res.blocks += 1
+            offset += len(resp.payload)
+            res.next_offset = offset
+            res.next_block = num + 1
+            if not more:
+                res.complete = True
+                return res
+            if r is False:
+                return res
+
+
+def _copy(m):
+    return CoapMessage(m.mtype, m.code, 0, b"", list(m.options), b"")
+
+
+def _block(msg, num):
+    v = msg.opt(num)
+    if v is None:
+        return None
+    from .message import block_decode
+    return block_decode(v)
+
+
+def request(method, uri, payload=b"", **kw):
+    """One-shot convenience: a client with its own socket, closed afterwards."""
+    c = CoapClient()
+    try:
+        return c.request(method, uri, payload, **kw)
+    finally:
+        c.close()

@@ -1,0 +1,287 @@
+"""CoapMessage: plain data plus the RFC 7252 section 3 wire format.
+
+Wire layout (RFC 7252 3):
+
+    byte 0     Ver(2 bits, =1) | Type(2) | TKL(4, 0..8)
+    byte 1     Code (class 3 bits . detail 5 bits)
+    byte 2..3  Message ID, big endian
+    TKL bytes  Token
+    options    delta(4)|length(4) [ext delta][ext length] value   (13 -> +1 byte, 14 -> +2 bytes)
+    0xFF       payload marker, only if the payload is not empty
+    payload
+
+Options are kept as a list of (number, bytes) in wire order; repeated options
+(Uri-Path, Uri-Query, ...) stay in the order they were added. Device cost: one
+list and one bytes object per option; the payload is one copy of the datagram tail.
+"""
+from . import numbers as N
+
+
+class CoapDecodeError(ValueError):
+    """A datagram that is not a well-formed CoAP message.
+
+    `mtype` and `mid` are set once the 4-byte header parsed with version 1, so a
+    receiver can answer a malformed CON with RST (RFC 7252 4.2); otherwise the
+    datagram must be dropped silently (unknown version, truncated header).
+    """
+
+    def __init__(self, reason, mtype=None, mid=None, token=None, code=None):
+        ValueError.__init__(self, reason)
+        self.reason = reason
+        self.mtype = mtype
+        self.mid = mid
+        self.token = token
+        self.code = code
+
+    def should_reset(self):
+        return self.mtype == N.CON and self.mid is not None
+
+
+class CoapMessage:
+    __slots__ = ("mtype", "code", "mid", "token", "options", "payload")
+
+    def __init__(self, mtype=N.CON, code=N.EMPTY, mid=0, token=b"", options=None, payload=b""):
+        self.mtype = mtype
+        self.code = code
+        self.mid = mid
+        self.token = token
+        self.options = options if options is not None else []
+        self.payload = payload
+
+    # --- options -----------------------------------------------------------
+    def opt_all(self, num):
+        return [v for (n, v) in self.options if n == num]
+
+    def opt(self, num, default=None):
+        for n, v in self.options:
+            if n == num:
+                return v
+        return default
+
+    def has_opt(self, num):
+        for n, _ in self.options:
+            if n == num:
+                return True
+        return False
+
+    def opt_uint(self, num, default=None):
+        v = self.opt(num)
+        return default if v is None else uint_decode(v)
+
+    def add_opt(self, num, value):
+        """Append an option; value is bytes, str (UTF-8) or int (uint encoding)."""
+        if isinstance(value, int):
+            value = uint_encode(value)
+        elif isinstance(value, str):
+            value = value.encode()
+        self.options.append((num, bytes(value)))
+        return self
+
+    def set_opt(self, num, value):
+        self.remove_opt(num)
+        return self.add_opt(num, value)
+
+    def remove_opt(self, num):
+        self.options = [(n, v) for (n, v) in self.options if n != num]
+
+    @property
+    def uri_path(self):
+        return [v.decode() for v in self.opt_all(N.URI_PATH)]
+
+    @property
+    def uri_query(self):
+        return [v.decode() for v in self.opt_all(N.URI_QUERY)]
+
+    @property
+    def content_format(self):
+        return self.opt_uint(N.CONTENT_FORMAT)
+
+    @property
+    def block1(self):
+        v = self.opt(N.BLOCK1)
+        return None if v is None else block_decode(v)
+
+    @property
+    def block2(self):
+        v = self.opt(N.BLOCK2)
+        return None if v is None else block_decode(v)
+
+    @property
+    def etag(self):
+        return self.opt(N.ETAG)
+
+    def is_request(self):
+        return N.is_request(self.code)
+
+    def is_response(self):
+        return N.is_response(self.code)
+
+    def __repr__(self):
+        return "<CoapMessage %s %s mid=%d token=%s opts=%r payload=%d bytes>" % (
+            N.TYPE_NAMES[self.mtype], N.METHOD_NAMES.get(self.code, N.code_str(self.code)),
+            self.mid, _hex(self.token), self.options, len(self.payload))
+
+    # --- wire format -------------------------------------------------------
+    def encode(self):
+        tkl = len(self.token)
+        if tkl > 8:
+            raise ValueError("token longer than 8 bytes")
+        out = bytearray(4)
+        out[0] = 0x40 | (self.mtype << 4) | tkl
+        out[1] = self.code
+        out[2] = (self.mid >> 8) & 0xFF
+        out[3] = self.mid & 0xFF
+        out += self.token
+        # stable sort keeps repeated options in insertion order
+        opts = sorted(self.options, key=_optnum)
+        last = 0
+        for num, val in opts:
+            delta = num - last
+            last = num
+            ln = len(val)
+            d, dext = _nibble(delta)
+            l, lext = _nibble(ln)
+            out.append((d << 4) | l)
+            out += dext
+            out += lext
+            out += val
+        if self.payload:
+            out.append(0xFF)
+            out += self.payload
+        return bytes(out)
+
+    @classmethod
+    def decode(cls, data):
+        return decode(data)
+
+
+def _optnum(o):
+    return o[0]
+
+
+def _hex(b):
+    return "".join("%02x" % x for x in b)
+
+
+def _nibble(v):
+    if v < 13:
+        return v, b""
+    if v < 269:
+        return 13, bytes((v - 13,))
+    if v < 65805:
+        v -= 269
+        return 14, bytes((v >> 8, v & 0xFF))
+    raise ValueError("option delta/length too large")
+
+
+def decode(data):
+    """Parse one datagram into a CoapMessage or raise CoapDecodeError."""
+    n = len(data)
+    if n < 4:
+        raise CoapDecodeError("truncated header")
+    b0 = data[0]
+    if b0 >> 6 != 1:
+        raise CoapDecodeError("unknown version %d" % (b0 >> 6))
+    mtype = (b0 >> 4) & 3
+    tkl = b0 & 15
+    code = data[1]
+    mid = (data[2] << 8) | data[3]
+    if tkl > 8:
+        raise CoapDecodeError("token length %d" % tkl, mtype, mid, None, code)
+    if 4 + tkl > n:
+        raise CoapDecodeError("truncated token", mtype, mid, None, code)
+    token = bytes(data[4:4 + tkl])
+    if code == N.EMPTY:
+        if n != 4:
+            raise CoapDecodeError("empty message with content", mtype, mid, token, code)
+        return CoapMessage(mtype, code, mid, token)
+    cls_ = code >> 5
+    if cls_ == 1 or cls_ >= 6:
+        raise CoapDecodeError("reserved code class %d" % cls_, mtype, mid, token, code)
+    pos = 4 + tkl
+    options = []
+    num = 0
+    payload = b""
+    while pos < n:
+        b = data[pos]
+        pos += 1
+        if b == 0xFF:
+            if pos >= n:
+                raise CoapDecodeError("payload marker without payload", mtype, mid, token, code)
+            payload = bytes(data[pos:])
+            break
+        delta = b >> 4
+        ln = b & 15
+        if delta == 15 or ln == 15:
+            raise CoapDecodeError("reserved option nibble 15", mtype, mid, token, code)
+        if delta == 13:
+            if pos >= n:
+                raise CoapDecodeError("truncated option delta", mtype, mid, token, code)
+            delta = data[pos] + 13
+            pos += 1
+        elif delta == 14:
+            if pos + 2 > n:
+                raise CoapDecodeError("truncated option delta", mtype, mid, token, code)
+            delta = ((data[pos] << 8) | data[pos + 1]) + 269
+            pos += 2
+        if ln == 13:
+            if pos >= n:
+                raise CoapDecodeError("truncated option length", mtype, mid, token, code)
+            ln = data[pos] + 13
+            pos += 1
+        elif ln == 14:
+            if pos + 2 > n:
+                raise CoapDecodeError("truncated option length", mtype, mid, token, code)
+            ln = ((data[pos] << 8) | data[pos + 1]) + 269
+            pos += 2
+        if pos + ln > n:
+            raise CoapDecodeError("option runs past the end", mtype, mid, token, code)
+        num += delta
+        options.append((num, bytes(data[pos:pos + ln])))
+        pos += ln
+    return CoapMessage(mtype, code, mid, token, options, payload)
+
+
+# --- option value formats (RFC 7252 3.2) -----------------------------------
+def uint_encode(v):
+    """Minimal big-endian bytes; 0 encodes as the empty string."""
+    if v < 0:
+        raise ValueError("negative uint")
+    out = bytearray()
+    while v:
+        out.insert(0, v & 0xFF)
+        v >>= 8
+    return bytes(out)
+
+
+def uint_decode(b):
+    v = 0
+    for x in b:
+        v = (v << 8) | x
+    return v
+
+
+def block_encode(num, more, szx):
+    """Block1/Block2 option value (RFC 7959 2.2): NUM | M | SZX."""
+    if not 0 <= szx <= 7 or num < 0 or num >= (1 << 20):
+        raise ValueError("bad block option")
+    return uint_encode((num << 4) | (8 if more else 0) | szx)
+
+
+def block_decode(b):
+    """-> (num, more, szx); ValueError on >3 bytes or the reserved SZX 7."""
+    if len(b) > 3:
+        raise ValueError("block option longer than 3 bytes")
+    v = uint_decode(b)
+    szx = v & 7
+    if szx == 7:
+        raise ValueError("reserved block size 7")
+    return v >> 4, bool(v & 8), szx
+
+
+def unknown_critical(msg, known=N.KNOWN_OPTIONS):
+    """First critical option number this stack does not know, or None."""
+    for n, _ in msg.options:
+        if n & 1 and n not in known:
+            return n
+    return None

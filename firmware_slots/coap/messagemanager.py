@@ -1,0 +1,163 @@
+"""Message layer (RFC 7252 4): message IDs, duplicate detection, CON retransmission.
+
+All state here is bounded by a fixed number of entries, never per peer:
+a device facing many peers forgets the oldest, it does not grow.
+"""
+from . import numbers as N
+from ._compat import ticks_ms, ticks_diff, ticks_add, urandom, randint16
+
+
+class MessageIdSource:
+    def __init__(self):
+        self._next = randint16()
+
+    def __call__(self):
+        m = self._next
+        self._next = (m + 1) & 0xFFFF
+        return m
+
+
+class DedupCache:
+    """Recently seen (peer, message id) -> cached reply bytes (or None).
+
+    At most `size` entries and `max_bytes` of cached replies; entries expire after
+    EXCHANGE_LIFETIME. When the byte budget is exceeded the oldest replies are
+    dropped but their ids are kept, so an idempotent request is re-executed and a
+    non-idempotent one is ignored rather than run twice.
+    Device cost: size * ~60 bytes plus max_bytes.
+    """
+
+    PENDING = b""  # seen, no reply yet (separate response being prepared)
+
+    def __init__(self, size=24, max_bytes=4096, lifetime_ms=N.DEFAULT_PARAMS.exchange_lifetime_ms):
+        self.size = size
+        self.max_bytes = max_bytes
+        self.lifetime_ms = lifetime_ms
+        self._entries = []  # [key, t, reply] oldest first
+        self._bytes = 0
+
+    def __len__(self):
+        return len(self._entries)
+
+    def _expire(self, now):
+        e = self._entries
+        while e and ticks_diff(now, e[0][1]) > self.lifetime_ms:
+            self._drop(0)
+
+    def _drop(self, i):
+        r = self._entries.pop(i)[2]
+        if r:
+            self._bytes -= len(r)
+
+    def lookup(self, key):
+        """-> (True, reply) if seen (reply may be None or PENDING), else (False, None)."""
+        self._expire(ticks_ms())
+        for ent in self._entries:
+            if ent[0] == key:
+                return True, ent[2]
+        return False, None
+
+    def add(self, key, reply=None):
+        now = ticks_ms()
+        self._expire(now)
+        for i, ent in enumerate(self._entries):
+            if ent[0] == key:
+                self._drop(i)
+                break
+        while len(self._entries) >= self.size:
+            self._drop(0)
+        self._entries.append([key, now, None])
+        if reply is not None:
+            self.set_reply(key, reply)
+
+    def set_reply(self, key, reply):
+        if reply and len(reply) > self.max_bytes:
+            reply = None
+        for ent in self._entries:
+            if ent[0] == key:
+                if ent[2]:
+                    self._bytes -= len(ent[2])
+                ent[2] = reply
+                if reply:
+                    self._bytes += len(reply)
+                break
+        i = 0
+        while self._bytes > self.max_bytes and i < len(self._entries):
+            ent = self._entries[i]
+            if ent[2] and ent[0] != key:
+                self._bytes -= len(ent[2])
+                ent[2] = None
+            i += 1
+
+
+class Retransmission:
+    __slots__ = ("mid", "addr", "data", "timeout", "deadline", "count", "owner")
+
+    def __init__(self, mid, addr, data, timeout, owner):
+        self.mid = mid
+        self.addr = addr
+        self.data = data
+        self.timeout = timeout
+        self.deadline = ticks_add(ticks_ms(), timeout)
+        self.count = 0
+        self.owner = owner  # object with on_ack(msg), on_reset(), on_timeout()
+
+
+class Retransmitter:
+    """Outstanding CON messages with RFC 7252 4.2 exponential back-off.
+
+    Initial timeout is random in [ACK_TIMEOUT, ACK_TIMEOUT * ACK_RANDOM_FACTOR],
+    doubled after each of at most MAX_RETRANSMIT retransmissions.
+    """
+
+    def __init__(self, params=N.DEFAULT_PARAMS, limit=8):
+        self.params = params
+        self.limit = limit
+        self.pending = {}  # mid -> Retransmission
+
+    def initial_timeout(self):
+        p = self.params
+        r = urandom(1)[0] / 255.0
+        return int(p.ack_timeout_ms * (1 + (p.ack_random_factor - 1) * r))
+
+    def add(self, mid, addr, data, owner):
+        if len(self.pending) >= self.limit:
+            raise OSError(105, "too many outstanding CON messages")  # ENOBUFS
+        r = Retransmission(mid, addr, data, self.initial_timeout(), owner)
+        self.pending[mid] = r
+        return r
+
+    def pop(self, mid, addr):
+        r = self.pending.get(mid)
+        if r is not None and r.addr == addr:
+            del self.pending[mid]
+            return r
+        return None
+
+    def cancel_owner(self, owner):
+        for mid in [m for m, r in self.pending.items() if r.owner is owner]:
+            del self.pending[mid]
+
+    def next_deadline_ms(self, now):
+        """Milliseconds until the earliest retransmission, or None."""
+        best = None
+        for r in self.pending.values():
+            d = ticks_diff(r.deadline, now)
+            if best is None or d < best:
+                best = d
+        return None if best is None else max(0, best)
+
+    def due(self, now):
+        """Yield (action, Retransmission): 'send' to resend, 'timeout' when given up."""
+        out = []
+        for mid, r in list(self.pending.items()):
+            if ticks_diff(now, r.deadline) >= 0:
+                if r.count >= self.params.max_retransmit:
+                    del self.pending[mid]
+                    out.append(("timeout", r))
+                else:
+                    r.count += 1
+                    r.timeout *= 2
+                    r.deadline = ticks_add(now, r.timeout)
+                    out.append(("send", r))
+        return out

@@ -1,0 +1,181 @@
+"""CoAP registries as named constants (RFC 7252 section 12, RFC 7959).
+
+Plain ints, no enum machinery: on a device each name costs one dict slot.
+"""
+
+# Message types (RFC 7252 3)
+CON = 0
+NON = 1
+ACK = 2
+RST = 3
+TYPE_NAMES = ("CON", "NON", "ACK", "RST")
+
+
+def code(cls, detail):
+    return (cls << 5) | detail
+
+
+# Method codes (0.xx)
+EMPTY = 0
+GET = 1
+POST = 2
+PUT = 3
+DELETE = 4
+FETCH = 5
+PATCH = 6
+IPATCH = 7
+METHOD_NAMES = {GET: "GET", POST: "POST", PUT: "PUT", DELETE: "DELETE",
+                FETCH: "FETCH", PATCH: "PATCH", IPATCH: "iPATCH"}
+# Methods whose duplicates may simply be re-executed (RFC 7252 4.5, 5.8)
+IDEMPOTENT = (GET, PUT, DELETE, FETCH, IPATCH)
+
+# Response codes
+CREATED = 65                    # 2.01
+DELETED = 66                    # 2.02
+VALID = 67                      # 2.03
+CHANGED = 68                    # 2.04
+CONTENT = 69                    # 2.05
+CONTINUE = 95                   # 2.31 (RFC 7959)
+BAD_REQUEST = 128               # 4.00
+UNAUTHORIZED = 129              # 4.01
+BAD_OPTION = 130                # 4.02
+FORBIDDEN = 131                 # 4.03
+NOT_FOUND = 132                 # 4.04
+METHOD_NOT_ALLOWED = 133        # 4.05
+NOT_ACCEPTABLE = 134            # 4.06
+REQUEST_ENTITY_INCOMPLETE = 136  # 4.08 (RFC 7959)
+PRECONDITION_FAILED = 140       # 4.12
+REQUEST_ENTITY_TOO_LARGE = 141  # 4.13
+UNSUPPORTED_CONTENT_FORMAT = 143  # 4.15
+INTERNAL_SERVER_ERROR = 160     # 5.00
+NOT_IMPLEMENTED = 161           # 5.01
+BAD_GATEWAY = 162               # 5.02
+SERVICE_UNAVAILABLE = 163       # 5.03
+GATEWAY_TIMEOUT = 164           # 5.04
+PROXYING_NOT_SUPPORTED = 165    # 5.05
+
+
+def code_str(c):
+    """'2.05' style text for a code."""
+    return "%d.%02d" % (c >> 5, c & 31)
+
+
+def is_request(c):
+    return 1 <= c <= 31
+
+
+def is_response(c):
+    return 64 <= c <= 191
+
+
+def is_success(c):
+    return (c >> 5) == 2
+
+
+# Option numbers (RFC 7252 5.10, RFC 7641, RFC 7959)
+IF_MATCH = 1
+URI_HOST = 3
+ETAG = 4
+IF_NONE_MATCH = 5
+OBSERVE = 6
+URI_PORT = 7
+LOCATION_PATH = 8
+URI_PATH = 11
+CONTENT_FORMAT = 12
+MAX_AGE = 14
+URI_QUERY = 15
+ACCEPT = 17
+LOCATION_QUERY = 20
+BLOCK2 = 23
+BLOCK1 = 27
+SIZE2 = 28
+PROXY_URI = 35
+PROXY_SCHEME = 39
+SIZE1 = 60
+NO_RESPONSE = 258
+
+# Options this stack understands; a request carrying any other critical (odd)
+# option gets 4.02 Bad Option (RFC 7252 5.4.1).
+KNOWN_OPTIONS = (IF_MATCH, URI_HOST, ETAG, IF_NONE_MATCH, OBSERVE, URI_PORT,
+                 LOCATION_PATH, URI_PATH, CONTENT_FORMAT, MAX_AGE, URI_QUERY,
+                 ACCEPT, LOCATION_QUERY, BLOCK2, BLOCK1, SIZE2, SIZE1)
+
+
+def is_critical(opt):
+    return opt & 1
+
+
+# Content formats (RFC 7252 12.3)
+TEXT_PLAIN = 0
+LINK_FORMAT = 40
+XML = 41
+OCTET_STREAM = 42
+EXI = 47
+JSON = 50
+CBOR = 60
+
+# Ports (RFC 7252 12.6)
+COAP_PORT = 5683
+COAPS_PORT = 5684
+
+# Block sizes: SZX 0..6 -> 16..1024 bytes; 7 is reserved (BERT, TCP only)
+MAX_SZX = 6
+
+
+def szx_to_size(szx):
+    return 1 << (szx + 4)
+
+
+def size_to_szx(size):
+    """Largest SZX whose block size is <= size (16 bytes at least)."""
+    szx = 0
+    while szx < MAX_SZX and (1 << (szx + 5)) <= size:
+        szx += 1
+    return szx
+
+
+# Largest datagram this stack sends or accepts: a 1024-byte block plus
+# header, token and options, inside the 1152 bytes RFC 7252 4.6 suggests.
+MAX_DATAGRAM = 1152
+RECV_BUFFER = 1280
+
+
+class TransmissionParams:
+    """RFC 7252 4.8 transmission parameters, in milliseconds.
+
+    Defaults are the RFC's; tests shrink ack_timeout_ms to run fast.
+    """
+
+    def __init__(self, ack_timeout_ms=2000, ack_random_factor=1.5, max_retransmit=4,
+                 nstart=1, max_latency_ms=100000, processing_delay_ms=None):
+        self.ack_timeout_ms = ack_timeout_ms
+        self.ack_random_factor = ack_random_factor
+        self.max_retransmit = max_retransmit
+        self.nstart = nstart
+        self.max_latency_ms = max_latency_ms
+        self.processing_delay_ms = ack_timeout_ms if processing_delay_ms is None else processing_delay_ms
+
+    @property
+    def max_transmit_span_ms(self):
+        return int(self.ack_timeout_ms * ((1 << self.max_retransmit) - 1) * self.ack_random_factor)
+
+    @property
+    def max_transmit_wait_ms(self):
+        return int(self.ack_timeout_ms * ((1 << (self.max_retransmit + 1)) - 1) * self.ack_random_factor)
+
+    @property
+    def max_rtt_ms(self):
+        return 2 * self.max_latency_ms + self.processing_delay_ms
+
+    @property
+    def exchange_lifetime_ms(self):
+        # 247 s with the defaults
+        return self.max_transmit_span_ms + 2 * self.max_latency_ms + self.processing_delay_ms
+
+    @property
+    def non_lifetime_ms(self):
+        # 145 s with the defaults
+        return self.max_transmit_span_ms + self.max_latency_ms
+
+
+DEFAULT_PARAMS = TransmissionParams()

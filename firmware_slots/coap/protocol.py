@@ -1,0 +1,377 @@
+"""CoapEndpoint: one socket that is both CoAP server and client.
+
+Ties a transport, the message layer (dedup, retransmission) and the
+request/response layer (tokens, piggy-backed and separate responses) together.
+USP needs both roles on one port: a record arrives as a POST, the reply leaves
+as a POST from the same endpoint.
+
+Driving it:
+  * poll(timeout_ms)  - one non-blocking step (select.poll); call it from any loop.
+  * serve(duration_ms) - poll until the time is up or stop() is called.
+  * await run()        - asyncio task; MicroPython awaits the UDP socket directly.
+"""
+import select
+
+from . import numbers as N
+from .message import CoapMessage, CoapDecodeError, decode, unknown_critical
+from .messagemanager import MessageIdSource, DedupCache, Retransmitter
+from .server import Site, DEFERRED
+from .error import CoapTimeout, CoapReset
+from ._compat import ticks_ms, ticks_diff, ticks_add, IS_MICROPYTHON
+
+try:
+    import asyncio
+except ImportError:  # a port without asyncio still gets poll()/serve()
+    asyncio = None
+
+
+class Exchange:
+    """One outgoing request waiting for its response (matched by token)."""
+
+    def __init__(self, endpoint, request, addr, deadline):
+        self.endpoint = endpoint
+        self.request = request
+        self.token = request.token
+        self.addr = addr
+        self.deadline = deadline  # ticks_ms; overall limit once the CON is ACKed / for NON
+        self.acked = False
+        self.done = False
+        self.response = None
+        self.error = None
+        self._event = None
+
+    def _finish(self, response=None, error=None):
+        if self.done:
+            return
+        self.done = True
+        self.response = response
+        self.error = error
+        ep = self.endpoint
+        ep._exchanges.pop(self.token, None)
+        ep.retransmitter.cancel_owner(self)
+        if self._event is not None:
+            self._event.set()
+
+    # Retransmitter callbacks
+    def on_ack(self, msg):
+        if msg.code == N.EMPTY or msg.token != self.token:
+            self.acked = True  # separate response will follow
+        else:
+            self._finish(msg)
+
+    def on_reset(self):
+        self._finish(error=CoapReset("request reset by peer"))
+
+    def on_timeout(self):
+        self._finish(error=CoapTimeout("no response (retransmissions exhausted)"))
+
+    def result(self):
+        if self.error is not None:
+            raise self.error
+        return self.response
+
+    def cancel(self):
+        self._finish(error=CoapTimeout("cancelled"))
+
+
+class _SeparateOwner:
+    """Retransmission owner for a CON separate response: nothing to do on the outcome."""
+
+    def on_ack(self, msg):
+        pass
+
+    def on_reset(self):
+        pass
+
+    def on_timeout(self):
+        pass
+
+
+_SEPARATE = _SeparateOwner()
+
+
+class CoapEndpoint:
+    def __init__(self, transport=None, site=None, params=None, host="0.0.0.0", port=0,
+                 dedup_size=24, dedup_bytes=4096, max_exchanges=8, log=None):
+        if transport is None:
+            from .transport import UdpTransport
+            transport = UdpTransport(host, port)
+        self.transport = transport
+        self.site = site if site is not None else Site()
+        self.params = params or N.DEFAULT_PARAMS
+        self.next_mid = MessageIdSource()
+        self.dedup = DedupCache(dedup_size, dedup_bytes, self.params.exchange_lifetime_ms)
+        self.retransmitter = Retransmitter(self.params, limit=max_exchanges + 4)
+        self.max_exchanges = max_exchanges
+        self._exchanges = {}  # token -> Exchange
+        self._poller = select.poll()
+        self._poller.register(transport.pollable, select.POLLIN)
+        self._stop = False
+        self.log = log
+        self.stats = {"rx": 0, "tx": 0, "retransmit": 0, "dup": 0, "malformed": 0, "rst": 0}
+
+    # --- sending -------------------------------------------------------------
+    def _send(self, msg, addr):
+        data = msg.encode()
+        self.transport.sendto(data, addr)
+        self.stats["tx"] += 1
+        return data
+
+    def _send_empty(self, mtype, mid, addr):
+        return self._send(CoapMessage(mtype, N.EMPTY, mid), addr)
+
+    def send_request(self, msg, addr, timeout_ms=None):
+        """Send a request (CON or NON, token set by the caller); -> Exchange.
+
+        A CON is retransmitted until ACKed; after that (or for a NON) the exchange
+        fails with CoapTimeout at timeout_ms (default MAX_TRANSMIT_WAIT).
+        """
+        if len(self._exchanges) >= self.max_exchanges:
+            raise OSError(105, "too many outstanding requests")
+        if msg.token in self._exchanges:
+            raise ValueError("token in use")
+        msg.mid = self.next_mid()
+        if timeout_ms is None:
+            timeout_ms = self.params.max_transmit_wait_ms
+        ex = Exchange(self, msg, addr, ticks_add(ticks_ms(), timeout_ms))
+        self._exchanges[msg.token] = ex
+        data = self._send(msg, addr)
+        if msg.mtype == N.CON:
+            self.retransmitter.add(msg.mid, addr, data, ex)
+        return ex
+
+    def wait(self, ex, timeout_ms=None):
+        """Poll until the exchange completes; -> response CoapMessage or raise."""
+        if timeout_ms is not None:
+            end = ticks_add(ticks_ms(), timeout_ms)
+            if ticks_diff(ex.deadline, end) > 0:
+                ex.deadline = end
+        while not ex.done:
+            self.poll(max(0, min(200, ticks_diff(ex.deadline, ticks_ms()))))
+        return ex.result()
+
+    def request(self, msg, addr, timeout_ms=None):
+        return self.wait(self.send_request(msg, addr, timeout_ms))
+
+    async def await_exchange(self, ex):
+        """Wait for an exchange while `run()` drives the endpoint."""
+        if not ex.done:
+            ex._event = asyncio.Event()
+            await ex._event.wait()
+        return ex.result()
+
+    def _send_separate(self, request, response):
+        code, opts, payload = self.site.render_response(request.msg, response)
+        mtype = N.CON if request.msg.mtype == N.CON else N.NON
+        msg = CoapMessage(mtype, code, self.next_mid(), request.msg.token, opts, payload)
+        data = self._send(msg, request.peer)
+        if mtype == N.CON:
+            try:
+                self.retransmitter.add(msg.mid, request.peer, data, _SEPARATE)
+            except OSError:
+                pass  # sent once; best effort when the table is full
+
+    # --- receiving -------------------------------------------------------------
+    def poll(self, timeout_ms=0):
+        """Wait up to timeout_ms (None = until something happens) for datagrams,
+        handle them and run due timers. Returns the number of datagrams handled."""
+        now = ticks_ms()
+        wait = -1 if timeout_ms is None else timeout_ms
+        nd = self._next_timer(now)
+        if nd is not None and (wait < 0 or nd < wait):
+            wait = nd
+        n = 0
+        if self._poller.poll(wait):
+            n = self._drain()
+        self._run_timers()
+        return n
+
+    def _drain(self, limit=32):
+        n = 0
+        while n < limit:
+            r = self.transport.recvfrom()
+            if r is None:
+                break
+            n += 1
+            try:
+                self.handle_datagram(r[0], r[1])
+            except Exception as e:  # never let one datagram stop the loop
+                from .server import _log_exc
+                _log_exc(e)
+        return n
+
+    def _next_timer(self, now):
+        best = self.retransmitter.next_deadline_ms(now)
+        for ex in self._exchanges.values():
+            d = max(0, ticks_diff(ex.deadline, now))
+            if best is None or d < best:
+                best = d
+        return best
+
+    def _run_timers(self):
+        now = ticks_ms()
+        for action, r in self.retransmitter.due(now):
+            if action == "send":
+                self.transport.sendto(r.data, r.addr)
+                self.stats["retransmit"] += 1
+            else:
+                r.owner.on_timeout()
+        for ex in list(self._exchanges.values()):
+            if ticks_diff(now, ex.deadline) >= 0:
+                ex._finish(error=CoapTimeout("no response"))
+
+    def handle_datagram(self, data, addr):
+        self.stats["rx"] += 1
+        try:
+            msg = decode(data)
+        except CoapDecodeError as e:
+            self.stats["malformed"] += 1
+            if e.should_reset():
+                self._send_empty(N.RST, e.mid, addr)
+            return
+        t = msg.mtype
+        if msg.code == N.EMPTY:
+            if t == N.CON:
+                self._send_empty(N.RST, msg.mid, addr)  # CoAP ping
+            elif t == N.ACK or t == N.RST:
+                self._on_ack_or_reset(msg, addr)
+            return
+        if msg.is_request():
+            if t == N.CON or t == N.NON:
+                self._on_request(msg, addr)
+            return
+        # a response
+        if t == N.ACK or t == N.RST:
+            self._on_ack_or_reset(msg, addr)
+            return
+        key = (addr, msg.mid)
+        seen, reply = self.dedup.lookup(key)
+        if seen:
+            self.stats["dup"] += 1
+            if reply:
+                self.transport.sendto(reply, addr)
+            return
+        ex = self._exchanges.get(msg.token)
+        if ex is None or ex.addr != addr or unknown_critical(msg) is not None:
+            if t == N.CON:
+                self.stats["rst"] += 1
+                self._send_empty(N.RST, msg.mid, addr)
+            return
+        reply = None
+        if t == N.CON:
+            reply = self._send_empty(N.ACK, msg.mid, addr)
+        self.dedup.add(key, reply)
+        ex._finish(msg)
+
+    def _on_ack_or_reset(self, msg, addr):
+        r = self.retransmitter.pop(msg.mid, addr)
+        if r is None:
+            return
+        if msg.mtype == N.RST:
+            r.owner.on_reset()
+        else:
+            r.owner.on_ack(msg)
+
+    def _on_request(self, msg, addr):
+        key = (addr, msg.mid)
+        seen, reply = self.dedup.lookup(key)
+        if seen:
+            self.stats["dup"] += 1
+            if reply:
+                self.transport.sendto(reply, addr)
+                return
+            if reply is not None:  # PENDING: a NON, or a CON whose response is separate
+                if msg.mtype == N.CON:
+                    self._send_empty(N.ACK, msg.mid, addr)
+                return
+            if msg.code not in N.IDEMPOTENT:
+                return  # reply forgotten; never run a non-idempotent request twice
+        else:
+            self.dedup.add(key)
+        if msg.mtype == N.NON and unknown_critical(msg) is not None:
+            self.dedup.set_reply(key, DedupCache.PENDING)
+            return  # RFC 7252 5.4.1: reject a NON silently
+        req, resp = self.site.dispatch(msg, addr, self)
+        if resp is DEFERRED:
+            if msg.mtype == N.CON:
+                self._send_empty(N.ACK, msg.mid, addr)
+            self.dedup.set_reply(key, DedupCache.PENDING)
+            return
+        code, opts, payload = self.site.render_response(msg, resp)
+        if msg.mtype == N.CON:
+            out = CoapMessage(N.ACK, code, msg.mid, msg.token, opts, payload)
+            self.dedup.set_reply(key, self._send(out, addr))
+        else:
+            out = CoapMessage(N.NON, code, self.next_mid(), msg.token, opts, payload)
+            self._send(out, addr)
+            self.dedup.set_reply(key, DedupCache.PENDING)
+
+    # --- loops -------------------------------------------------------------------
+    def serve(self, duration_ms=None, stop=None):
+        """Poll until duration_ms elapses, stop() is called or stop_fn() is true."""
+        self._stop = False
+        end = None if duration_ms is None else ticks_add(ticks_ms(), duration_ms)
+        while not self._stop and (stop is None or not stop()):
+            if end is None:
+                self.poll(200)
+            else:
+                left = ticks_diff(end, ticks_ms())
+                if left <= 0:
+                    break
+                self.poll(min(200, left))
+
+    def stop(self):
+        self._stop = True
+
+    async def run(self):
+        """Drive the endpoint from asyncio until stop() (or cancellation)."""
+        self._stop = False
+        timer = asyncio.create_task(self._timer_loop())
+        try:
+            while not self._stop:
+                if IS_MICROPYTHON:
+                    await _mp_readable(self.transport.pollable)
+                else:
+                    await _cpy_readable(self.transport.pollable)
+                self._drain()
+                self._run_timers()
+        finally:
+            timer.cancel()
+
+    async def _timer_loop(self):
+        while not self._stop:
+            nd = self._next_timer(ticks_ms())
+            await asyncio.sleep(min(100 if nd is None else nd, 100) / 1000)
+            self._run_timers()
+
+    def close(self):
+        self._stop = True
+        for ex in list(self._exchanges.values()):
+            ex.cancel()
+        try:
+            self._poller.unregister(self.transport.pollable)
+        except (OSError, KeyError, ValueError):
+            pass
+        self.transport.close()
+
+
+async def _mp_readable(sock):
+    # MicroPython's asyncio waits on any pollable; this is how its streams do it.
+    # (On CPython this would be an async generator; it is only called on MicroPython.)
+    yield asyncio.core._io_queue.queue_read(sock)
+
+
+async def _cpy_readable(sock):
+    loop = asyncio.get_event_loop()
+    fut = loop.create_future()
+    fd = sock.fileno()
+
+    def ready():
+        if not fut.done():
+            fut.set_result(None)
+
+    loop.add_reader(fd, ready)
+    try:
+        await fut
+    finally:
+        loop.remove_reader(fd)

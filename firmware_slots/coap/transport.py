@@ -1,0 +1,89 @@
+"""Datagram transports: the only place that touches sockets.
+
+A transport is any object with:
+
+    sendto(data, addr)        send one datagram (addr as returned by resolve/recvfrom)
+    recvfrom()                -> (bytes, addr) or None when nothing is waiting (never blocks)
+    pollable                  object to register with select.poll (a socket or fd)
+    resolve(host, port)       -> addr usable with sendto and comparable with recvfrom's
+    peer_hostport(addr)       -> (host str, port int) for logs and reply-to URIs
+    local_port                bound port or None
+    scheme                    "coap" (a DTLS transport would say "coaps")
+    close()
+
+A DTLS transport can slot in behind the same five calls (one session per peer).
+Addresses are opaque: tuples on CPython and bare-metal ports, raw sockaddr bytes
+on the MicroPython unix port; they are only compared and passed back.
+"""
+import socket
+
+from . import numbers as N
+
+_EAGAIN = (11, 35, 10035)  # Linux, BSD/macOS, Windows
+
+
+def _addr_key(addr):
+    # getaddrinfo on the unix port returns a bytearray (unhashable); recvfrom gives bytes
+    return bytes(addr) if isinstance(addr, bytearray) else addr
+
+
+class UdpTransport:
+    scheme = "coap"
+
+    def __init__(self, host="0.0.0.0", port=0, sock=None, recv_size=N.RECV_BUFFER):
+        self.recv_size = recv_size
+        if sock is None:
+            fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = socket.socket(fam, socket.SOCK_DGRAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            except (OSError, AttributeError):
+                pass
+            sock.bind(self.resolve(host, port))
+        sock.setblocking(False)
+        self.sock = sock
+        self.local_port = port or None
+        try:
+            self.local_port = sock.getsockname()[1]
+        except (AttributeError, OSError, TypeError):
+            pass  # MicroPython sockets have no getsockname
+
+    @property
+    def pollable(self):
+        return self.sock
+
+    def resolve(self, host, port):
+        ai = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)
+        return _addr_key(ai[0][-1])
+
+    def sendto(self, data, addr):
+        try:
+            self.sock.sendto(data, addr)
+        except OSError as e:
+            # a full send buffer or an ICMP error from an earlier datagram must not kill
+            # the loop; retransmission covers the loss
+            if not e.args or e.args[0] not in _EAGAIN + (111, 113, 101):
+                raise
+
+    def recvfrom(self):
+        try:
+            data, addr = self.sock.recvfrom(self.recv_size)
+        except OSError as e:
+            if e.args and e.args[0] in _EAGAIN:
+                return None
+            if e.args and e.args[0] == 111:  # ECONNREFUSED from an earlier send
+                return None
+            raise
+        return data, _addr_key(addr)
+
+    def peer_hostport(self, addr):
+        if isinstance(addr, tuple):
+            return addr[0], addr[1]
+        fam, ip, port = socket.sockaddr(addr)
+        return socket.inet_ntop(fam, ip), port
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
