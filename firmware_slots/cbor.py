@@ -1,0 +1,201 @@
+"""Minimal CBOR (RFC 8949) for the metadata journal.
+
+Supported subset, and nothing else, so the device pays for a few hundred bytes of
+bytecode instead of a general codec:
+
+    major 0/1  int, -2**64 .. 2**64 - 1
+    major 2    bytes (bytearray/memoryview encode as bytes)
+    major 3    str (UTF-8)
+    major 4    list; tuples encode as arrays and decode as lists
+    major 5    dict with int or str keys (no duplicates)
+    major 7    false, true, null (simple values 20, 21, 22)
+
+Not supported, because journal records never need them: floats, tags (major 6),
+undefined and other simple values, indefinite lengths (additional info 31), the
+reserved additional info 28-30. Decoding any of them, truncated input, trailing bytes,
+invalid UTF-8, bad map keys or nesting deeper than MAX_DEPTH raises CBORDecodeError.
+
+Encoding is deterministic (RFC 8949 section 4.2.1): integers and lengths take the
+shortest form, and map entries are ordered by the bytewise order of their encoded keys,
+so the same value gives the same bytes on CPython and MicroPython (whose dicts do not
+keep insertion order). The decoder accepts non-shortest forms too.
+
+Cost: dumps builds one bytearray; loads reads through one memoryview without copying
+and allocates only the decoded values.
+"""
+
+MAX_DEPTH = 32
+
+
+class CBORDecodeError(ValueError):
+    """The input is not a complete, supported CBOR item."""
+
+
+def _head(out, major, n):
+    # RFC 8949 3.1: the shortest argument encoding is the preferred (deterministic) one.
+    if n < 24:
+        out.append(major | n)
+    elif n < 0x100:
+        out.append(major | 24)
+        out.append(n)
+    elif n < 0x10000:
+        out.append(major | 25)
+        out.extend(n.to_bytes(2, "big"))
+    elif n < 0x100000000:
+        out.append(major | 26)
+        out.extend(n.to_bytes(4, "big"))
+    elif n < 0x10000000000000000:
+        out.append(major | 27)
+        out.extend(n.to_bytes(8, "big"))
+    else:
+        raise ValueError("integer does not fit in CBOR's 64-bit argument")
+
+
+def _encode(out, obj, depth):
+    if depth > MAX_DEPTH:
+        raise ValueError("nesting deeper than %d" % MAX_DEPTH)
+    if obj is False:
+        out.append(0xF4)
+    elif obj is True:
+        out.append(0xF5)
+    elif obj is None:
+        out.append(0xF6)
+    elif isinstance(obj, int):
+        if obj >= 0:
+            _head(out, 0x00, obj)
+        else:
+            _head(out, 0x20, -1 - obj)
+    elif isinstance(obj, str):
+        b = obj.encode()
+        _head(out, 0x60, len(b))
+        out.extend(b)
+    elif isinstance(obj, (bytes, bytearray, memoryview)):
+        _head(out, 0x40, len(obj))
+        out.extend(obj)
+    elif isinstance(obj, (list, tuple)):
+        _head(out, 0x80, len(obj))
+        for item in obj:
+            _encode(out, item, depth + 1)
+    elif isinstance(obj, dict):
+        items = []
+        for k, v in obj.items():
+            if not isinstance(k, (int, str)) or k is True or k is False:
+                raise TypeError("CBOR map keys must be int or str, not %s" % type(k).__name__)
+            kb = bytearray()
+            _encode(kb, k, depth + 1)
+            items.append((bytes(kb), v))
+        items.sort(key=lambda kv: kv[0])
+        _head(out, 0xA0, len(items))
+        for kb, v in items:
+            out.extend(kb)
+            _encode(out, v, depth + 1)
+    else:
+        raise TypeError("cannot CBOR-encode %s" % type(obj).__name__)
+
+
+def dumps(obj):
+    """Encode `obj` (see the module docstring for the types) as deterministic CBOR."""
+    out = bytearray()
+    _encode(out, obj, 0)
+    return bytes(out)
+
+
+class _Decoder:
+    def __init__(self, buf):
+        self.buf = buf
+        self.pos = 0
+
+    def arg(self, ai):
+        # Argument of a head whose additional info is `ai`.
+        if ai < 24:
+            return ai
+        if ai > 27:
+            if ai == 31:
+                raise CBORDecodeError("indefinite-length items are not supported")
+            raise CBORDecodeError("reserved additional info %d" % ai)
+        n = 1 << (ai - 24)
+        buf = self.buf
+        p = self.pos
+        end = p + n
+        if end > len(buf):
+            raise CBORDecodeError("truncated: argument needs %d bytes at offset %d" % (n, p))
+        v = 0
+        while p < end:
+            v = (v << 8) | buf[p]
+            p += 1
+        self.pos = end
+        return v
+
+    def take(self, n):
+        p = self.pos
+        end = p + n
+        if end > len(self.buf):
+            raise CBORDecodeError("truncated: %d bytes of content needed at offset %d" % (n, p))
+        self.pos = end
+        return self.buf[p:end]
+
+    def item(self, depth):
+        if depth > MAX_DEPTH:
+            raise CBORDecodeError("nesting deeper than %d" % MAX_DEPTH)
+        buf = self.buf
+        p = self.pos
+        if p >= len(buf):
+            raise CBORDecodeError("truncated: item expected at offset %d" % p)
+        ib = buf[p]
+        self.pos = p + 1
+        major = ib >> 5
+        ai = ib & 0x1F
+        if major == 7:
+            if ai == 20:
+                return False
+            if ai == 21:
+                return True
+            if ai == 22:
+                return None
+            raise CBORDecodeError("unsupported simple/float item 0x%02x at offset %d" % (ib, p))
+        if major == 6:
+            raise CBORDecodeError("tags are not supported (offset %d)" % p)
+        n = self.arg(ai)
+        if major == 0:
+            return n
+        if major == 1:
+            return -1 - n
+        if major == 2:
+            return bytes(self.take(n))
+        if major == 3:
+            try:
+                return str(self.take(n), "utf-8")
+            except ValueError:  # UnicodeError on both interpreters
+                raise CBORDecodeError("invalid UTF-8 in text string at offset %d" % p)
+        # Arrays and maps: every element needs at least one byte, so a huge count
+        # fails here instead of looping or allocating.
+        left = len(buf) - self.pos
+        if major == 4:
+            if n > left:
+                raise CBORDecodeError("truncated: array of %d items at offset %d" % (n, p))
+            out = []
+            for _ in range(n):
+                out.append(self.item(depth + 1))
+            return out
+        # major == 5
+        if 2 * n > left:
+            raise CBORDecodeError("truncated: map of %d pairs at offset %d" % (n, p))
+        out = {}
+        for _ in range(n):
+            kp = self.pos
+            k = self.item(depth + 1)
+            if not isinstance(k, (int, str)) or k is True or k is False:
+                raise CBORDecodeError("map key at offset %d is not int or str" % kp)
+            if k in out:
+                raise CBORDecodeError("duplicate map key at offset %d" % kp)
+            out[k] = self.item(depth + 1)
+        return out
+
+
+def loads(buf):
+    """Decode exactly one CBOR item from `buf` (bytes, bytearray or memoryview)."""
+    d = _Decoder(memoryview(buf))
+    obj = d.item(0)
+    if d.pos != len(d.buf):
+        raise CBORDecodeError("%d trailing bytes after the item" % (len(d.buf) - d.pos))
+    return obj
