@@ -47,7 +47,8 @@ def run_mp(code, heapsize=None, timeout=120, extra_path=(), check=True, env=None
             args += ["-X", "heapsize=%s" % heapsize]
         args.append(path)
         e = dict(os.environ)
-        e["MICROPYPATH"] = os.pathsep.join([ROOT] + list(extra_path))
+        # MICROPYPATH replaces the default path: keep ".frozen" so ssl, asyncio... import
+        e["MICROPYPATH"] = os.pathsep.join([ROOT] + list(extra_path) + [".frozen"])
         if env:
             e.update(env)
         p = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=e, cwd=ROOT)
