@@ -1,0 +1,313 @@
+"""Schema-driven protobuf (proto3) wire codec, small enough for a 36 KiB heap.
+
+A schema is one flat tuple per message type: field number N lives at index
+3*(N-1) as (name, kind, sub); holes have name None. `kind` is a KIND_* value
+or'ed with REP (repeated) and/or ONEOF (member of the message's only oneof).
+`sub` is the submessage schema for MSG fields, else None.
+
+Decoded messages are plain dicts keyed by field name; fields absent on the wire
+are absent from the dict. Repeated fields are lists, map<string,string> fields
+are dicts, enums are ints. Unknown fields (and known fields sent with another
+wire type) are skipped. Any malformed input raises DecodeError and nothing else.
+
+What the device pays: decoding allocates only the result objects (plus a small
+tuple per multi-byte varint); encoding sizes the whole tree first (a list of
+ints), then writes once into an exactly sized bytearray.
+"""
+
+STR = 0   # string (UTF-8 checked on decode)
+BYTES = 1
+BOOL = 2
+INT = 3   # int32, int64, enum: varint, negative as 10-byte two's complement
+UINT = 4  # uint32, uint64: varint
+FX32 = 5  # fixed32
+MSG = 6
+MAP = 7   # map<string, string>
+REP = 0x10
+ONEOF = 0x20
+
+_M64 = 0xFFFFFFFFFFFFFFFF
+_WT = (2, 2, 0, 0, 0, 5, 2, 2)  # wire type per kind
+
+try:
+    memoryview("")
+    _u8 = memoryview  # MicroPython: a str exposes its UTF-8 bytes, no copy
+except TypeError:
+    def _u8(s):
+        return s.encode()
+
+
+class DecodeError(ValueError):
+    pass
+
+
+def _varint(mv, pos, end):
+    r = 0
+    s = 0
+    while pos < end:
+        b = mv[pos]
+        pos += 1
+        r |= (b & 0x7F) << s
+        if b < 0x80:
+            if s == 63:
+                r &= _M64
+            return r, pos
+        s += 7
+        if s > 63:
+            raise DecodeError("varint too long")
+    raise DecodeError("truncated")
+
+
+def decode(schema, buf, views=False):
+    """Decode `buf` (bytes, bytearray or memoryview) as message `schema`.
+
+    With views=True, bytes fields are memoryview slices of `buf` (no copy).
+    """
+    mv = buf if isinstance(buf, memoryview) else memoryview(buf)
+    return _dec(schema, mv, 0, len(mv), views)
+
+
+def _dec(schema, mv, pos, end, views):
+    d = {}
+    oo = None
+    n = len(schema)
+    while pos < end:
+        t = mv[pos]
+        if t < 0x80:
+            pos += 1
+        else:
+            t, pos = _varint(mv, pos, end)
+        wt = t & 7
+        i = (t >> 3) * 3 - 3
+        if wt == 2:
+            ln = mv[pos] if pos < end else 0x80
+            if ln < 0x80:
+                pos += 1
+            else:
+                ln, pos = _varint(mv, pos, end)
+            q = pos + ln
+            if q > end:
+                raise DecodeError("length past end")
+        elif wt == 0:
+            if pos < end and mv[pos] < 0x80:
+                v = mv[pos]
+                pos += 1
+            else:
+                v, pos = _varint(mv, pos, end)
+        elif wt == 5:
+            q = pos + 4
+            if q > end:
+                raise DecodeError("truncated")
+        elif wt == 1:
+            q = pos + 8
+            if q > end:
+                raise DecodeError("truncated")
+        else:
+            raise DecodeError("wire type")
+        if i < 0:
+            if t >> 3 == 0:
+                raise DecodeError("field 0")
+            i = n  # unreachable index: treat as unknown
+        name = schema[i] if i < n else None
+        if name is None or _WT[schema[i + 1] & 15] != wt:
+            if wt != 0:
+                pos = q  # skip unknown field
+            continue
+        k = schema[i + 1]
+        kk = k & 15
+        if wt == 0:
+            if kk == BOOL:
+                v = v != 0
+            elif kk == INT:
+                if v > 0x7FFFFFFFFFFFFFFF:
+                    v -= 0x10000000000000000
+        elif wt == 5:
+            v = mv[pos] | mv[pos + 1] << 8 | mv[pos + 2] << 16 | mv[pos + 3] << 24
+            pos = q
+        else:
+            if kk == STR:
+                try:
+                    v = str(mv[pos:q], "utf-8")
+                except UnicodeError:
+                    raise DecodeError("bad utf-8")
+            elif kk == BYTES:
+                v = mv[pos:q] if views else bytes(mv[pos:q])
+            elif kk == MSG:
+                v = _dec(schema[i + 2], mv, pos, q, views)
+            else:
+                mk, mval = _entry(mv, pos, q)
+                m = d.get(name)
+                if m is None:
+                    m = d[name] = {}
+                m[mk] = mval
+                pos = q
+                continue
+            pos = q
+        if k & REP:
+            lst = d.get(name)
+            if lst is None:
+                d[name] = [v]
+            else:
+                lst.append(v)
+        else:
+            if k & ONEOF:
+                if oo is not None and oo != name:
+                    del d[oo]
+                oo = name
+            d[name] = v
+    return d
+
+
+_ENTRY = ("key", STR, None, "value", STR, None)
+
+
+def _entry(mv, pos, end):
+    e = _dec(_ENTRY, mv, pos, end, False)
+    return e.get("key", ""), e.get("value", "")
+
+
+def _vlen(v):
+    n = 1
+    while v > 0x7F:
+        v >>= 7
+        n += 1
+    return n
+
+
+def _blen(v):
+    # length of a str/bytes value as it goes on the wire
+    return len(_u8(v)) if isinstance(v, str) else len(v)
+
+
+def _size(schema, d, plan):
+    """Wire size of message `d`; appends nested message sizes to plan in write order."""
+    total = 0
+    i = 0
+    n = len(schema)
+    while i < n:
+        name = schema[i]
+        v = d.get(name) if name is not None else None
+        if v is not None:
+            k = schema[i + 1]
+            kk = k & 15
+            tl = _vlen((i // 3 + 1) << 3)
+            if kk == MAP:
+                for mk in v:
+                    a = _blen(mk)
+                    b = _blen(v[mk])
+                    e = 2 + _vlen(a) + a + _vlen(b) + b
+                    total += tl + _vlen(e) + e
+            else:
+                for x in (v if k & REP else (v,)):
+                    if kk == MSG:
+                        j = len(plan)
+                        plan.append(0)
+                        s = _size(schema[i + 2], x, plan)
+                        plan[j] = s
+                        total += tl + _vlen(s) + s
+                        continue
+                    if not (k & (REP | ONEOF)) and not x:
+                        continue  # proto3 default: not sent
+                    if kk <= BYTES:
+                        s = _blen(x)
+                        total += tl + _vlen(s) + s
+                    elif kk == FX32:
+                        total += tl + 4
+                    elif kk == BOOL:
+                        total += tl + 1
+                    else:
+                        total += tl + _vlen(x & _M64)
+        i += 3
+    return total
+
+
+class _Writer:
+    def __init__(self, n, plan):
+        self.buf = bytearray(n)
+        self.mv = memoryview(self.buf)
+        self.pos = 0
+        self.plan = plan
+        self.pi = 0
+
+    def varint(self, v):
+        buf = self.buf
+        p = self.pos
+        while v > 0x7F:
+            buf[p] = (v & 0x7F) | 0x80
+            v >>= 7
+            p += 1
+        buf[p] = v
+        self.pos = p + 1
+
+    def blob(self, v):
+        if isinstance(v, str):
+            v = _u8(v)
+        n = len(v)
+        self.varint(n)
+        p = self.pos
+        self.mv[p:p + n] = v
+        self.pos = p + n
+
+    def msg(self, schema, d):
+        i = 0
+        n = len(schema)
+        while i < n:
+            name = schema[i]
+            v = d.get(name) if name is not None else None
+            if v is not None:
+                k = schema[i + 1]
+                kk = k & 15
+                tag = (i // 3 + 1) << 3
+                if kk == MAP:
+                    for mk in v:
+                        mv = v[mk]
+                        a = _blen(mk)
+                        b = _blen(mv)
+                        self.varint(tag | 2)
+                        self.varint(2 + _vlen(a) + a + _vlen(b) + b)
+                        self.varint(0x0A)
+                        self.blob(mk)
+                        self.varint(0x12)
+                        self.blob(mv)
+                else:
+                    for x in (v if k & REP else (v,)):
+                        if kk == MSG:
+                            self.varint(tag | 2)
+                            self.varint(self.plan[self.pi])
+                            self.pi += 1
+                            self.msg(schema[i + 2], x)
+                            continue
+                        if not (k & (REP | ONEOF)) and not x:
+                            continue
+                        if kk <= BYTES:
+                            self.varint(tag | 2)
+                            self.blob(x)
+                        elif kk == FX32:
+                            self.varint(tag | 5)
+                            buf = self.buf
+                            p = self.pos
+                            buf[p] = x & 0xFF
+                            buf[p + 1] = (x >> 8) & 0xFF
+                            buf[p + 2] = (x >> 16) & 0xFF
+                            buf[p + 3] = (x >> 24) & 0xFF
+                            self.pos = p + 4
+                        else:
+                            self.varint(tag)
+                            self.varint((1 if x else 0) if kk == BOOL else x & _M64)
+            i += 3
+
+
+def encode(schema, d):
+    """Encode dict `d` as message `schema`.
+
+    Returns an exactly sized bytearray (no final copy). Unknown keys and None
+    values are ignored; proto3 defaults are not sent unless the field is a
+    oneof member or repeated.
+    """
+    plan = []
+    n = _size(schema, d, plan)
+    w = _Writer(n, plan)
+    w.msg(schema, d)
+    if w.pos != n:
+        raise ValueError("size mismatch")
+    return w.buf
