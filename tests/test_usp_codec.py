@@ -331,12 +331,27 @@ def test_msg_built_with_official_classes(official):
                              "unique_key_sets": [{}], "supported_params": [{"value_type": 3}]}]}]}}}}
 
 
-def test_last_oneof_member_wins_and_unknown_fields_skipped():
-    # Request with get (field 1) then delete (field 6): proto3 keeps only the last
+def test_merge_and_last_oneof_member_wins(official):
+    M, _ = official
+    # a Request carrying get (field 1) then delete (field 6): only the last survives
+    req = bytes([0x0A, 0x04, 0x0A, 0x02, 0x41, 0x2E, 0x32, 0x04, 0x12, 0x02, 0x42, 0x2E])
+    data = bytes([0x12, 2 + len(req), 0x0A, len(req)]) + req
+    assert decode_msg(data) == {"body": {"request": {"delete": {"obj_paths": ["B."]}}}}
+    assert to_dict(M.Msg.FromString(data)) == decode_msg(data)
+    # concatenated messages merge: repeated fields append, scalars and oneofs last-wins
+    parts = [
+        {"header": {"msg_id": "1"}, "body": {"request": {"get": {"param_paths": ["A."], "max_depth": 1}}}},
+        {"header": {"msg_type": 1}, "body": {"request": {"get": {"param_paths": ["B."]}}}},
+        {"body": {"request": {"set": {"allow_partial": True}}}},
+        {"body": {"request": {"get": {"max_depth": 3}}}},
+    ]
+    for n in range(1, len(parts) + 1):
+        data = b"".join(bytes(encode_msg(p)) for p in parts[:n])
+        assert decode_msg(data) == to_dict(M.Msg.FromString(data)), n
+
+
+def test_unknown_fields_skipped():
     get = bytes(encode_msg({"body": {"request": {"get": {"param_paths": ["A."]}}}}))
-    dele = bytes(encode_msg({"body": {"request": {"delete": {"obj_paths": ["B."]}}}}))
-    d = decode_msg(get + dele)
-    assert d["body"]["request"] == {"delete": {"obj_paths": ["B."]}}
     # unknown fields of every wire type, plus a known field with the wrong wire type
     junk = bytes([0x78, 0x05, 0x7A, 0x02, 0x41, 0x42, 0x7D, 1, 2, 3, 4, 0x79, 1, 2, 3, 4, 5, 6, 7, 8, 0x0D, 0, 0, 0, 0])
     assert decode_msg(junk + get) == decode_msg(get)

@@ -6,7 +6,8 @@ or'ed with REP (repeated) and/or ONEOF (member of the message's only oneof).
 `sub` is the submessage schema for MSG fields, else None.
 
 Decoded messages are plain dicts keyed by field name; fields absent on the wire
-are absent from the dict. Repeated fields are lists, map<string,string> fields
+are absent from the dict. As in protobuf, a singular message field seen twice is
+merged and the last member of a oneof wins. Repeated fields are lists, map<string,string> fields
 are dicts, enums are ints. Unknown fields (and known fields sent with another
 wire type) are skipped. Any malformed input raises DecodeError and nothing else.
 
@@ -67,10 +68,15 @@ def decode(schema, buf, views=False):
     return _dec(schema, mv, 0, len(mv), views)
 
 
-def _dec(schema, mv, pos, end, views):
-    d = {}
-    oo = None
+def _dec(schema, mv, pos, end, views, d=None):
     n = len(schema)
+    oo = None  # the oneof member currently in d
+    if d is None:
+        d = {}
+    else:  # merging a repeated occurrence of a singular message field
+        for j in range(0, n, 3):
+            if schema[j] in d and schema[j + 1] & ONEOF:
+                oo = schema[j]
     while pos < end:
         t = mv[pos]
         if t < 0x80:
@@ -133,7 +139,7 @@ def _dec(schema, mv, pos, end, views):
             elif kk == BYTES:
                 v = mv[pos:q] if views else bytes(mv[pos:q])
             elif kk == MSG:
-                v = _dec(schema[i + 2], mv, pos, q, views)
+                v = _dec(schema[i + 2], mv, pos, q, views, None if k & REP else d.get(name))
             else:
                 mk, mval = _entry(mv, pos, q)
                 m = d.get(name)
