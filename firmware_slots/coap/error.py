@@ -18,7 +18,7 @@ class CoapResponseError(CoapError):
 
     def __init__(self, response, text=None):
         from .numbers import code_str
-        CoapError.__init__(self, text or ("CoAP error response " + code_str(response.code)))
+        super().__init__(text or ("CoAP error response " + code_str(response.code)))
         self.response = response
         self.code = response.code
 
@@ -27,7 +27,7 @@ class RepresentationChanged(CoapError):
     """The ETag changed between blocks of one Block2 transfer (or since a resume point)."""
 
     def __init__(self, old_etag, new_etag):
-        CoapError.__init__(self, "representation changed (ETag %r -> %r)" % (old_etag, new_etag))
+        super().__init__("representation changed (ETag %r -> %r)" % (old_etag, new_etag))
         self.old_etag = old_etag
         self.new_etag = new_etag
 
@@ -40,6 +40,6 @@ class HandlerError(CoapError):
     """Raise from a resource handler to answer with a given code and diagnostic payload."""
 
     def __init__(self, code, text=""):
-        CoapError.__init__(self, text)
+        super().__init__(text)
         self.code = code
         self.text = text

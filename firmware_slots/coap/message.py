@@ -26,7 +26,7 @@ class CoapDecodeError(ValueError):
     """
 
     def __init__(self, reason, mtype=None, mid=None, token=None, code=None):
-        ValueError.__init__(self, reason)
+        super().__init__(reason)
         self.reason = reason
         self.mtype = mtype
         self.mid = mid
@@ -132,8 +132,13 @@ class CoapMessage:
         out[2] = (self.mid >> 8) & 0xFF
         out[3] = self.mid & 0xFF
         out += self.token
-        # stable sort keeps repeated options in insertion order
-        opts = sorted(self.options, key=_optnum)
+        # MicroPython's sort is not stable: the index keeps repeated options in order
+        opts = self.options
+        for i in range(1, len(opts)):
+            if opts[i][0] < opts[i - 1][0]:
+                opts = sorted([(o[0], j, o[1]) for j, o in enumerate(opts)])
+                opts = [(o[0], o[2]) for o in opts]
+                break
         last = 0
         for num, val in opts:
             delta = num - last
@@ -153,10 +158,6 @@ class CoapMessage:
     @classmethod
     def decode(cls, data):
         return decode(data)
-
-
-def _optnum(o):
-    return o[0]
 
 
 def _hex(b):
@@ -247,9 +248,15 @@ def uint_encode(v):
     """Minimal big-endian bytes; 0 encodes as the empty string."""
     if v < 0:
         raise ValueError("negative uint")
-    out = bytearray()
-    while v:
-        out.insert(0, v & 0xFF)
+    n = 0
+    t = v
+    while t:
+        n += 1
+        t >>= 8
+    out = bytearray(n)
+    while n:
+        n -= 1
+        out[n] = v & 0xFF
         v >>= 8
     return bytes(out)
 

@@ -297,7 +297,12 @@ class CoapEndpoint:
                 self._send_empty(N.ACK, msg.mid, addr)
             self.dedup.set_reply(key, DedupCache.PENDING)
             return
-        code, opts, payload = self.site.render_response(msg, resp)
+        try:
+            code, opts, payload = self.site.render_response(msg, resp)
+        except Exception as e:  # e.g. a reader() that failed: answer, do not go silent
+            from .server import _log_exc
+            _log_exc(e)
+            code, opts, payload = N.INTERNAL_SERVER_ERROR, [], b""
         if msg.mtype == N.CON:
             out = CoapMessage(N.ACK, code, msg.mid, msg.token, opts, payload)
             self.dedup.set_reply(key, self._send(out, addr))
