@@ -159,7 +159,8 @@ class MpServer:
             args += ["-X", "heapsize=%s" % heapsize]
         args += [str(app), "pat=%s" % pat, "seconds=%d" % seconds, "mode=" + mode,
                  "ack=%d" % ack_ms, "stream=%d" % stream]
-        env = dict(os.environ, MICROPYPATH=ROOT)
+        # ".frozen" keeps the frozen modules (asyncio) importable when MICROPYPATH is set
+        env = dict(os.environ, MICROPYPATH=os.pathsep.join([ROOT, ".frozen"]))
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      env=env, cwd=ROOT, text=True)
         self.port = None
