@@ -229,7 +229,7 @@ class UdpProxy(threading.Thread):
         self.rand = random.Random(seed)
         self.stats = {"seen": 0, "dropped": 0, "duplicated": 0, "reordered": 0}
         self._held = None
-        self._stop = False
+        self._halt = False
         self.start()
 
     def _deliver(self, sock, data, addr):
@@ -256,7 +256,7 @@ class UdpProxy(threading.Thread):
             h[0].sendto(h[1], h[2])
 
     def run(self):
-        while not self._stop:
+        while not self._halt:
             r, _, _ = select.select([self.sock, self.up], [], [], 0.05)
             if not r and self._held is not None:
                 h, self._held = self._held, None
@@ -274,7 +274,7 @@ class UdpProxy(threading.Thread):
                     self._deliver(self.sock, data, self.client)
 
     def close(self):
-        self._stop = True
+        self._halt = True
         self.join(2)
         self.sock.close()
         self.up.close()

@@ -216,6 +216,7 @@ class CoapClient:
         res = FetchResult()
         offset = start_block * N.szx_to_size(szx)
         first = True
+        primed = False
         while True:
             m = _copy(base)
             m.add_opt(N.BLOCK2, block_encode(offset // N.szx_to_size(szx), False, szx))
@@ -223,6 +224,18 @@ class CoapClient:
                 m.add_opt(N.SIZE2, 0)  # ask for the total size (RFC 7959 4)
             resp = yield m
             res.response = resp
+            if resp.code == N.REQUEST_ENTITY_INCOMPLETE and first and offset and not primed:
+                # Servers that cache a representation per client (aiocoap's Block2Cache)
+                # refuse a resume they did not see start: ask for block 0 once, then resume.
+                primed = True
+                m = _copy(base)
+                m.add_opt(N.BLOCK2, block_encode(0, False, szx))
+                resp = yield m
+                if resp.code != N.CONTENT:
+                    raise CoapResponseError(resp)
+                if etag is not None and resp.etag != etag:
+                    raise RepresentationChanged(etag, resp.etag)
+                continue
             if resp.code != N.CONTENT:
                 raise CoapResponseError(resp)
             tag = resp.etag
