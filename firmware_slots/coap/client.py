@@ -217,6 +217,7 @@ class CoapClient:
         offset = start_block * N.szx_to_size(szx)
         first = True
         primed = False
+        prime_etag = prime_size = None
         while True:
             m = _copy(base)
             m.add_opt(N.BLOCK2, block_encode(offset // N.szx_to_size(szx), False, szx))
@@ -224,25 +225,34 @@ class CoapClient:
                 m.add_opt(N.SIZE2, 0)  # ask for the total size (RFC 7959 4)
             resp = yield m
             res.response = resp
-            if resp.code == N.REQUEST_ENTITY_INCOMPLETE and first and offset and not primed:
-                # Servers that cache a representation per client (aiocoap's Block2Cache)
-                # refuse a resume they did not see start: ask for block 0 once, then resume.
+            if first and offset and not primed and (
+                    resp.code == N.REQUEST_ENTITY_INCOMPLETE
+                    or (etag is not None and resp.code == N.CONTENT and resp.etag is None)):
+                # A resume the server did not see start: aiocoap (Block2Cache) answers
+                # 4.08, libcoap 4.3.1 omits ETag and Size2. Ask for block 0 once, then resume.
                 primed = True
                 m = _copy(base)
                 m.add_opt(N.BLOCK2, block_encode(0, False, szx))
+                m.add_opt(N.SIZE2, 0)
                 resp = yield m
                 if resp.code != N.CONTENT:
                     raise CoapResponseError(resp)
-                if etag is not None and resp.etag != etag:
+                if etag is not None and resp.etag is not None and resp.etag != etag:
                     raise RepresentationChanged(etag, resp.etag)
+                prime_etag = resp.etag
+                prime_size = resp.opt_uint(N.SIZE2)
                 continue
             if resp.code != N.CONTENT:
                 raise CoapResponseError(resp)
             tag = resp.etag
+            if tag is None and first:
+                tag = prime_etag
             if first:
                 if etag is not None and tag != etag:
                     raise RepresentationChanged(etag, tag)
                 res.etag = tag
+                if prime_size is not None:
+                    res.size2 = prime_size
             elif tag != res.etag:
                 raise RepresentationChanged(res.etag, tag)
             s2 = resp.opt_uint(N.SIZE2)

@@ -87,3 +87,48 @@ class UdpTransport:
             self.sock.close()
         except OSError:
             pass
+
+
+class ConnectedTransport:
+    """Adapter for a connected, one-peer datagram socket (e.g. a DTLS session).
+
+    `sock` needs send(data) and recv(n); recv must not block (non-blocking socket,
+    or pass `recv=lambda: ...` returning bytes or None). `pollable` is what
+    select.poll should watch (default: sock). Every datagram is from/to `peer`.
+    """
+
+    def __init__(self, sock, peer_host, peer_port, scheme="coaps", pollable=None, recv=None,
+                 recv_size=N.RECV_BUFFER):
+        self.sock = sock
+        self.peer = (peer_host, peer_port)
+        self.scheme = scheme
+        self.pollable = pollable if pollable is not None else sock
+        self._recv = recv
+        self.recv_size = recv_size
+        self.local_port = None
+
+    def resolve(self, host, port):
+        return self.peer  # one peer only: every URI on this transport goes to it
+
+    def sendto(self, data, addr):
+        self.sock.send(data)
+
+    def recvfrom(self):
+        try:
+            data = self._recv() if self._recv is not None else self.sock.recv(self.recv_size)
+        except OSError as e:
+            if e.args and e.args[0] in _EAGAIN + (110,):  # EAGAIN, ETIMEDOUT
+                return None
+            raise
+        if not data:
+            return None
+        return data, self.peer
+
+    def peer_hostport(self, addr):
+        return self.peer
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
