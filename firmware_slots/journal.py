@@ -19,7 +19,9 @@ Ring rules:
 - a record that does not fit (or follows a torn record) goes to the next sector of the
   ring: erase it, write a fresh snapshot there. The head sector is never erased, so the
   newest valid state survives a cut at any point, and a sector is erased only on wrap.
-- one record = one program operation, so a boot attempt costs one small write.
+- one record = one program operation, so a boot attempt costs one small write;
+- at most MAX_DELTAS deltas follow a snapshot, so boot-time replay stays bounded even
+  in 128 KiB sectors (with 4 KiB sectors the sector fills first).
 """
 
 import binascii
@@ -30,6 +32,7 @@ DELTA = 0x44
 HEADER = 8
 TRAILER = 4
 MAX_BODY = 2048
+MAX_DELTAS = 128
 
 
 class JournalError(Exception):
@@ -64,6 +67,7 @@ class Journal:
         self.seq = 0
         self.head = -1     # sector holding the newest snapshot, -1 before format
         self.free = None   # next append offset in head, None when head is closed
+        self.deltas = 0    # deltas after the head snapshot
         self.records = 0   # records written since open (for benchmarks)
 
     # -- reading -----------------------------------------------------------------
@@ -111,6 +115,7 @@ class Journal:
             seq = rec[1]
             off += rec[3]
         self.head, self.seq = best, seq
+        self.deltas = len(deltas)
         # append only onto erased flash: anything else here is a torn record
         self.free = off if self._erased_from(best, off) else None
         return snap, deltas
@@ -143,7 +148,7 @@ class Journal:
 
     def append(self, body):
         """Write a delta into the head sector; False when it has no room (snapshot instead)."""
-        if self.head < 0 or self.free is None:
+        if self.head < 0 or self.free is None or self.deltas >= MAX_DELTAS:
             return False
         rec = self._encode(DELTA, body)
         if self.free + len(rec) > self.region.sector:
@@ -151,6 +156,7 @@ class Journal:
         self.region.program(self.head * self.region.sector + self.free, rec)
         self.seq += 1
         self.free += len(rec)
+        self.deltas += 1
         self.records += 1
         return True
 
@@ -163,10 +169,11 @@ class Journal:
         self.seq += 1
         self.head = nxt
         self.free = len(rec)
+        self.deltas = 0
         self.records += 1
 
     def room(self):
-        """Bytes left in the head sector (0 when closed)."""
-        if self.free is None or self.head < 0:
+        """Bytes left in the head sector (0 when closed or out of delta budget)."""
+        if self.free is None or self.head < 0 or self.deltas >= MAX_DELTAS:
             return 0
         return self.region.sector - self.free

@@ -28,12 +28,15 @@ def sim_device(sector_size=4096, write_size=1, journal_blocks=2, slot_blocks=8, 
     from firmware_slots.norsim import NorFlash
     from firmware_slots.slots import SlotManager
     flash = NorFlash(sector_size, journal_blocks + slot_blocks * nslots, write_size, path)
-    j, s = carve(flash, journal_blocks, slot_blocks, nslots)
-    return flash, SlotManager(s, j, write_size, **mgr_opts)
+    flash.layout = (journal_blocks, slot_blocks, nslots, mgr_opts)
+    return flash, reopen(flash)
 
 
-def reopen(flash, journal_blocks=2, slot_blocks=8, nslots=2, **mgr_opts):
-    """A new SlotManager over the same flash: what a reboot sees."""
+def reopen(flash, **mgr_opts):
+    """A new SlotManager over the same flash, laid out as sim_device did: a reboot."""
     from firmware_slots.slots import SlotManager
+    journal_blocks, slot_blocks, nslots, opts = flash.layout
     j, s = carve(flash, journal_blocks, slot_blocks, nslots)
-    return SlotManager(s, j, flash.write_size, **mgr_opts)
+    kw = dict(opts)
+    kw.update(mgr_opts)
+    return SlotManager(s, j, flash.write_size, **kw)

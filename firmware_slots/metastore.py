@@ -7,7 +7,8 @@ State is a CBOR map of sections, each a map of short keys:
     -2   agent:   USP agent data (subscriptions, pending requests, boot cause...)
     0..N-1 slot:  'st' status code (slots.STATUSES index), 'nm' Name, 'vr' Version,
                   'ln' image length, 'h' SHA-256 of the image, 'av' Available,
-                  'lg' BootFailureLog, 'n' boot attempts, 'al' Alias,
+                  'lg' BootFailureLog, 'er' why the last install failed,
+                  'n' boot attempts, 'al' Alias,
                   'dl' download progress {'o' offset, ...fetcher keys}
 
 A snapshot record carries every section; a delta record carries only the changed keys

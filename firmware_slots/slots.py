@@ -123,6 +123,7 @@ class SlotManager:
             "Status": self.status(i),
             "Available": bool(s.get("av")),
             "BootFailureLog": s.get("lg", ""),
+            "Error": s.get("er", ""),
             "Alias": s.get("al", "cpe-slot%d" % i),
             "Length": s.get("ln", 0),
             "SHA256": _hex(h) if h else "",
@@ -236,7 +237,7 @@ class SlotManager:
         if extra:
             for k in extra:
                 dl[k] = extra[k]
-        self.meta.update({i: {"st": DOWNLOADING, "av": False, "n": 0, "lg": None, "nm": None,
+        self.meta.update({i: {"st": DOWNLOADING, "av": False, "n": 0, "lg": None, "er": None, "nm": None,
                               "vr": None, "h": None, "ln": None, "dl": dl}})
         return ImageWriter(self, i, dl, 0)
 
@@ -255,7 +256,8 @@ class SlotManager:
         return ImageWriter(self, i, dl, off)
 
     def fail(self, i, status, why):
-        self.meta.update({i: {"st": status, "lg": why, "av": False, "dl": None}})
+        # download/validation failures are not boot failures: BootFailureLog stays as is
+        self.meta.update({i: {"st": status, "er": why, "av": False, "dl": None}})
 
     def erase_slot(self, i):
         """Forget slot i's image (status NoImage); refused for protected slots."""
@@ -264,7 +266,7 @@ class SlotManager:
             raise SlotBusy("slot %d is protected (running, last-known-good or boot)" % i)
         r = self.regions[i]
         self.meta.update({i: {"st": NO_IMAGE, "av": False, "nm": None, "vr": None, "h": None,
-                              "ln": None, "dl": None, "lg": None, "n": 0}})
+                              "ln": None, "dl": None, "lg": None, "er": None, "n": 0}})
         for s in range(r.sectors):
             r.erase(s)
 

@@ -1,0 +1,197 @@
+"""Device core: lifecycle scenarios, power-cut sweep, journal model, host cross-decoding."""
+import os
+import subprocess
+import sys
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mpy import ROOT, micropython_exe, requires_micropython, run_mp
+
+DEVICE_TESTS = os.path.join(ROOT, "tests", "device")
+sys.path.insert(0, DEVICE_TESTS)
+
+import lifecycle  # noqa: E402
+import powercut  # noqa: E402
+
+from firmware_slots.flash import BlockWindow, FlashError, FlashRegion  # noqa: E402
+from firmware_slots.host import journal as host_journal  # noqa: E402
+from firmware_slots.metastore import MetaStore  # noqa: E402
+from firmware_slots.norsim import FaultPlan, NorFlash, PowerCut  # noqa: E402
+
+
+@pytest.mark.parametrize("scenario", lifecycle.SCENARIOS, ids=lambda f: f.__name__)
+def test_lifecycle_cpython(scenario):
+    scenario()
+
+
+@requires_micropython
+def test_lifecycle_micropython_matches_cpython():
+    out = run_mp("import lifecycle\nfor l in lifecycle.run_all(): print(l)\n",
+                 extra_path=[DEVICE_TESTS])
+    assert out.strip().splitlines() == lifecycle.run_all()
+
+
+# -- the simulator itself obeys NOR rules -----------------------------------------
+def test_nor_rules():
+    f = NorFlash(256, 4, write_size=1)
+    f.writeblocks(0, b"\x0f", 0)
+    f.writeblocks(0, b"\x05", 0)  # clearing more bits is fine
+    with pytest.raises(FlashError, match="0->1"):
+        f.writeblocks(0, b"\x0f", 0)
+    f.ioctl(6, 0)
+    assert f.read_raw(0, 4) == b"\xff" * 4
+    assert f.erases[0] == 1 and f.programs[0] == 2
+    e = NorFlash(256, 4, write_size=16)
+    with pytest.raises(FlashError, match="aligned"):
+        e.writeblocks(0, b"\x00" * 8, 0)
+    e.writeblocks(0, b"\xaa" * 16, 0)
+    with pytest.raises(FlashError, match="twice"):
+        e.writeblocks(0, b"\x00" * 16, 0)  # ECC units are write-once per erase
+    w = BlockWindow(f, 1, 2)
+    with pytest.raises(FlashError):
+        w.readblocks(2, bytearray(4), 0)
+
+
+def test_fault_kinds():
+    f = NorFlash(256, 2)
+    f.arm(FaultPlan(1, "torn", seed=5))
+    f.writeblocks(0, b"\x00" * 100, 0)
+    with pytest.raises(PowerCut):
+        f.writeblocks(0, b"\x11" * 100, 100)
+    with pytest.raises(PowerCut):  # the board stays off until power_on
+        f.readblocks(0, bytearray(1), 0)
+    f.power_on()
+    tail = f.read_raw(100, 100)
+    landed = len(tail) - len(tail.lstrip(b"\x11"))
+    assert 0 <= landed < 100 and tail[landed:] == b"\xff" * (100 - landed)
+    f.writeblocks(1, b"\x00" * 256, 0)
+    f.arm(FaultPlan(f.ops, "half", seed=3))
+    with pytest.raises(PowerCut):
+        f.ioctl(6, 1)
+    f.power_on()
+    half = f.read_raw(256, 256)
+    assert half != b"\xff" * 256 and half != b"\x00" * 256
+
+
+# -- exhaustive power-cut sweep --------------------------------------------------
+def test_power_cut_sweep_cpython_and_micropython():
+    """Every cut point over three geometries under MicroPython (the device's interpreter);
+    CPython sweeps every second cut point alongside, on the other core."""
+    mp = None
+    exe = micropython_exe()
+    if exe:
+        env = dict(os.environ, MICROPYPATH=os.pathsep.join([ROOT, DEVICE_TESTS, ".frozen"]))
+        code = ("import powercut\nn, f = powercut.run_all()\n"
+                "for x in f[:10]: print('FAIL', x)\nprint('RESULT', n, len(f))\n")
+        mp = subprocess.Popen([exe, "-X", "heapsize=64M", "-c", code], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+    try:
+        n, failures = powercut.run_all(stride=2)
+        print("cpython cut_points_tested", n, "failures", len(failures))
+        assert failures == []
+        assert n >= 1000
+        if mp:
+            out, _ = mp.communicate(timeout=600)
+            last = [l for l in out.splitlines() if l.startswith("RESULT")]
+            assert last, out[-3000:]
+            mp_n, mp_fail = map(int, last[-1].split()[1:])
+            print("micropython cut_points_tested", mp_n, "failures", mp_fail)
+            assert mp_fail == 0, out[-3000:]
+            assert mp_n >= 2000
+    finally:
+        if mp and mp.poll() is None:
+            mp.kill()
+
+
+def test_sweep_catches_a_broken_journal(monkeypatch):
+    """The sweep must fail when the journal erases its own head sector."""
+    from firmware_slots import journal
+
+    def bad_snapshot(self, body):
+        rec = self._encode(journal.SNAPSHOT, body)
+        nxt = max(self.head, 0)  # wrong: destroys the newest state before replacing it
+        self.region.erase(nxt)
+        self.region.program(nxt * self.region.sector, rec)
+        self.seq += 1
+        self.head = nxt
+        self.free = len(rec)
+
+    monkeypatch.setattr(journal.Journal, "snapshot", bad_snapshot)
+    n, failures = powercut.sweep(powercut.GEOMETRIES[0], fill=120)
+    assert failures, "sweep did not notice a journal that erases its head"
+
+
+# -- journal against a model (hypothesis) ------------------------------------------
+values = st.one_of(st.integers(-2**31, 2**31), st.text(max_size=40), st.binary(max_size=120),
+                   st.booleans(), st.none())
+change = st.dictionaries(st.sampled_from([-2, -1, 0, 1]),
+                         st.dictionaries(st.sampled_from(["a", "b", "c", "lg"]), values,
+                                         min_size=1, max_size=3),
+                         min_size=1, max_size=2)
+step = st.one_of(
+    st.tuples(st.just("update"), change),
+    st.tuples(st.just("cut"), change, st.integers(0, 3), st.sampled_from(["before", "after", "torn", "half"]),
+              st.integers(0, 1000)),
+    st.tuples(st.just("reboot")),
+)
+
+
+def _apply(state, ch):
+    new = {k: dict(v) for k, v in state.items()}
+    for s, kv in ch.items():
+        sec = new.setdefault(s, {})
+        for k, v in kv.items():
+            if v is None:
+                sec.pop(k, None)
+            else:
+                sec[k] = v
+    return new
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(write_size=st.sampled_from([1, 8, 16]), steps=st.lists(step, max_size=40))
+def test_journal_matches_model(write_size, steps):
+    flash = NorFlash(1024, 3, write_size)
+    region = FlashRegion(flash, write_size)
+    store = MetaStore(region, 2)
+    model = store.load()
+    model = {k: dict(v) for k, v in model.items()}
+    for s in steps:
+        if s[0] == "update":
+            store.update(s[1])
+            model = _apply(model, s[1])
+        elif s[0] == "reboot":
+            store = MetaStore(region, 2)
+            assert store.load() == model
+        else:
+            _, ch, k, kind, seed = s
+            flash.arm(FaultPlan(flash.ops + k, kind, seed))
+            try:
+                store.update(ch)
+                cut = False
+            except PowerCut:
+                cut = True
+            flash.power_on()
+            store = MetaStore(region, 2)
+            got = store.load()
+            new = _apply(model, ch)
+            if cut:
+                assert got in (model, new)  # all or nothing
+            else:
+                assert got == new
+            model = {k2: dict(v) for k2, v in got.items()}
+        # the host decoder, written separately with cbor2, agrees with the device
+        assert host_journal.recover(flash.snapshot(), 1024, write_size) == model
+
+
+def test_metadata_erases_only_on_wrap():
+    flash = NorFlash(4096, 2, 1)
+    store = MetaStore(FlashRegion(flash, 1), 2)
+    store.load()
+    base = sum(flash.erases)
+    for n in range(150):
+        store.update({0: {"n": n % 4}})  # what a boot attempt writes
+    assert sum(flash.erases) - base <= 1
+    assert sum(flash.programs) >= 150
