@@ -1,0 +1,56 @@
+"""Image transfer: fetchers that stream a URL into a slots.ImageWriter.
+
+A fetcher module exposes `fetch(url, writer, username="", password="", rate=0)`:
+- start at writer.offset (non-zero when resuming an interrupted download);
+- writer.write(chunk) for every chunk, in order, never holding the image in RAM;
+- writer.checkpoint(**keys) now and then (at least every few KiB) with whatever it
+  needs to resume safely (e.g. ETag, Size2, Content-Length); resume reads them back
+  from writer.dl, and restarts from 0 (by raising Restart) when the remote file changed;
+- rate: bytes per second cap (0 = unlimited);
+- raise TransferError(message) on any failure (the caller records DownloadFailed).
+
+Fetchers are looked up by URL scheme and imported only when first used, so a board
+without DTLS or HTTP never loads that code.
+"""
+
+
+class TransferError(Exception):
+    pass
+
+
+class Restart(TransferError):
+    """The remote image changed since the checkpoint: start the download again."""
+
+
+SCHEMES = {
+    "file": "firmware_slots.transfer.file",
+    "coap": "firmware_slots.transfer.coap",
+    "coaps": "firmware_slots.transfer.coap",
+    "http": "firmware_slots.transfer.http",
+    "https": "firmware_slots.transfer.http",
+}
+
+
+def scheme_of(url):
+    i = url.find("://")
+    if i <= 0:
+        raise TransferError("not a URL: %r" % url)
+    return url[:i].lower()
+
+
+def fetcher(url):
+    """The fetcher module for `url`'s scheme, or TransferError if unsupported."""
+    scheme = scheme_of(url)
+    mod = SCHEMES.get(scheme)
+    if mod is None:
+        raise TransferError("unsupported URL scheme %r (supported: %s)" % (
+            scheme, ", ".join(sorted(SCHEMES))))
+    try:
+        m = __import__(mod, None, None, ["fetch"])
+    except ImportError as e:
+        raise TransferError("%s transfers are not available on this device: %s" % (scheme, e))
+    return m
+
+
+def fetch(url, writer, username="", password="", rate=0):
+    fetcher(url).fetch(url, writer, username, password, rate)
