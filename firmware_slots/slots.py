@@ -15,7 +15,6 @@ an interrupted download resumes (ImageWriter.resume) instead of starting again.
 
 import hashlib
 
-from firmware_slots import bootdecision, hashes
 from firmware_slots.flash import FlashRegion
 from firmware_slots.metastore import DEVICE, MetaStore
 
@@ -144,7 +143,7 @@ class SlotManager:
     # -- verification -------------------------------------------------------------
     def hash_slot(self, i, length, algorithm="SHA-256"):
         """Digest of the first `length` bytes of slot i, read in CHUNK pieces."""
-        h = hashlib.sha256() if algorithm == "SHA-256" else hashes.new(algorithm)
+        h = hashlib.sha256() if algorithm == "SHA-256" else _hashes().new(algorithm)
         _feed(self.regions[i], 0, length, (h,))
         return h.digest()
 
@@ -229,6 +228,7 @@ class SlotManager:
         if checksum and not algorithm:
             raise ValueError("a checksum needs its CheckSumAlgorithm")
         if algorithm:
+            hashes = _hashes()
             hashes.new(algorithm)  # unsupported names fail before anything is erased
             if checksum and len(checksum) != hashes.digest_size(algorithm):
                 raise ValueError("%s checksum must be %d bytes, got %d" % (
@@ -273,6 +273,7 @@ class SlotManager:
     # -- booting ------------------------------------------------------------------
     def decide(self):
         """The boot decision for the current state (nothing written)."""
+        from firmware_slots import bootdecision  # only the boot path pays for it
         return bootdecision.decide(self.meta.state, self.n, self._verify_cached, self.max_attempts)
 
     def boot(self):
@@ -304,6 +305,12 @@ class SlotManager:
         return True
 
 
+def _hashes():
+    # loaded only for algorithms other than SHA-256, which hashlib always has
+    from firmware_slots import hashes
+    return hashes
+
+
 def _feed(region, start, length, hashers, buf=None):
     buf = buf or bytearray(CHUNK)
     mv = memoryview(buf)
@@ -331,7 +338,7 @@ class ImageWriter:
         self.sha = hashlib.sha256()
         self.user = None
         if self.algorithm and self.algorithm != "SHA-256":
-            self.user = hashes.new(self.algorithm)
+            self.user = _hashes().new(self.algorithm)
         ws = mgr.write_size
         self.pending = bytearray(ws)  # bytes waiting for a whole program unit
         self.npend = 0
