@@ -6,6 +6,8 @@ plus the metadata changes that commit it. It never changes BootFirmwareImage ('b
 a failed image stays the boot target, reported ActivationFailed, until someone sets
 another one explicitly.
 
+Reasons name images as TR-181 does (FirmwareImage.1 is slot 0), since operators read them.
+
 Order of candidates: BootFirmwareImage, then last-known-good, then every other slot
 in index order. A candidate is skipped when its status is not Available or its
 Available flag is false. A candidate that is not last-known-good is on trial: each
@@ -64,21 +66,21 @@ def decide(state, nslots, verify, max_attempts=DEFAULT_MAX_ATTEMPTS):
         if trial and n >= max_attempts:
             why = "not confirmed after %d boot attempts" % n
             changes[i] = {"st": ACTIVATION_FAILED, "lg": why, "n": 0}
-            notes.append("slot %d: %s" % (i, why))
+            notes.append("image %d: %s" % (i + 1, why))
             continue
         if not verify(i):
             why = "image bytes no longer match SHA-256 at boot"
             changes[i] = {"st": ACTIVATION_FAILED, "lg": why, "n": 0}
-            notes.append("slot %d: %s" % (i, why))
+            notes.append("image %d: %s" % (i + 1, why))
             continue
         if trial:
             changes[i] = {"n": n + 1}
         if dev.get("r") != i:
             changes[DEVICE] = {"r": i}
         if i == b:
-            reason = "boot slot %d%s" % (i, " (trial %d/%d)" % (n + 1, max_attempts) if trial else "")
+            reason = "boot image %d%s" % (i + 1, " (trial %d/%d)" % (n + 1, max_attempts) if trial else "")
         else:
-            reason = "fallback to slot %d" % i
+            reason = "fallback to image %d" % (i + 1)
         if notes:
             reason += "; " + "; ".join(notes)
         return BootDecision(i, reason, changes, trial, i != b)

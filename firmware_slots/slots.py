@@ -451,5 +451,5 @@ class ImageWriter:
             version = vr or version
         self.done = True
         mgr.meta.update({i: {"st": AVAILABLE, "av": True, "ln": total, "h": digest,
-                             "nm": name or "slot%d" % i, "vr": version or "unknown", "n": 0}})
+                             "nm": name or "unnamed", "vr": version or "unknown", "n": 0}})
         return mgr.info(i)

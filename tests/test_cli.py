@@ -1,0 +1,95 @@
+"""fwslots CLI: real invocations against flash files; exit codes scripts can trust."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from firmware_slots.host.cli import main
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture
+def dev(tmp_path, runner):
+    path = str(tmp_path / "d.flash")
+    r = runner.invoke(main, ["flash", "init", path, "--slot-kib", "64"])
+    assert r.exit_code == 0, r.output
+    return path
+
+
+def image(tmp_path, name, size):
+    data = hashlib.sha256(name.encode()).digest() * (size // 32)
+    p = tmp_path / name
+    p.write_bytes(data)
+    return str(p), data
+
+
+def test_install_boot_confirm_flow(dev, tmp_path, runner):
+    img, data = image(tmp_path, "v1.bin", 20000)
+    r = runner.invoke(main, ["install", dev, img, "--checksum", "SHA-256:" + hashlib.sha256(data).hexdigest(),
+                             "--name", "app", "--version", "1.0", "--set-boot"])
+    assert r.exit_code == 0, r.output
+    assert "Available app 1.0" in r.output
+    r = runner.invoke(main, ["boot", dev, "--confirm"])
+    assert r.exit_code == 0 and "trial 1/3" in r.output and "confirmed" in r.output
+    r = runner.invoke(main, ["slots", dev, "--json"])
+    table = json.loads(r.output)
+    assert table["boot"] == 1 and table["active"] == 1 and table["last_known_good"] == 1
+    assert table["slots"][0]["SHA256"] == hashlib.sha256(data).hexdigest()
+    assert table["slots"][1]["Status"] == "NoImage"
+    # the running image cannot be overwritten: one-line error, exit 1, nothing changes
+    r = runner.invoke(main, ["install", dev, img, "--slot", "1"])
+    assert r.exit_code == 1 and "running" in r.output
+    assert json.loads(runner.invoke(main, ["slots", dev, "--json"]).output) == table
+
+
+def test_bad_inputs_have_precise_errors(dev, tmp_path, runner):
+    img, data = image(tmp_path, "v2.bin", 8000)
+    r = runner.invoke(main, ["install", dev, img, "--checksum", "SHA-256:" + "00" * 32])
+    assert r.exit_code == 1 and "SHA-256 mismatch" in r.output
+    r = runner.invoke(main, ["install", dev, img, "--checksum", "SHA-256:abcd"])
+    assert r.exit_code == 2 and "64 hex digits" in r.output
+    r = runner.invoke(main, ["install", dev, img, "--checksum", "MD5:" + "00" * 16])
+    assert r.exit_code == 2 and "unsupported CheckSumAlgorithm" in r.output
+    r = runner.invoke(main, ["install", dev, img, "--slot", "7"])
+    assert r.exit_code == 2 and "slots 1..2" in r.output
+    big, _ = image(tmp_path, "big.bin", 70000)
+    r = runner.invoke(main, ["install", dev, big])
+    assert r.exit_code == 1 and "does not fit" in r.output
+    r = runner.invoke(main, ["set-boot", dev, "2"])
+    assert r.exit_code == 1 and "cannot be the boot image" in r.output
+    r = runner.invoke(main, ["slots", str(tmp_path / "missing.flash")])
+    assert r.exit_code == 2
+    r = runner.invoke(main, ["flash", "init", dev])
+    assert r.exit_code == 1 and "already exists" in r.output
+
+
+def test_journal_dump_decodes_with_cbor2(dev, tmp_path, runner):
+    img, data = image(tmp_path, "v1.bin", 5000)
+    runner.invoke(main, ["install", dev, img, "--set-boot"])
+    r = runner.invoke(main, ["journal", dev, "--json"])
+    recs = json.loads(r.output)
+    assert recs[0]["kind"] == "snapshot" and all(x["valid"] for x in recs)
+    assert [x["seq"] for x in recs] == list(range(1, len(recs) + 1))
+    assert any(x["body"].get("-1", {}).get("b") == 0 for x in recs if x["body"])
+
+
+def test_demo_runs_as_installed_command():
+    exe = os.path.join(os.path.dirname(sys.executable), "fwslots")
+    cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "firmware_slots.host.cli"]
+    p = subprocess.run(cmd + ["demo"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "demo passed" in p.stdout and "FAILED" not in p.stdout
+
+
+def test_help_lists_commands(runner):
+    r = runner.invoke(main, ["--help"])
+    for c in ("demo", "install", "slots", "set-boot", "boot", "confirm", "journal", "flash"):
+        assert c in r.output
