@@ -1,0 +1,500 @@
+"""UspAgent: USP Records in, Records out; transport-independent.
+
+    agent = UspAgent(mgr, "os::012345-dev1", Platform())   # mgr after the boot stub's mgr.boot()
+    agent.startup()                     # post-boot notifications into agent.outbox
+    replies = agent.handle(record_bytes, reply_to="coap://10.0.0.2:5683/usp")
+    agent.poll(now_ms)                  # runs Download(), Activate() windows, Reboot()
+    for eid, rec in agent.take_outbox(): send rec to agent.controller_uri(eid)
+
+The MTP sends handle()'s replies before calling poll(): a Reboot() or an activation
+resets the device from inside poll() (platform.reboot), after its OperateResp is out.
+Notifications of a boot into an unconfirmed (trial) image are held until the image is
+confirmed (mgr.confirm(), done by the application): if it never is, the boot stub
+falls back and the agent of the fallback image reports the failure instead.
+"""
+
+from firmware_slots.metastore import AGENT
+from firmware_slots.usp import codec, schema, notify, commands
+from firmware_slots.usp.dm import (Model, UspError, OBJS, ADD, MULTI, obj_path, to_str,
+                                   split_path, match_template, supported_obj, supported_path,
+                                   children, E_FAILED, E_INVALID_PATH, E_NOT_CREATABLE,
+                                   E_DELETE, E_NOT_SUPPORTED, E_INTERNAL)
+from firmware_slots.usp.firmware import Firmware
+from firmware_slots.usp.localagent import LocalAgent
+from firmware_slots.usp.platform import Platform
+
+PROTOCOL_VERSIONS = "1.0,1.1,1.2,1.3"
+DM_URI = "urn:broadband-forum-org:tr-181-2-19-1-usp"
+
+
+class BadRecord(ValueError):
+    """The bytes are not a USP Record (the CoAP MTP answers 4.00 Bad Request)."""
+
+
+class UspAgent:
+    def __init__(self, mgr, endpoint_id, platform=None, store=None):
+        self.mgr = mgr
+        self.endpoint_id = endpoint_id
+        self.platform = platform = platform or Platform()
+        self.fw = Firmware(mgr, platform)
+        self.la = LocalAgent(mgr.meta, endpoint_id, platform)
+        fw, la = self.fw, self.la
+        self.model = Model((fw, fw, fw, la, la, la, la, la, la, la))
+        self.outbox = []
+        self.seq = 0
+        self.boot_s = int(platform.now_s())
+        self.vc = {}
+        self.tries = {}
+        self.reboot_due = None
+        self.boot_pending = False
+        self.current_eid = None
+
+    # -- lifecycle ------------------------------------------------------------------
+    def startup(self):
+        """Queue OperationComplete / TransferComplete! / Boot! for this boot (once confirmed)."""
+        self.boot_pending = True
+        self._boot_report()
+        notify.value_changes(self)  # first look: snapshot for ValueChange subscriptions
+
+    def _boot_report(self):
+        mgr = self.mgr
+        if mgr.running < 0 or mgr.running != mgr.lkg:
+            return  # trial boot: wait for the application's mgr.confirm()
+        self.boot_pending = False
+        commands.after_boot(self)
+        sec = mgr.meta.section(AGENT)
+        b = sec.get("b") or {"c": "LocalReboot", "r": "", "k": ""}
+        cur = self.fw.software_version()
+        pv = sec.get("v")
+        updated = pv is not None and cur != pv and mgr.running == mgr.boot_slot
+        args = {"CommandKey": b.get("k", ""), "Cause": b.get("c", "LocalReboot"),
+                "Reason": b.get("r", ""), "FirmwareUpdated": to_str(updated)}
+        notify.event(self, "Device.", "Boot!", args, self._parameter_map)
+        if pv is not None and cur != pv:
+            for s, eid in notify.subscribers(self, "ValueChange", "Device.DeviceInfo.SoftwareVersion"):
+                notify.emit(self, s, eid, "value_change",
+                            {"param_path": "Device.DeviceInfo.SoftwareVersion", "param_value": cur})
+        ch = {}
+        if "b" in sec:
+            ch["b"] = None
+        if pv != cur:
+            ch["v"] = cur
+        if ch:
+            mgr.meta.update({AGENT: ch})
+
+    def _parameter_map(self, eid, args):
+        import json
+        la = self.la
+        c = la.ctrls.get(la.controller_by_eid(eid), {})
+        pm = {}
+        for j in sorted(c.get("b", {})):
+            bp = c["b"][j]
+            if bp.get("en") and bp.get("n"):
+                try:
+                    idx, kl, leaf = self.model.resolve(bp["n"], False)
+                    for k in kl:
+                        if leaf:
+                            pm[obj_path(idx, k) + leaf] = to_str(self.model.get(idx, k, leaf))
+                        else:
+                            for n, v in self.model.get_params(idx, k).items():
+                                pm[obj_path(idx, k) + n] = v
+                except UspError:
+                    pass
+        args["ParameterMap"] = json.dumps(pm)
+        return args
+
+    def poll(self, now_ms=None):
+        """Timers and deferred work; may call platform.reboot()."""
+        if self.boot_pending:
+            self._boot_report()
+        if self.reboot_due:
+            cause, reason = self.reboot_due
+            self.reboot_due = None
+            self.platform.reboot(cause, reason)
+        now_s = self.platform.now_s()
+        la = self.la
+        for i in sorted(la.reqs):
+            r = la.reqs.get(i)
+            if r is None:
+                continue
+            x = r.get("x", {})
+            if x.get("ph", 0) != 0:
+                continue
+            if x.get("t") == "d":
+                commands.run_download(self, i)
+            elif x.get("t") == "a":
+                commands.run_activate(self, i, now_s)
+        self._expire(now_s)
+        notify.value_changes(self)
+
+    def _expire(self, now_s):
+        la = self.la
+        for i in list(la.subs):
+            s = la.subs[i]
+            if s.get("tl") and now_s >= s.get("cd", 0) + s["tl"]:
+                la.delete(8, (i,))
+                notify.obj_deleted(self, "Device.LocalAgent.Subscription.%d." % i)
+        la.flush()
+
+    def take_outbox(self):
+        out = self.outbox
+        self.outbox = []
+        return out
+
+    def controller_uri(self, endpoint_id):
+        return self.la.controller_uri(endpoint_id)
+
+    # -- messages -------------------------------------------------------------------
+    def handle(self, record_bytes, reply_to=None):
+        try:
+            rec = codec.decode_record(record_bytes)
+        except codec.DecodeError as e:
+            raise BadRecord("not a USP Record: %s" % e)
+        if rec.get("to_id") != self.endpoint_id:
+            return []
+        sender = rec.get("from_id", "")
+        payload = codec.record_payload(rec)
+        if payload is None or not sender:
+            return []  # session context / connect records: not handled by this agent
+        try:
+            msg = codec.decode_msg(payload)
+        except codec.DecodeError as e:
+            resp = codec.error_msg("", E_FAILED, "undecodable Msg: %s" % e)
+            return [codec.make_record(sender, self.endpoint_id, codec.encode_msg(resp))]
+        self.la.seen(sender, reply_to)
+        self.current_eid = sender
+        try:
+            resp = self.dispatch(msg)
+        finally:
+            self.la.flush()
+            self.current_eid = None
+        notify.value_changes(self)
+        if resp is None:
+            return []
+        return [codec.make_record(sender, self.endpoint_id, codec.encode_msg(resp))]
+
+    def dispatch(self, msg):
+        mid, mtype, part, kind, body = codec.split_msg(msg)
+        if part == "response" or part == "error":
+            return None  # NotifyResp and errors for our notifications need no answer
+        h = _HANDLERS.get(kind)
+        if part != "request" or h is None:
+            return codec.error_msg(mid, E_NOT_SUPPORTED, "message type not supported")
+        try:
+            out = h(self, body or {})
+        except UspError as e:
+            return codec.error_msg(mid, e.code, e.msg, getattr(e, "param_errs", None))
+        except Exception as e:  # a bug must not take the agent down: 7003
+            return codec.error_msg(mid, E_INTERNAL, "internal error: %r" % (e,))
+        if out is None:
+            return None
+        rkind, rbody = out
+        return codec.new_msg(mid, _RESP_TYPES[rkind], "response", rkind, rbody)
+
+    # -- handlers ---------------------------------------------------------------------
+    def h_get(self, req):
+        m = self.model
+        depth = req.get("max_depth", 0)
+        results = []
+        for path in req.get("param_paths", []):
+            r = {"requested_path": path}
+            try:
+                idx, kl, leaf = m.resolve(path)
+                res = []
+                if leaf is not None:
+                    if leaf[-1] in ")!":
+                        raise UspError(E_INVALID_PATH, "%s is not a parameter" % path)
+                    for k in kl:
+                        res.append({"resolved_path": obj_path(idx, k),
+                                    "result_params": {leaf: to_str(m.get(idx, k, leaf))}})
+                else:
+                    for k in kl:
+                        for j, jk in m.subtree(idx, k, depth):
+                            p = m.get_params(j, jk)
+                            if p:
+                                res.append({"resolved_path": obj_path(j, jk), "result_params": p})
+                r["resolved_path_results"] = res
+            except UspError as e:
+                r["err_code"] = e.code
+                r["err_msg"] = e.msg
+            results.append(r)
+        return "get_resp", {"req_path_results": results}
+
+    def _objects(self, path, table_ok=False):
+        """(idx, [keys]) for an object path in Set/Delete/Add; 7026 for params or tables."""
+        segs, leaf = split_path(path)
+        if leaf is not None:
+            raise UspError(E_INVALID_PATH, "%s is not an object path" % path)
+        mt = match_template(segs)
+        if mt is None:
+            raise UspError(E_INVALID_PATH, "path %s is not in the supported data model" % path)
+        idx, pat, table_only = mt
+        if table_only != table_ok:
+            raise UspError(E_INVALID_PATH, "%s must name %s" % (
+                path, "a table" if table_ok else "object instances, not a table"))
+        if table_ok:
+            if None in pat[:-1]:
+                raise UspError(E_INVALID_PATH, "no wildcards in an Add path")
+            pat = pat[:-1]
+        return idx, self.model.expand(idx, pat, True)
+
+    def _apply(self, idx, keys, settings, done):
+        """Set each (param, value, required); returns (updated {}, param_errs [], fatal err)."""
+        m = self.model
+        upd = {}
+        errs = []
+        fatal = None
+        for ps in settings:
+            n = ps.get("param", "")
+            try:
+                old = to_str(m.get(idx, keys, n)) if _has_param(idx, n) else None
+                m.set(idx, keys, n, ps.get("value", ""))
+                done.append((idx, keys, n, old))
+                upd[n] = ps.get("value", "")
+            except UspError as e:
+                errs.append({"param": n, "err_code": e.code, "err_msg": e.msg})
+                if ps.get("required") and fatal is None:
+                    fatal = e
+        return upd, errs, fatal
+
+    def _undo(self, done):
+        for idx, keys, n, old in reversed(done):
+            try:
+                self.model.set(idx, keys, n, old)
+            except UspError:
+                pass
+        del done[:]
+
+    def h_set(self, req):
+        partial = req.get("allow_partial", False)
+        results = []
+        done = []
+        first = None
+        perrs = []
+        for uo in req.get("update_objs", []):
+            path = uo.get("obj_path", "")
+            mark = len(done)
+            try:
+                idx, kl = self._objects(path)
+                insts = []
+                fails = []
+                fatal = None
+                for k in kl:
+                    upd, errs, f = self._apply(idx, k, uo.get("param_settings", []), done)
+                    ap = obj_path(idx, k)
+                    if f is not None:
+                        fatal = fatal or f
+                        fails.append({"affected_path": ap, "param_errs": errs})
+                        for e in errs:
+                            perrs.append({"param_path": ap + e["param"], "err_code": e["err_code"],
+                                          "err_msg": e["err_msg"]})
+                    else:
+                        ir = {"affected_path": ap, "updated_params": upd}
+                        if errs:
+                            ir["param_errs"] = errs
+                        insts.append(ir)
+                if fatal is not None:
+                    e = UspError(fatal.code, fatal.msg)
+                    e.fails = fails
+                    raise e
+                results.append({"requested_path": path, "oper_status": {"oper_success": {
+                    "updated_inst_results": insts}}})
+            except UspError as e:
+                self._undo_from(done, mark)
+                first = first or e
+                if not getattr(e, "fails", None):
+                    perrs.append({"param_path": path, "err_code": e.code, "err_msg": e.msg})
+                results.append({"requested_path": path, "oper_status": {"oper_failure": {
+                    "err_code": e.code, "err_msg": e.msg,
+                    "updated_inst_failures": getattr(e, "fails", [])}}})
+        if first is not None and not partial:
+            self._undo(done)
+            e = UspError(first.code, first.msg)
+            e.param_errs = perrs
+            raise e
+        return "set_resp", {"updated_obj_results": results}
+
+    def _undo_from(self, done, mark):
+        tail = done[mark:]
+        del done[mark:]
+        self._undo(tail)
+
+    def h_add(self, req):
+        partial = req.get("allow_partial", False)
+        la = self.la
+        results = []
+        made = []
+        first = None
+        for co in req.get("create_objs", []):
+            path = co.get("obj_path", "")
+            try:
+                idx, kl = self._objects(path, True)
+                if not OBJS[idx][1] & ADD:
+                    raise UspError(E_NOT_CREATABLE, "%s is a static table: rows cannot be added" % path)
+                k = kl[0]
+                i = la.add(idx, k)
+                keys = k + (i,)
+                done = []
+                upd, errs, fatal = self._apply(idx, keys, co.get("param_settings", []), done)
+                if fatal is not None:
+                    la.delete(idx, keys)
+                    raise UspError(fatal.code, "%s: %s" % (errs[0]["param"], fatal.msg))
+                made.append((idx, keys))
+                ok = {"instantiated_path": obj_path(idx, keys), "unique_keys": self.model.unique_keys(idx, keys)}
+                if errs:
+                    ok["param_errs"] = errs
+                results.append({"requested_path": path, "oper_status": {"oper_success": ok}})
+            except UspError as e:
+                first = first or e
+                results.append({"requested_path": path, "oper_status": {"oper_failure": {
+                    "err_code": e.code, "err_msg": e.msg}}})
+        if first is not None and not partial:
+            for idx, keys in made:
+                la.delete(idx, keys)
+            raise UspError(first.code, first.msg)
+        for idx, keys in made:
+            if idx == 8:
+                self.vc.pop(keys[0], None)
+            notify.obj_created(self, obj_path(idx, keys), self.model.unique_keys(idx, keys))
+        return "add_resp", {"created_obj_results": results}
+
+    def h_delete(self, req):
+        partial = req.get("allow_partial", False)
+        la = self.la
+        results = []
+        gone = []
+        first = None
+        for path in req.get("obj_paths", []):
+            try:
+                segs, leaf = split_path(path)
+                mt = match_template(segs) if leaf is None else None
+                if mt is None or mt[2]:
+                    raise UspError(E_INVALID_PATH, "%s is not an object instance path" % path)
+                idx = mt[0]
+                if not OBJS[idx][1] & MULTI or not OBJS[idx][1] & ADD:
+                    raise UspError(E_DELETE, "%s cannot be deleted (static table or not a table)" % path)
+                try:
+                    kl = self.model.expand(idx, mt[1], True)
+                except UspError:
+                    kl = []  # deleting what is not there succeeds with nothing affected
+                paths = []
+                for k in kl:
+                    paths.append(obj_path(idx, k))
+                    gone.append((idx, k))
+                results.append({"requested_path": path, "oper_status": {"oper_success": {
+                    "affected_paths": paths}}})
+            except UspError as e:
+                first = first or e
+                results.append({"requested_path": path, "oper_status": {"oper_failure": {
+                    "err_code": e.code, "err_msg": e.msg}}})
+        if first is not None and not partial:
+            raise UspError(first.code, first.msg)
+        for idx, k in gone:
+            try:
+                la.delete(idx, k)
+            except UspError:
+                continue
+            notify.obj_deleted(self, obj_path(idx, k))
+        return "delete_resp", {"deleted_obj_results": results}
+
+    def h_get_instances(self, req):
+        m = self.model
+        first_only = req.get("first_level_only", False)
+        results = []
+        for path in req.get("obj_paths", []):
+            r = {"requested_path": path}
+            try:
+                idx, kl, leaf = m.resolve(path)
+                if leaf is not None:
+                    raise UspError(E_INVALID_PATH, "%s is not an object path" % path)
+                direct = children(idx, True)
+                insts = []
+                for k in kl:
+                    for j, jk in m.subtree(idx, k):
+                        if not OBJS[j][1] & MULTI or (j == idx and len(jk) == 0):
+                            continue
+                        if first_only and j != idx and j not in direct:
+                            continue
+                        insts.append({"instantiated_obj_path": obj_path(j, jk),
+                                      "unique_keys": m.unique_keys(j, jk)})
+                r["curr_insts"] = insts
+            except UspError as e:
+                r["err_code"] = e.code
+                r["err_msg"] = e.msg
+            results.append(r)
+        return "get_instances_resp", {"req_path_results": results}
+
+    def h_get_supported_dm(self, req):
+        first_only = req.get("first_level_only", False)
+        rp = req.get("return_params", False)
+        rc = req.get("return_commands", False)
+        re_ = req.get("return_events", False)
+        results = []
+        for path in req.get("obj_paths", []):
+            r = {"req_obj_path": path}
+            try:
+                idx = supported_path(path)
+                r["data_model_inst_uri"] = DM_URI
+                r["supported_objs"] = [supported_obj(j, rp, rc, re_)
+                                       for j in [idx] + children(idx, first_only)]
+            except UspError as e:
+                r["err_code"] = e.code
+                r["err_msg"] = e.msg
+            results.append(r)
+        return "get_supported_dm_resp", {"req_obj_results": results}
+
+    def h_get_supported_protocol(self, req):
+        return "get_supported_protocol_resp", {"agent_supported_protocol_versions": PROTOCOL_VERSIONS}
+
+    def h_operate(self, req):
+        m = self.model
+        cmd = req.get("command", "")
+        idx, kl, leaf = m.resolve(cmd)
+        if leaf is None or not leaf.endswith("()"):
+            raise UspError(E_INVALID_PATH, "%s is not a command" % cmd)
+        key = req.get("command_key", "")
+        args = req.get("input_args", {})
+        results = []
+        for k in kl:
+            ex = obj_path(idx, k) + leaf
+            r = {"executed_command": ex}
+            try:
+                how, out = commands.run(self, idx, k, leaf, key, args)
+                if how == "sync":
+                    r["req_output_args"] = {"output_args": out}
+                else:
+                    r["req_obj_path"] = out
+                    notify.obj_created(self, out + ".", {})
+            except UspError as e:
+                r["cmd_failure"] = {"err_code": e.code, "err_msg": e.msg}
+            results.append(r)
+        if not req.get("send_resp", False):
+            return None
+        return "operate_resp", {"operation_results": results}
+
+
+def _has_param(idx, n):
+    from firmware_slots.usp.dm import param_spec
+    return param_spec(idx, n) is not None
+
+
+_HANDLERS = {
+    "get": UspAgent.h_get,
+    "set": UspAgent.h_set,
+    "add": UspAgent.h_add,
+    "delete": UspAgent.h_delete,
+    "operate": UspAgent.h_operate,
+    "get_instances": UspAgent.h_get_instances,
+    "get_supported_dm": UspAgent.h_get_supported_dm,
+    "get_supported_protocol": UspAgent.h_get_supported_protocol,
+}
+_RESP_TYPES = {
+    "get_resp": schema.GET_RESP,
+    "set_resp": schema.SET_RESP,
+    "add_resp": schema.ADD_RESP,
+    "delete_resp": schema.DELETE_RESP,
+    "operate_resp": schema.OPERATE_RESP,
+    "get_instances_resp": schema.GET_INSTANCES_RESP,
+    "get_supported_dm_resp": schema.GET_SUPPORTED_DM_RESP,
+    "get_supported_protocol_resp": schema.GET_SUPPORTED_PROTO_RESP,
+}

@@ -1,0 +1,298 @@
+"""Download(), Activate() and Device.Reboot(): argument checks, requests, execution.
+
+An async command becomes a Device.LocalAgent.Request.{i}. row whose 'x' state is
+persisted, so its completion survives the reboot it causes:
+    Download  {'t':'d','sl' slot,'u' URL,'a' AutoActivate,'us','pw','z' FileSize,
+               'ca' CheckSumAlgorithm,'cs' CheckSum hex,'ph' phase,'tc' TransferComplete! args}
+    Activate  {'t':'a','sl' slot,'w' [[Start, End, mode, MaxRetries, UserMessage]...],
+               't0' wall seconds at invocation,'ph' phase}
+phase 0 = waiting/running, 1 = rebooting into the image (reported after the boot).
+The boot cause goes to AGENT 'b' = {'c' Cause,'r' Reason,'k' CommandKey}.
+"""
+
+from firmware_slots import slots, transfer
+from firmware_slots.usp import notify
+from firmware_slots.usp.dm import (UspError, E_CMD_ARGS, E_CMD_FAILURE, E_INVALID_PATH,
+                                   ENUMS, obj_path, from_str, FW_IDX, iso_time)
+from firmware_slots.usp.firmware import MAX_WINDOWS, row_ref
+from firmware_slots.metastore import AGENT
+
+MODES = ENUMS["Mode"].split()
+CONFIRM_INTERVAL_S = 10   # between two ConfirmationNeeded questions
+DEFAULT_RETRIES = 3       # MaxRetries -1: the agent's own policy
+FAULT = E_CMD_FAILURE     # TransferComplete! FaultCode for any failed transfer
+
+
+def _arg(args, name, t, mandatory=False, default=None):
+    v = args.get(name)
+    if v is None:
+        if mandatory:
+            raise UspError(E_CMD_ARGS, "missing mandatory input argument %s" % name)
+        return default
+    try:
+        return from_str(t, v)
+    except UspError as e:
+        raise UspError(E_CMD_ARGS, "%s: %s" % (name, e.msg))
+
+
+def run(agent, idx, keys, name, key, args):
+    """Start command `name` on object (idx, keys). Returns ('sync', out) or ('async', req path)."""
+    if idx == 0 and name == "Reboot()":
+        return "sync", reboot(agent, key, args)
+    if idx == FW_IDX and name == "Download()":
+        return "async", download(agent, keys, key, args)
+    if idx == FW_IDX and name == "Activate()":
+        return "async", activate(agent, keys, key, args)
+    raise UspError(E_INVALID_PATH, "no command %s" % name)
+
+
+def reboot(agent, key, args):
+    cause = _arg(args, "Cause", "s", default="RemoteReboot")
+    if cause not in ENUMS["Cause"].split():
+        raise UspError(E_CMD_ARGS, "Cause must be LocalReboot or RemoteReboot")
+    reason = _arg(args, "Reason", "s", default="")
+    agent.mgr.meta.update({AGENT: {"b": {"c": cause, "r": reason, "k": key}}})
+    agent.reboot_due = (cause, reason)  # after the OperateResp has gone out: poll()
+    return {}
+
+
+def _request(agent, keys, cmd, key, state):
+    la = agent.la
+    path = obj_path(FW_IDX, keys) + cmd
+    i = la.add_request(agent.current_eid or "", path, key, state)
+    la.flush()
+    return "Device.LocalAgent.Request.%d" % i
+
+
+def _busy(agent, slot):
+    for r in agent.la.reqs.values():
+        if r.get("x", {}).get("sl") == slot:
+            raise UspError(E_CMD_FAILURE, "FirmwareImage.%d already has a pending %s" % (
+                slot + 1, r.get("c", "").split(".")[-1]))
+
+
+def download(agent, keys, key, args):
+    mgr = agent.mgr
+    slot = keys[0] - 1
+    url = _arg(args, "URL", "s", True)
+    auto = _arg(args, "AutoActivate", "b", True)
+    size = _arg(args, "FileSize", "u", default=0)
+    alg = _arg(args, "CheckSumAlgorithm", "s", default="")
+    cs = _arg(args, "CheckSum", "s", default="").lower()
+    if alg and alg not in ENUMS["CheckSumAlgorithm"].split():
+        raise UspError(E_CMD_ARGS, "CheckSumAlgorithm must be one of " + ENUMS["CheckSumAlgorithm"])
+    if cs:
+        if not alg:
+            raise UspError(E_CMD_ARGS, "CheckSum needs a CheckSumAlgorithm")
+        from firmware_slots import hashes
+        if len(cs) != 2 * hashes.digest_size(alg) or any(c not in "0123456789abcdef" for c in cs):
+            raise UspError(E_CMD_ARGS, "CheckSum is not a %s digest in hex" % alg)
+    try:
+        if transfer.scheme_of(url) not in transfer.SCHEMES:
+            raise transfer.TransferError("unsupported URL scheme")
+    except transfer.TransferError as e:
+        raise UspError(E_CMD_ARGS, "URL %r: %s" % (url, e))
+    if slot in mgr.protected():
+        why = "running" if slot == mgr.running else "last-known-good" if slot == mgr.lkg else "boot"
+        raise UspError(E_CMD_FAILURE, "FirmwareImage.%d holds the %s image and cannot be overwritten; "
+                       "download into another FirmwareImage" % (slot + 1, why))
+    if size and size > mgr.slot_size(slot):
+        raise UspError(E_CMD_FAILURE, "FileSize %d exceeds FirmwareImage.%d capacity of %d bytes" % (
+            size, slot + 1, mgr.slot_size(slot)))
+    _busy(agent, slot)
+    st = {"t": "d", "sl": slot, "u": url, "a": auto, "z": size, "ca": alg, "cs": cs, "ph": 0}
+    u = _arg(args, "Username", "s", default="")
+    p = _arg(args, "Password", "s", default="")
+    if u or p:  # kept only while the request lives, to resume after a power cut
+        st["us"] = u
+        st["pw"] = p
+    return _request(agent, keys, "Download()", key, st)
+
+
+def parse_windows(args):
+    """[[Start, End, mode index, MaxRetries, UserMessage]] sorted by Start; 7027 if invalid."""
+    win = {}
+    for k in args:
+        if not k.startswith("TimeWindow."):
+            continue
+        parts = k.split(".")
+        if len(parts) != 3 or not parts[1].isdigit() or parts[2] not in (
+                "Start", "End", "Mode", "UserMessage", "MaxRetries"):
+            raise UspError(E_CMD_ARGS, "unknown input argument %s" % k)
+        win.setdefault(int(parts[1]), {})[parts[2]] = args[k]
+    if not win:
+        raise UspError(E_CMD_ARGS, "missing mandatory input argument TimeWindow.{i}.")
+    if len(win) > MAX_WINDOWS:
+        raise UspError(E_CMD_ARGS, "%d time windows: at most %d (MaxNumberOfActivateTimeWindows)" % (
+            len(win), MAX_WINDOWS))
+    out = []
+    for n in sorted(win):
+        w = win[n]
+        pre = "TimeWindow.%d." % n
+        start = _arg(w, "Start", "u", True)
+        end = _arg(w, "End", "u", True)
+        mode = _arg(w, "Mode", "s", True)
+        if mode not in MODES:
+            raise UspError(E_CMD_ARGS, "%sMode must be one of %s" % (pre, ENUMS["Mode"]))
+        retries = _arg(w, "MaxRetries", "i", default=0)
+        if not -1 <= retries <= 10:
+            raise UspError(E_CMD_ARGS, "%sMaxRetries must be -1..10" % pre)
+        if end <= start:
+            raise UspError(E_CMD_ARGS, "%sEnd must be after its Start" % pre)
+        out.append([start, end, MODES.index(mode), retries, w.get("UserMessage", "")])
+    out.sort(key=lambda w: w[0])
+    for a, b in zip(out, out[1:]):
+        if b[0] < a[1]:
+            raise UspError(E_CMD_ARGS, "time windows overlap: one starts at %d before another ends at %d" % (
+                b[0], a[1]))
+    return out
+
+
+def activate(agent, keys, key, args):
+    mgr = agent.mgr
+    slot = keys[0] - 1
+    windows = parse_windows(args)
+    st = mgr.status_code(slot)
+    if st not in (slots.AVAILABLE, slots.ACTIVE) or not mgr.info(slot)["Available"]:
+        raise UspError(E_CMD_FAILURE, "FirmwareImage.%d is %s%s: nothing to activate" % (
+            slot + 1, mgr.status(slot), "" if mgr.info(slot)["Available"] else " and not Available"))
+    _busy(agent, slot)
+    st = {"t": "a", "sl": slot, "w": windows, "t0": int(agent.platform.now_s()), "ph": 0}
+    return _request(agent, keys, "Activate()", key, st)
+
+
+# ---------------------------------------------------------------- execution (poll)
+def _finish(agent, i, err=None, tc=None):
+    """Report request i (OperationComplete, then TransferComplete!) and drop its row."""
+    r = agent.la.reqs[i]
+    path = r["c"]
+    cut = path.rfind(".") + 1
+    notify.oper_complete(agent, path[:cut], path[cut:], r.get("k", ""), {}, err)
+    if tc is not None:
+        notify.event(agent, "Device.LocalAgent.", "TransferComplete!", tc)
+    agent.la.drop_request(i)
+    agent.la.flush()
+
+
+def _activate_now(agent, i, why):
+    """Point BootFirmwareImage at the request's slot, persist, reboot."""
+    la = agent.la
+    r = la.reqs[i]
+    x = dict(r["x"])
+    try:
+        agent.mgr.set_boot(x["sl"])
+    except slots.SlotError as e:
+        return _finish(agent, i, (E_CMD_FAILURE, "activation refused: %s" % e), x.get("tc"))
+    x["ph"] = 1
+    la.update_request(i, 1, x)
+    la.flush()
+    agent.mgr.meta.update({AGENT: {"b": {"c": "RemoteReboot", "r": why, "k": r.get("k", "")}}})
+    agent.platform.reboot("RemoteReboot", why)
+
+
+def run_download(agent, i):
+    la = agent.la
+    mgr = agent.mgr
+    r = la.reqs[i]
+    x = dict(r["x"])
+    slot = x["sl"]
+    la.update_request(i, 1)
+    la.flush()
+    start = agent.platform.now_s()
+    w = None
+    fault = None
+    info = None
+    try:
+        import binascii
+        cs = binascii.unhexlify(x["cs"]) if x.get("cs") else b""
+        w = mgr.install(slot, x.get("z", 0), x.get("ca", ""), cs)
+        transfer.fetch(x["u"], w, x.get("us", ""), x.get("pw", ""))
+        info = w.finish()
+    except (slots.SlotError, transfer.TransferError, ValueError, OSError) as e:
+        fault = str(e) or e.__class__.__name__
+        if w is not None and not w.done:
+            mgr.fail(slot, getattr(e, "status", None) or slots.DOWNLOAD_FAILED, fault)
+    alg = x.get("ca") or ("SHA-256" if info else "Unknown")
+    tc = {
+        "Command": r["c"], "CommandKey": r.get("k", ""), "Requestor": r.get("o", ""),
+        "TransferType": "Download", "Affected": row_ref(slot), "TransferURL": x["u"],
+        "StartTime": iso_time(start), "CompleteTime": iso_time(agent.platform.now_s()),
+        "FaultCode": str(FAULT if fault else 0), "FaultString": (fault or "")[:256],
+        "CheckSumAlgorithm": alg, "CheckSum": x.get("cs") or (info["SHA256"] if info else ""),
+    }
+    if fault:
+        return _finish(agent, i, (E_CMD_FAILURE, "download failed: " + fault), tc)
+    if not x.get("a"):
+        return _finish(agent, i, None, tc)
+    x["tc"] = tc
+    x.pop("us", None)
+    x.pop("pw", None)
+    la.update_request(i, 1, x)
+    _activate_now(agent, i, "Download() with AutoActivate")
+
+
+def run_activate(agent, i, now_s):
+    """Drive the time windows of Activate request i; activates, waits or fails."""
+    la = agent.la
+    r = la.reqs[i]
+    x = r["x"]
+    el = now_s - x.get("t0", now_s)
+    tries = agent.tries.setdefault(i, {})
+    for n in range(len(x["w"])):
+        start, end, mode, retries, msg = x["w"][n]
+        if el < start:
+            return
+        if el >= end:
+            continue
+        if r.get("s") != 1:
+            la.update_request(i, 1)
+            la.flush()
+        m = MODES[mode]
+        if m == "WhenIdle" and not agent.platform.is_idle():
+            return
+        if m == "ConfirmationNeeded":
+            asked, last = tries.get(n, (0, None))
+            allowed = 1 + (DEFAULT_RETRIES if retries < 0 else retries)
+            if asked >= allowed:
+                continue
+            if last is not None and now_s - last < CONFIRM_INTERVAL_S:
+                return
+            ans = agent.platform.confirm({"Start": start, "End": end, "Mode": m, "UserMessage": msg,
+                                          "MaxRetries": retries})
+            if ans is None:
+                if last is None:
+                    tries[n] = (asked, now_s)
+                return
+            if not ans:
+                tries[n] = (asked + 1, now_s)
+                if asked + 1 >= allowed:
+                    continue
+                return
+        return _activate_now(agent, i, "Activate() in time window %d (%s)" % (n + 1, m))
+    agent.tries.pop(i, None)
+    _finish(agent, i, (E_CMD_FAILURE, "no time window allowed the activation"))
+
+
+def after_boot(agent):
+    """Report requests that were waiting for this boot; fail the ones a reboot interrupted."""
+    la = agent.la
+    mgr = agent.mgr
+    for i in sorted(la.reqs):
+        r = la.reqs[i]
+        x = r.get("x", {})
+        slot = x.get("sl")
+        if x.get("ph") == 1:
+            if mgr.running == slot:
+                _finish(agent, i, None, x.get("tc"))
+            else:
+                log = mgr.info(slot)["BootFailureLog"] if slot is not None else ""
+                _finish(agent, i, (E_CMD_FAILURE, "FirmwareImage.%d did not become active (%s); running %s%s" % (
+                    slot + 1, mgr.status(slot), row_ref(mgr.running), ": " + log if log else "")), x.get("tc"))
+        elif x.get("t") == "d":
+            why = "interrupted by a reboot"
+            if mgr.status_code(slot) == slots.DOWNLOADING:
+                mgr.fail(slot, slots.DOWNLOAD_FAILED, why)
+            tc = {"Command": r["c"], "CommandKey": r.get("k", ""), "Requestor": r.get("o", ""),
+                  "TransferType": "Download", "Affected": row_ref(slot), "TransferURL": x.get("u", ""),
+                  "FaultCode": str(FAULT), "FaultString": why}
+            _finish(agent, i, (E_CMD_FAILURE, "download " + why), tc)

@@ -1,0 +1,375 @@
+"""Data model engine: the supported objects as compact tuples, path resolution, types.
+
+OBJS lists every supported object as (template, flags, params, commands, events):
+- template: "Device.DeviceInfo.FirmwareImage.{i}." (TR-181 supported-path form);
+- flags: MULTI (a table) | ADD (controllers may Add/Delete rows);
+- params: "Name:tw ..." one word per parameter, type letter s string, b boolean,
+  u unsignedInt, i int, t dateTime, x hexBinary, j JSON object (a string); a trailing
+  w means readWrite (else readOnly);
+- commands: ((name, async, "In1 In2", "Out1"), ...); events: ((name, "Arg1 Arg2"), ...).
+Strings are parsed on use, so the device keeps a few short strings, not a table of
+tuples. Values come from a backend per object (see firmware.py / localagent.py):
+    insts(idx, keys) -> instance numbers of table idx under parent keys
+    get(idx, keys, name) -> str/bool/int;  set(idx, keys, name, value)
+    add(idx, keys) -> new instance;        delete(idx, keys)
+"""
+
+MULTI = 1
+ADD = 2
+
+# TR-369 error codes used by the agent
+E_FAILED = 7000
+E_NOT_SUPPORTED = 7001
+E_INTERNAL = 7003
+E_INVALID_ARGS = 7004
+E_RESOURCES = 7005
+E_PATH_SYNTAX = 7008
+E_TYPE = 7011
+E_VALUE = 7012
+E_NOT_WRITABLE = 7013
+E_NO_OBJECT = 7016
+E_NOT_CREATABLE = 7019
+E_CMD_FAILURE = 7022
+E_DELETE = 7024
+E_INVALID_PATH = 7026
+E_CMD_ARGS = 7027
+
+_FW = "Device.DeviceInfo.FirmwareImage.{i}."
+_CT = "Device.LocalAgent.Controller.{i}."
+_SUM = "SHA-1 SHA-224 SHA-256 SHA-384 SHA-512"
+
+OBJS = (
+    ("Device.", 0, "", (("Reboot()", 0, "Cause Reason", ""),), (("Boot!", "CommandKey Cause Reason FirmwareUpdated ParameterMap"),)),
+    ("Device.DeviceInfo.", 0,
+     "SoftwareVersion:s ActiveFirmwareImage:s BootFirmwareImage:sw FirmwareImageNumberOfEntries:u MaxNumberOfActivateTimeWindows:u",
+     (), ()),
+    (_FW, MULTI, "Alias:sw Name:s Version:s Available:bw Status:s BootFailureLog:s",
+     (("Download()", 1, "URL AutoActivate Username Password FileSize CheckSumAlgorithm CheckSum", ""),
+      ("Activate()", 1, "TimeWindow.{i}.Start TimeWindow.{i}.End TimeWindow.{i}.Mode TimeWindow.{i}.UserMessage TimeWindow.{i}.MaxRetries", "")),
+     ()),
+    ("Device.LocalAgent.", 0,
+     "EndpointID:s SupportedProtocols:s ControllerNumberOfEntries:u SubscriptionNumberOfEntries:u RequestNumberOfEntries:u",
+     (), (("TransferComplete!", "Command CommandKey Requestor TransferType Affected TransferURL StartTime CompleteTime FaultCode FaultString CheckSumAlgorithm CheckSum"),)),
+    (_CT, MULTI | ADD, "Alias:sw EndpointID:sw Enable:bw MTPNumberOfEntries:u BootParameterNumberOfEntries:u", (), ()),
+    (_CT + "MTP.{i}.", MULTI | ADD, "Alias:sw Enable:bw Protocol:sw", (), ()),
+    (_CT + "MTP.{i}.CoAP.", 0, "Host:sw Port:uw Path:sw", (), ()),
+    (_CT + "BootParameter.{i}.", MULTI | ADD, "Alias:sw Enable:bw ParameterName:sw", (), ()),
+    ("Device.LocalAgent.Subscription.{i}.", MULTI | ADD,
+     "Alias:sw Enable:bw Recipient:s ID:sw CreationDate:t NotifType:sw ReferenceList:sw Persistent:bw TimeToLive:uw NotifRetry:bw NotifExpiration:uw",
+     (), ()),
+    ("Device.LocalAgent.Request.{i}.", MULTI, "Alias:sw Originator:s Command:s CommandKey:s Status:s", (), ()),
+)
+FW_IDX = 2
+
+# enumerations checked on Set/Add/Operate
+ENUMS = {
+    "NotifType": "ValueChange ObjectCreation ObjectDeletion OperationComplete Event",
+    "CheckSumAlgorithm": _SUM,
+    "Mode": "AnyTime Immediately WhenIdle ConfirmationNeeded",
+    "Cause": "LocalReboot RemoteReboot",
+}
+# ParamValueType per type letter (usp-msg GetSupportedDMResp.ParamValueType)
+VTYPE = {"s": 8, "b": 2, "u": 9, "i": 6, "t": 3, "x": 5, "j": 8}
+
+
+class UspError(Exception):
+    def __init__(self, code, msg=""):
+        Exception.__init__(self, msg)
+        self.code = code
+        self.msg = msg
+
+
+def params_of(idx):
+    """[(name, type letter, writable)] of object idx."""
+    out = []
+    for w in OBJS[idx][2].split():
+        n, t = w.split(":")
+        out.append((n, t[0], t[-1] == "w"))
+    return out
+
+
+def param_spec(idx, name):
+    for w in OBJS[idx][2].split():
+        n, t = w.split(":")
+        if n == name:
+            return t[0], t[-1] == "w"
+    return None
+
+
+def command_of(idx, name):
+    for c in OBJS[idx][3]:
+        if c[0] == name:
+            return c
+    return None
+
+
+def event_of(idx, name):
+    for e in OBJS[idx][4]:
+        if e[0] == name:
+            return e
+    return None
+
+
+# ---------------------------------------------------------------- values
+def to_str(v):
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if v is None:
+        return ""
+    return str(v)
+
+
+def from_str(t, s):
+    """Parse a USP string value of type letter t; UspError 7011 when it is not one."""
+    if t == "b":
+        if s in ("true", "1"):
+            return True
+        if s in ("false", "0"):
+            return False
+        raise UspError(E_TYPE, "%r is not a boolean" % s)
+    if t == "u" or t == "i":
+        try:
+            v = int(s)
+        except ValueError:
+            raise UspError(E_TYPE, "%r is not an integer" % s)
+        if t == "u" and (v < 0 or s.strip()[0] == "-"):
+            raise UspError(E_TYPE, "%r is not an unsignedInt" % s)
+        return v
+    return s
+
+
+def iso_time(t):
+    """ISO 8601 UTC for epoch seconds t (MicroPython's epoch may be 2000: use gmtime)."""
+    import time
+    try:
+        g = time.gmtime(int(t))
+    except AttributeError:  # some ports only have localtime (UTC on a board)
+        g = time.localtime(int(t))
+    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (g[0], g[1], g[2], g[3], g[4], g[5])
+
+
+# ---------------------------------------------------------------- paths
+def _segs(tpl):
+    return tpl[:-1].split(".")
+
+
+def obj_path(idx, keys):
+    """Concrete path "Device.X.2.Y." of object idx at instance keys."""
+    out = []
+    k = 0
+    for s in _segs(OBJS[idx][0]):
+        if s == "{i}":
+            out.append(str(keys[k]))
+            k += 1
+        else:
+            out.append(s)
+    return ".".join(out) + "."
+
+
+def parent_table(idx, level):
+    """Index of the table object whose template ends at the level-th {i} of idx."""
+    tpl = OBJS[idx][0]
+    pos = -1
+    for _ in range(level + 1):
+        pos = tpl.find("{i}", pos + 1)
+    prefix = tpl[:pos + 4]
+    for j in range(len(OBJS)):
+        if OBJS[j][0] == prefix:
+            return j
+    raise UspError(E_INTERNAL, "no table for " + prefix)
+
+
+def children(idx, first_level=False):
+    """Objects below idx (not idx itself); first_level: only direct children."""
+    tpl = OBJS[idx][0]
+    n = len(_segs(tpl))
+    out = []
+    for j in range(len(OBJS)):
+        t = OBJS[j][0]
+        if j != idx and t.startswith(tpl):
+            depth = len(_segs(t)) - n
+            if OBJS[j][1] & MULTI:
+                depth -= 1
+            if not first_level or depth == 1:
+                out.append(j)
+    return out
+
+
+def match_template(segs):
+    """(idx, pattern keys, table_only) for object path segments, or None.
+
+    pattern keys: int instance, None for '*'. table_only: path named a table without
+    an instance ("Device.LocalAgent.Subscription."), which means all its rows.
+    """
+    for j in range(len(OBJS)):
+        ts = _segs(OBJS[j][0])
+        table_only = False
+        if len(ts) == len(segs) + 1 and ts[-1] == "{i}":
+            ts = ts[:-1]
+            table_only = True
+        elif len(ts) != len(segs):
+            continue
+        keys = []
+        ok = True
+        for a, b in zip(ts, segs):
+            if a == "{i}":
+                if b == "*":
+                    keys.append(None)
+                elif b and b.isdigit() and b[0] != "0":
+                    keys.append(int(b))
+                else:
+                    ok = False
+                    break
+            elif a != b:
+                ok = False
+                break
+        if ok:
+            if table_only:
+                keys.append(None)
+            return j, keys, table_only
+    return None
+
+
+def split_path(path):
+    """(object segments, leaf or None) after a syntax check; UspError 7026 / 7008."""
+    if not isinstance(path, str) or not path.startswith("Device."):
+        raise UspError(E_INVALID_PATH, "invalid path %r: must start with 'Device.'" % (path,))
+    if ".." in path or "[" in path or " " in path:
+        raise UspError(E_INVALID_PATH, "unsupported path syntax %r" % path)
+    if path.endswith("."):
+        return path[:-1].split("."), None
+    segs = path.split(".")
+    return segs[:-1], segs[-1]
+
+
+class Model:
+    """Path engine over OBJS and a backend list (one backend object per OBJS entry)."""
+
+    def __init__(self, backends):
+        self.backends = backends
+
+    def expand(self, idx, pattern, strict=True):
+        """All instance-key tuples of object idx matching pattern (ints / None).
+
+        strict: an explicit instance that does not exist raises 7016; below a
+        wildcard a missing instance just yields nothing.
+        """
+        results = [()]
+        wild = False
+        for level in range(len(pattern)):
+            want = pattern[level]
+            t = parent_table(idx, level)
+            nxt = []
+            for keys in results:
+                have = self.backends[t].insts(t, keys)
+                if want is None:
+                    for i in have:
+                        nxt.append(keys + (i,))
+                elif want in have:
+                    nxt.append(keys + (want,))
+                elif strict and not wild:
+                    raise UspError(E_NO_OBJECT, "object %s does not exist" % obj_path(t, keys + (want,)))
+            if want is None:
+                wild = True
+            results = nxt
+        return results
+
+    def resolve(self, path, strict=True):
+        """(idx, [keys...], leaf) for a path; leaf is a param/command/event or None."""
+        segs, leaf = split_path(path)
+        m = match_template(segs)
+        if m is None:
+            raise UspError(E_INVALID_PATH, "path %s is not in the supported data model" % path)
+        idx, pattern, table_only = m
+        if leaf is not None:
+            if table_only or not (param_spec(idx, leaf) or command_of(idx, leaf) or event_of(idx, leaf)):
+                raise UspError(E_INVALID_PATH, "%s is not a parameter, command or event of %s" % (
+                    leaf, OBJS[idx][0]))
+        return idx, self.expand(idx, pattern, strict), leaf
+
+    def get(self, idx, keys, name):
+        return self.backends[idx].get(idx, keys, name)
+
+    def get_params(self, idx, keys):
+        """{name: string value} of every parameter of one object instance."""
+        b = self.backends[idx]
+        out = {}
+        for n, t, w in params_of(idx):
+            out[n] = to_str(b.get(idx, keys, n))
+        return out
+
+    def subtree(self, idx, keys, max_depth=0):
+        """[(idx, keys)] for the object and every instance below it (depth-limited)."""
+        out = [(idx, keys)]
+        if max_depth == 1:
+            return out
+        base = len(_segs(OBJS[idx][0]))
+        for j in children(idx):
+            if max_depth:
+                d = len(_segs(OBJS[j][0])) - base
+                if OBJS[j][1] & MULTI:
+                    d -= 1
+                if d >= max_depth:
+                    continue
+            n = OBJS[j][0].count("{i}")
+            pat = list(keys) + [None] * (n - len(keys))
+            for k in self.expand(j, pat, False):
+                out.append((j, k))
+        return out
+
+    def set(self, idx, keys, name, value):
+        spec = param_spec(idx, name)
+        if spec is None:
+            raise UspError(E_INVALID_PATH, "%s%s is not a parameter" % (obj_path(idx, keys), name))
+        t, w = spec
+        if not w:
+            raise UspError(E_NOT_WRITABLE, "%s%s is read-only" % (obj_path(idx, keys), name))
+        v = from_str(t, value)
+        en = ENUMS.get(name)
+        if en and v not in en.split():
+            raise UspError(E_VALUE, "%s must be one of %s" % (name, en))
+        self.backends[idx].set(idx, keys, name, v)
+        return v
+
+    def unique_keys(self, idx, keys):
+        b = self.backends[idx]
+        uk = {}
+        names = getattr(b, "KEYS", {}).get(idx, "Alias")
+        for n in names.split():
+            uk[n] = to_str(b.get(idx, keys, n))
+        return uk
+
+
+def supported_obj(idx, params=True, commands=True, events=True):
+    """One GetSupportedDMResp.SupportedObjectResult dict for object idx."""
+    tpl, flags, _, cmds, evs = OBJS[idx]
+    d = {
+        "supported_obj_path": tpl,
+        "access": 1 if flags & ADD else 0,
+        "is_multi_instance": bool(flags & MULTI),
+    }
+    if params:
+        d["supported_params"] = [
+            {"param_name": n, "access": 1 if w else 0, "value_type": VTYPE[t], "value_change": 1}
+            for n, t, w in params_of(idx)]
+    if commands and cmds:
+        d["supported_commands"] = [
+            {"command_name": c[0], "input_arg_names": c[2].split(), "output_arg_names": c[3].split(),
+             "command_type": 2 if c[1] else 1} for c in cmds]
+    if events and evs:
+        d["supported_events"] = [{"event_name": e[0], "arg_names": e[1].split()} for e in evs]
+    return d
+
+
+def supported_path(path):
+    """Object index for a GetSupportedDM path ({i}, instance numbers or * all accepted)."""
+    if not isinstance(path, str) or not path.startswith("Device.") or not path.endswith("."):
+        raise UspError(E_INVALID_PATH, "invalid object path %r" % (path,))
+    segs = path[:-1].split(".")
+    segs = ["*" if s == "{i}" else s for s in segs]
+    m = match_template(segs)
+    if m is None:
+        raise UspError(E_INVALID_PATH, "%s is not in the supported data model" % path)
+    return m[0]

@@ -1,0 +1,302 @@
+"""Device.LocalAgent.: EndpointID, Controller.{i}. (MTP.{i}.CoAP., BootParameter.{i}.),
+Subscription.{i}. and Request.{i}., kept in metastore section AGENT.
+
+Persisted keys (AGENT section; CBOR, short keys, bounded so one journal record stays
+well under its 2048-byte body):
+    'c' {inst: controller}  controller = {'al','e' EndpointID,'en','u' last reply-to,
+                            'm' {inst: {'al','en','p' Protocol,'h','po','pa'}},
+                            'b' {inst: {'al','en','n' ParameterName}}}
+    's' {inst: subscription} persistent ones only: {'al','en','r' controller inst,'id',
+                            'cd' creation time,'nt','rl','p','tl','nr','ne'}
+    'q' {inst: request}     {'al','o' originator,'c' command path,'k' command key,
+                            's' status,'x' command state (commands.py)}
+    'n' {obj idx: next instance number}
+"""
+
+from firmware_slots import cbor
+from firmware_slots.metastore import AGENT
+from firmware_slots.usp.dm import (UspError, E_VALUE, E_INTERNAL, E_RESOURCES, E_NO_OBJECT,
+                                   E_NOT_CREATABLE, iso_time)
+
+CT, MTP, COAP, BP, SUB, REQ = 4, 5, 6, 7, 8, 9
+MAX_CONTROLLERS = 4
+MAX_MTPS = 2
+MAX_BOOT_PARAMS = 4
+MAX_SUBSCRIPTIONS = 8
+MAX_REQUESTS = 4
+MAX_SECTION = 1800  # bytes of CBOR for the whole AGENT section
+STATUSES = ("Requested", "Active", "Canceling", "Canceled", "Success", "Error")
+CT_PATH = "Device.LocalAgent.Controller."
+
+# parameter name -> stored key, per object
+_K = {
+    CT: {"Alias": "al", "EndpointID": "e", "Enable": "en"},
+    MTP: {"Alias": "al", "Enable": "en", "Protocol": "p"},
+    COAP: {"Host": "h", "Port": "po", "Path": "pa"},
+    BP: {"Alias": "al", "Enable": "en", "ParameterName": "n"},
+    SUB: {"Alias": "al", "Enable": "en", "ID": "id", "CreationDate": "cd", "NotifType": "nt",
+          "ReferenceList": "rl", "Persistent": "p", "TimeToLive": "tl", "NotifRetry": "nr",
+          "NotifExpiration": "ne"},
+    REQ: {"Alias": "al", "Originator": "o", "Command": "c", "CommandKey": "k"},
+}
+_DEFAULTS = {
+    CT: {"e": "", "en": True, "m": {}, "b": {}},
+    MTP: {"en": True, "p": "CoAP", "h": "", "po": 5683, "pa": ""},
+    BP: {"en": False, "n": ""},
+    SUB: {"en": False, "nt": "", "rl": "", "p": False, "tl": 0, "nr": False, "ne": 0, "id": ""},
+}
+
+
+class LocalAgent:
+    """Backend for OBJS 3..9 and the agent's persisted tables."""
+
+    KEYS = {CT: "Alias EndpointID", MTP: "Alias", BP: "Alias", SUB: "Alias", REQ: "Alias"}
+
+    def __init__(self, meta, endpoint_id, platform):
+        self.meta = meta
+        self.endpoint_id = endpoint_id
+        self.platform = platform
+        sec = meta.section(AGENT)
+        self.ctrls = sec.get("c") or {}
+        self.subs = dict(sec.get("s") or {})  # persistent ones; the rest live only in RAM
+        self.reqs = sec.get("q") or {}
+        self.next = sec.get("n") or {}
+        self.dirty = set()
+        self.current = None  # controller instance of the message being handled
+
+    # -- persistence --------------------------------------------------------------
+    def flush(self):
+        """Write every changed table as one journal record."""
+        if not self.dirty:
+            return
+        ch = {}
+        for k in self.dirty:
+            if k == "s":
+                ps = {}
+                for i in self.subs:
+                    if self.subs[i].get("p"):
+                        ps[i] = self.subs[i]
+                ch["s"] = ps
+            else:
+                ch[k] = {"c": self.ctrls, "q": self.reqs, "n": self.next}[k]
+        self.dirty = set()
+        self.meta.update({AGENT: ch})
+
+    def room(self):
+        """UspError 7005 when the persisted tables would not fit one journal record."""
+        if len(cbor.dumps(self.meta.section(AGENT))) > MAX_SECTION:
+            raise UspError(E_RESOURCES, "agent state is full")
+
+    def new_inst(self, idx, scope=""):
+        key = "%d%s" % (idx, scope)
+        n = self.next.get(key, 1)
+        self.next[key] = n + 1
+        self.dirty.add("n")
+        return n
+
+    # -- controllers ----------------------------------------------------------------
+    def controller_by_eid(self, eid):
+        for i in self.ctrls:
+            if self.ctrls[i].get("e") == eid:
+                return i
+        return None
+
+    def seen(self, eid, reply_to):
+        """Note a message from controller eid; creates its row on first contact."""
+        i = self.controller_by_eid(eid)
+        if i is None:
+            if len(self.ctrls) >= MAX_CONTROLLERS:
+                self.current = None
+                return None
+            i = self.new_inst(CT)
+            c = dict(_DEFAULTS[CT])
+            c["m"] = {}
+            c["b"] = {}
+            c["e"] = eid
+            c["al"] = "cpe-%d" % i
+            self.ctrls[i] = c
+            self.dirty.add("c")
+        c = self.ctrls[i]
+        if reply_to and c.get("u") != reply_to:
+            c["u"] = reply_to
+            self.dirty.add("c")
+        self.current = i
+        return i
+
+    def controller_uri(self, eid):
+        i = self.controller_by_eid(eid)
+        if i is None:
+            return None
+        c = self.ctrls[i]
+        m = c.get("m", {})
+        for j in sorted(m):
+            t = m[j]
+            if t.get("en", True) and t.get("p", "CoAP") == "CoAP" and t.get("h"):
+                path = t.get("pa", "")
+                if path and not path.startswith("/"):
+                    path = "/" + path
+                host = t["h"]
+                if ":" in host and not host.startswith("["):
+                    host = "[" + host + "]"
+                return "coap://%s:%d%s" % (host, t.get("po", 5683), path)
+        return c.get("u")
+
+    def controller_eid(self, inst):
+        c = self.ctrls.get(inst)
+        return c.get("e") if c else None
+
+    # -- backend ----------------------------------------------------------------------
+    def _row(self, idx, keys):
+        """The stored dict of a row (KeyError -> 7016)."""
+        try:
+            if idx in (CT, MTP, COAP, BP):
+                c = self.ctrls[keys[0]]
+                if idx == CT:
+                    return c
+                if idx == BP:
+                    return c["b"][keys[1]]
+                return c["m"][keys[1]]
+            if idx == SUB:
+                return self.subs[keys[0]]
+            if idx == REQ:
+                return self.reqs[keys[0]]
+        except KeyError:
+            pass
+        raise UspError(E_NO_OBJECT, "no such object")
+
+    def insts(self, idx, keys):
+        if idx == CT:
+            return sorted(self.ctrls)
+        if idx == MTP:
+            return sorted(self.ctrls[keys[0]]["m"])
+        if idx == BP:
+            return sorted(self.ctrls[keys[0]]["b"])
+        if idx == SUB:
+            return sorted(self.subs)
+        if idx == REQ:
+            return sorted(self.reqs)
+        return []
+
+    def get(self, idx, keys, name):
+        if idx == 3:
+            if name == "EndpointID":
+                return self.endpoint_id
+            if name == "SupportedProtocols":
+                return "CoAP"
+            if name == "ControllerNumberOfEntries":
+                return len(self.ctrls)
+            if name == "SubscriptionNumberOfEntries":
+                return len(self.subs)
+            if name == "RequestNumberOfEntries":
+                return len(self.reqs)
+            raise UspError(E_INTERNAL, name)
+        r = self._row(idx, keys)
+        if name == "MTPNumberOfEntries":
+            return len(r["m"])
+        if name == "BootParameterNumberOfEntries":
+            return len(r["b"])
+        if idx == SUB and name == "Recipient":
+            return CT_PATH + str(r["r"]) if r.get("r") else ""
+        if idx == SUB and name == "CreationDate":
+            return iso_time(r.get("cd", 0))
+        if idx == REQ and name == "Status":
+            return STATUSES[r.get("s", 0)]
+        k = _K[idx][name]
+        if k == "al" and "al" not in r:
+            return "cpe-%d" % keys[-1]
+        return r.get(k, _DEFAULTS.get(idx, {}).get(k, ""))
+
+    def set(self, idx, keys, name, value):
+        r = self._row(idx, keys)
+        k = _K[idx][name]
+        if isinstance(value, str) and len(value) > 256:
+            raise UspError(E_VALUE, "%s is longer than 256 characters" % name)
+        if k == "al" or (idx == CT and k == "e") or (idx == SUB and k == "id"):
+            if k == "al" and (not value or value[0].isdigit() or len(value) > 64):
+                raise UspError(E_VALUE, "Alias must be 1..64 characters, not starting with a digit")
+            if k != "al" and not value:
+                raise UspError(E_VALUE, "%s cannot be empty" % name)
+            table = self._table(idx, keys)
+            for j in table:
+                if j != keys[-1] and table[j].get(k) == value and (
+                        k != "id" or table[j].get("r") == r.get("r")):
+                    raise UspError(E_VALUE, "%s %r is already used" % (name, value))
+        if idx == MTP and k == "p" and value != "CoAP":
+            raise UspError(E_VALUE, "only the CoAP MTP is supported")
+        if idx == COAP and k == "po" and not 0 < value < 65536:
+            raise UspError(E_VALUE, "Port must be 1..65535")
+        r[k] = value
+        self.dirty.add("s" if idx == SUB else "q" if idx == REQ else "c")
+
+    def _table(self, idx, keys):
+        if idx == CT:
+            return self.ctrls
+        if idx == MTP:
+            return self.ctrls[keys[0]]["m"]
+        if idx == BP:
+            return self.ctrls[keys[0]]["b"]
+        if idx == SUB:
+            return self.subs
+        return self.reqs
+
+    def add(self, idx, keys):
+        """Create a row with defaults under parent keys; returns its instance number."""
+        if idx == CT:
+            table, cap, scope = self.ctrls, MAX_CONTROLLERS, ""
+        elif idx in (MTP, BP):
+            table = self._table(idx, keys)
+            cap, scope = (MAX_MTPS if idx == MTP else MAX_BOOT_PARAMS), ".%d" % keys[0]
+        elif idx == SUB:
+            table, cap, scope = self.subs, MAX_SUBSCRIPTIONS, ""
+        else:
+            raise UspError(E_NOT_CREATABLE, "not creatable")
+        if len(table) >= cap:
+            raise UspError(E_RESOURCES, "at most %d rows in this table" % cap)
+        self.room()
+        i = self.new_inst(idx, scope)
+        row = dict(_DEFAULTS[idx])
+        if idx == CT:
+            row["m"] = {}
+            row["b"] = {}
+        if idx == SUB:
+            row["r"] = self.current or 0
+            row["cd"] = int(self.platform.now_s())
+            row["id"] = "%d-%x" % (i, row["cd"] & 0xFFFFFF)
+        table[i] = row
+        self.dirty.add("s" if idx == SUB else "c")
+        return i
+
+    def delete(self, idx, keys):
+        table = self._table(idx, keys)
+        if keys[-1] not in table:
+            raise UspError(E_NO_OBJECT, "no such object")
+        if idx == CT:  # its subscriptions go with it
+            for s in list(self.subs):
+                if self.subs[s].get("r") == keys[0]:
+                    del self.subs[s]
+                    self.dirty.add("s")
+        del table[keys[-1]]
+        self.dirty.add("s" if idx == SUB else "c")
+
+    # -- requests ---------------------------------------------------------------------
+    def add_request(self, originator, command, key, state):
+        if len(self.reqs) >= MAX_REQUESTS:
+            raise UspError(E_RESOURCES, "too many pending requests")
+        self.room()
+        i = self.new_inst(REQ)
+        self.reqs[i] = {"o": originator, "c": command, "k": key, "s": 0, "x": state}
+        self.dirty.add("q")
+        return i
+
+    def update_request(self, i, status=None, state=None):
+        r = self.reqs[i]
+        if status is not None:
+            r["s"] = status
+        if state is not None:
+            r["x"] = state
+        self.dirty.add("q")
+
+    def drop_request(self, i):
+        if i in self.reqs:
+            del self.reqs[i]
+            self.dirty.add("q")

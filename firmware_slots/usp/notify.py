@@ -1,0 +1,126 @@
+"""Subscriptions -> Notify messages: matching ReferenceList paths, building records.
+
+A notification goes to every enabled Subscription of the right NotifType whose
+ReferenceList (comma-separated paths; '*' matches one instance; a path ending in '.'
+matches everything below it) names the event, command, object or parameter.
+"""
+
+from firmware_slots.usp import codec, schema
+from firmware_slots.usp.dm import to_str, obj_path, params_of, UspError
+
+
+def match(ref, path):
+    ref = ref.strip()
+    if not ref:
+        return False
+    prefix = ref.endswith(".")
+    rs = (ref[:-1] if prefix else ref).split(".")
+    ps = path.split(".")
+    if path.endswith("."):
+        ps = ps[:-1]
+    if len(ps) < len(rs) or (not prefix and len(ps) != len(rs)):
+        return False
+    for a, b in zip(rs, ps):
+        if a != b and a != "*":
+            return False
+    return True
+
+
+def subscribers(agent, notif_type, path):
+    """[(subscription dict, controller endpoint id)] for a notification about path."""
+    la = agent.la
+    out = []
+    for i in sorted(la.subs):
+        s = la.subs[i]
+        if not s.get("en") or s.get("nt") != notif_type:
+            continue
+        eid = la.controller_eid(s.get("r"))
+        if eid is None or not la.ctrls[s["r"]].get("en", True):
+            continue
+        for ref in s.get("rl", "").split(","):
+            if match(ref, path):
+                out.append((s, eid))
+                break
+    return out
+
+
+def emit(agent, s, eid, kind, body):
+    """Queue one Notify for subscription s to controller eid."""
+    agent.seq += 1
+    n = {"subscription_id": s.get("id", ""), "send_resp": bool(s.get("nr"))}
+    n[kind] = body
+    msg = codec.new_msg("notify-%d-%d" % (agent.boot_s, agent.seq), schema.NOTIFY, "request", "notify", n)
+    agent.outbox.append((eid, codec.make_record(eid, agent.endpoint_id, codec.encode_msg(msg))))
+
+
+def event(agent, obj, name, params, per_controller=None):
+    """Event `obj`+`name` (e.g. "Device.", "Boot!"); per_controller(eid) may tailor params."""
+    for s, eid in subscribers(agent, "Event", obj + name):
+        p = per_controller(eid, dict(params)) if per_controller else params
+        emit(agent, s, eid, "event", {"obj_path": obj, "event_name": name, "params": p})
+
+
+def oper_complete(agent, obj, cmd, key, out_args=None, err=None):
+    for s, eid in subscribers(agent, "OperationComplete", obj + cmd):
+        b = {"obj_path": obj, "command_name": cmd, "command_key": key}
+        if err is None:
+            b["req_output_args"] = {"output_args": out_args or {}}
+        else:
+            b["cmd_failure"] = {"err_code": err[0], "err_msg": err[1]}
+        emit(agent, s, eid, "oper_complete", b)
+
+
+def obj_created(agent, path, keys):
+    for s, eid in subscribers(agent, "ObjectCreation", path):
+        emit(agent, s, eid, "obj_creation", {"obj_path": path, "unique_keys": keys})
+
+
+def obj_deleted(agent, path):
+    for s, eid in subscribers(agent, "ObjectDeletion", path):
+        emit(agent, s, eid, "obj_deletion", {"obj_path": path})
+
+
+def watched_values(agent, s):
+    """{param path: value} for the ReferenceList of a ValueChange subscription."""
+    m = agent.model
+    vals = {}
+    for ref in s.get("rl", "").split(","):
+        ref = ref.strip()
+        if not ref:
+            continue
+        try:
+            idx, keyslist, leaf = m.resolve(ref, False)
+        except UspError:
+            continue
+        for keys in keyslist:
+            if leaf is not None:
+                if leaf[-1] not in ")!":
+                    vals[obj_path(idx, keys) + leaf] = to_str(m.get(idx, keys, leaf))
+                continue
+            for j, k in m.subtree(idx, keys):
+                p = obj_path(j, k)
+                for n, t, w in params_of(j):
+                    vals[p + n] = to_str(m.get(j, k, n))
+    return vals
+
+
+def value_changes(agent):
+    """Compare every ValueChange subscription's values with the last look; notify changes."""
+    la = agent.la
+    seen = agent.vc
+    for i in sorted(la.subs):
+        s = la.subs[i]
+        if not s.get("en") or s.get("nt") != "ValueChange":
+            seen.pop(i, None)
+            continue
+        cur = watched_values(agent, s)
+        old = seen.get(i)
+        seen[i] = cur
+        if old is None:
+            continue
+        eid = la.controller_eid(s.get("r"))
+        if eid is None:
+            continue
+        for p in sorted(cur):
+            if p in old and old[p] != cur[p]:
+                emit(agent, s, eid, "value_change", {"param_path": p, "param_value": cur[p]})

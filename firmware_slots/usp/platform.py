@@ -1,0 +1,65 @@
+"""What the agent needs from the board: reboot, clocks, idle and confirmation hooks.
+
+Platform is the default and the test double: reboot() records (cause, reason) in
+`reboots` and raises Rebooting, so a test (or the unix-port launcher) sees exactly
+where the device would have reset; everything after the call is "after power-off".
+BoardPlatform resets the chip with machine.reset().
+
+Hooks (override or assign): is_idle() -> bool for WhenIdle windows;
+confirm(window) -> True (go) / False (declined) / None (no answer yet) for
+ConfirmationNeeded windows, window being the dict {'Start','End','Mode','UserMessage',
+'MaxRetries'}; software_version_of(slot) -> str or None (None: the slot's Version).
+"""
+
+import time
+
+
+class Rebooting(Exception):
+    """Raised by Platform.reboot(): the device is resetting now."""
+
+
+class Platform:
+    def __init__(self, clock_ms=None, wall_s=None):
+        self.reboots = []
+        self.clock_ms = clock_ms  # fixed clocks for tests (None = real time)
+        self.wall_s = wall_s
+        self.idle = True
+        self.answers = []         # queued confirm() answers for tests
+        self.asked = []
+
+    def reboot(self, cause, reason):
+        self.reboots.append((cause, reason))
+        raise Rebooting("%s: %s" % (cause, reason))
+
+    def now_ms(self):
+        if self.clock_ms is not None:
+            return self.clock_ms
+        try:
+            return time.ticks_ms()
+        except AttributeError:
+            return int(time.time() * 1000)
+
+    def now_s(self):
+        if self.wall_s is not None:
+            return self.wall_s
+        t = int(time.time())
+        if t < 946684800 and time.gmtime(0)[0] == 2000:  # MicroPython epoch 2000
+            t += 946684800
+        return t
+
+    def is_idle(self):
+        return self.idle
+
+    def confirm(self, window):
+        self.asked.append(window)
+        return self.answers.pop(0) if self.answers else None
+
+    def software_version_of(self, slot):
+        return None
+
+
+class BoardPlatform(Platform):
+    def reboot(self, cause, reason):
+        import machine
+        self.reboots.append((cause, reason))
+        machine.reset()
