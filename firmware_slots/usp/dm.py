@@ -74,7 +74,7 @@ VTYPE = {"s": 8, "b": 2, "u": 9, "i": 6, "t": 3, "x": 5, "j": 8}
 
 class UspError(Exception):
     def __init__(self, code, msg=""):
-        Exception.__init__(self, msg)
+        super().__init__(msg)
         self.code = code
         self.msg = msg
 
