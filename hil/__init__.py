@@ -1,0 +1,21 @@
+"""Host-side harness: serial transport, device operations, the virtual board, pytest plugin.
+
+For the CLI:
+    board = start_virtual(workdir, nslots=2)   # VirtualBoard: .port .link .pid .flash_path, .stop()
+    dut = connect(board)                       # or connect("/dev/ttyACM0") for real hardware
+    dut.wait_boot(); dut.status(); dut.info(); dut.install(slot, image, progress_cb)
+    dut.set_boot(slot); dut.reset(); dut.wait_boot(); dut.exec(code)
+"""
+
+
+def start_virtual(workdir, **options):
+    from hil.virtual import VirtualBoard
+    return VirtualBoard(workdir, **options).start()
+
+
+def connect(target, baud=115200, timeout=10.0):
+    """A Dut on a VirtualBoard or on a serial port path."""
+    from hil.device import Dut
+    if hasattr(target, "link"):
+        return Dut(target.link, target, baud, timeout)
+    return Dut(target, None, baud, timeout)
