@@ -84,4 +84,5 @@ def decide(state, nslots, verify, max_attempts=DEFAULT_MAX_ATTEMPTS):
         if notes:
             reason += "; " + "; ".join(notes)
         return BootDecision(i, reason, changes, trial, i != b)
-    return BootDecision(None, "no verified image; " + "; ".join(notes), changes, False, True)
+    why = "no verified image" + ("; " + "; ".join(notes) if notes else "")
+    return BootDecision(None, why, changes, False, True)
