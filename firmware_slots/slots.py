@@ -29,7 +29,9 @@ CHUNK = 512  # read-back and re-hash buffer: the largest allocation while writin
 
 
 class SlotError(Exception):
-    """Base of every refusal; `status` is the TR-181 status it leaves (None = unchanged)."""
+    """Base of every refusal; `status` is the TR-181 status it leaves (None = unchanged).
+
+    Messages name slots as TR-181 rows (slot 0 is FirmwareImage.1): operators read them."""
     status = None
 
 
@@ -94,7 +96,7 @@ class SlotManager:
     # -- reading state ------------------------------------------------------------
     def _slot(self, i):
         if not isinstance(i, int) or not 0 <= i < self.n:
-            raise NoSuchSlot("no slot %r (have %d)" % (i, self.n))
+            raise NoSuchSlot("no FirmwareImage.%s (have 1..%d)" % (i + 1 if isinstance(i, int) else i, self.n))
         return self.meta.section(i)
 
     @property
@@ -159,8 +161,8 @@ class SlotManager:
     def set_boot(self, i):
         s = self._slot(i)
         if s.get("st") != AVAILABLE or not s.get("av"):
-            raise NotAvailable("slot %d is %s%s: it cannot be the boot image" % (
-                i, self.status(i), "" if s.get("av") else " and not Available"))
+            raise NotAvailable("FirmwareImage.%d is %s%s: it cannot be the boot image" % (
+                i + 1, self.status(i), "" if s.get("av") else " and not Available"))
         ch = {DEVICE: {"b": i}}
         if i != self.lkg:
             ch[i] = {"n": 0}
@@ -170,10 +172,10 @@ class SlotManager:
         s = self._slot(i)
         flag = bool(flag)
         if not flag and (i == self.running or i == self.boot_slot):
-            raise SlotBusy("slot %d is the %s image: Available must stay true" % (
-                i, "active" if i == self.running else "boot"))
+            raise SlotBusy("FirmwareImage.%d is the %s image: Available must stay true" % (
+                i + 1, "active" if i == self.running else "boot"))
         if flag and s.get("st") not in (AVAILABLE,):
-            raise NotAvailable("slot %d is %s: nothing to make available" % (i, self.status(i)))
+            raise NotAvailable("FirmwareImage.%d is %s: nothing to make available" % (i + 1, self.status(i)))
         if bool(s.get("av")) != flag:
             self.meta.update({i: {"av": flag}})
 
@@ -219,12 +221,12 @@ class SlotManager:
         """
         self._slot(i)
         if i in self.protected():
-            raise SlotBusy("slot %d holds the %s image and cannot be overwritten" % (
-                i, "running" if i == self.running else
+            raise SlotBusy("FirmwareImage.%d holds the %s image and cannot be overwritten" % (
+                i + 1, "running" if i == self.running else
                 "last-known-good" if i == self.lkg else "boot"))
         if size and size > self.regions[i].size:
-            raise ImageTooLarge("image of %d bytes does not fit slot %d (%d bytes)" % (
-                size, i, self.regions[i].size))
+            raise ImageTooLarge("image of %d bytes does not fit FirmwareImage.%d (%d bytes)" % (
+                size, i + 1, self.regions[i].size))
         if checksum and not algorithm:
             raise ValueError("a checksum needs its CheckSumAlgorithm")
         if algorithm:
@@ -246,7 +248,7 @@ class SlotManager:
         s = self._slot(i)
         dl = s.get("dl")
         if s.get("st") != DOWNLOADING or not dl:
-            raise SlotError("slot %d has no interrupted download to resume" % i)
+            raise SlotError("FirmwareImage.%d has no interrupted download to resume" % (i + 1))
         r = self.regions[i]
         off = dl.get("o", 0)
         sec_start = off - off % r.sector
@@ -263,7 +265,7 @@ class SlotManager:
         """Forget slot i's image (status NoImage); refused for protected slots."""
         self._slot(i)
         if i in self.protected():
-            raise SlotBusy("slot %d is protected (running, last-known-good or boot)" % i)
+            raise SlotBusy("FirmwareImage.%d is protected (running, last-known-good or boot)" % (i + 1))
         r = self.regions[i]
         self.meta.update({i: {"st": NO_IMAGE, "av": False, "nm": None, "vr": None, "h": None,
                               "ln": None, "dl": None, "lg": None, "er": None, "n": 0}})
@@ -297,7 +299,7 @@ class SlotManager:
         if i is None:
             i = r
         if i != r or r < 0:
-            raise NotRunning("slot %r is not the running slot (%r)" % (i, r))
+            raise NotRunning("FirmwareImage.%d is not the running image (FirmwareImage.%d is)" % (i + 1, r + 1))
         s = self._slot(r)
         if self.lkg == r and not s.get("n"):
             return False
@@ -362,8 +364,8 @@ class ImageWriter:
             raise SlotError("writer already finished")
         n = len(data)
         if self.received + n > self.region.size:
-            self.abort(ImageTooLarge("image exceeds slot %d capacity of %d bytes" % (
-                self.slot, self.region.size)))
+            self.abort(ImageTooLarge("image exceeds FirmwareImage.%d capacity of %d bytes" % (
+                self.slot + 1, self.region.size)))
         mv = memoryview(data)
         self.sha.update(mv)
         if self.user:
@@ -438,7 +440,7 @@ class ImageWriter:
                 self.abort(ChecksumMismatch("%s mismatch: expected %s, image has %s" % (
                     self.algorithm, _hex(self.checksum), _hex(got))))
         if mgr.hash_slot(i, total) != digest:
-            self.abort(ReadBackMismatch("read-back of slot %d does not match what was written" % i))
+            self.abort(ReadBackMismatch("read-back of FirmwareImage.%d does not match what was written" % (i + 1)))
         m = self.dl.get("m") or ["", ""]
         name = name or m[0]
         version = version or m[1]

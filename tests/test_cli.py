@@ -93,3 +93,34 @@ def test_help_lists_commands(runner):
     r = runner.invoke(main, ["--help"])
     for c in ("demo", "install", "slots", "set-boot", "boot", "confirm", "journal", "flash"):
         assert c in r.output
+
+
+def test_dev_commands_drive_a_virtual_board(make_virtual_board, tmp_path):
+    """The CLI's serial commands, against a real virtual board's console."""
+    from hil.apps import app_image
+    board = make_virtual_board()
+    env = dict(os.environ, FWSLOTS_PORT=board.link)
+    exe = os.path.join(os.path.dirname(sys.executable), "fwslots")
+    cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "firmware_slots.host.cli"]
+
+    def run(*args, ok=True):
+        p = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=60, env=env)
+        if ok:
+            assert p.returncode == 0, p.stdout + p.stderr
+        return p
+
+    img = tmp_path / "v1.img"
+    img.write_bytes(app_image("blinky", "1.0", "confirm"))
+    out = run("dev", "install", str(img), "--set-boot").stdout
+    assert "Available blinky 1.0" in out
+    run("dev", "reset")
+    st = json.loads(run("dev", "slots", "--json").stdout)
+    row = [r for r in st["slots"] if r["Version"] == "1.0"][0]
+    assert row["Status"] == "Active" and row["LastKnownGood"] and row["Boot"]
+    # refusals are one line with exit 1; a slot out of range is bad usage (2)
+    p = run("dev", "install", str(img), "--slot", str(row["slot"] + 1), ok=False)
+    assert p.returncode == 1 and "running" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    p = run("dev", "set-boot", "9", ok=False)
+    assert p.returncode == 1
+    p = run("dev", "install", str(img), "--slot", "9", ok=False)
+    assert p.returncode == 2

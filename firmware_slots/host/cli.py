@@ -7,6 +7,7 @@ Exit codes: 0 success; 1 the device refused or the operation failed (the reason 
 printed on one line); 2 bad usage (unknown option, missing file, value out of range).
 """
 import binascii
+import hashlib
 import json
 import sys
 
@@ -38,6 +39,24 @@ def human(n):
         if n < 1024 or unit == "MiB":
             return ("%d %s" % (n, unit)) if unit == "B" else ("%.1f %s" % (n, unit))
         n /= 1024.0
+
+
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+    def update(self, n):
+        pass
+
+
+def _progress(total, label):
+    """A progress bar on a terminal; nothing when stderr is a pipe (scripts, CI logs)."""
+    if sys.stderr.isatty():
+        return click.progressbar(length=total, label=label, file=sys.stderr)
+    return _NoBar()
 
 
 def slot_rows(m):
@@ -157,7 +176,7 @@ def install(path, image, slot, checksum, name, version, set_boot):
     try:
         i = slot_arg(m, slot) if slot else m.pick_target()
         w = m.install(i, size=len(data), algorithm=alg, checksum=digest, name=name, version=version)
-        with click.progressbar(length=len(data), label="slot %d" % (i + 1), file=sys.stderr) as bar:
+        with _progress(len(data), "slot %d" % (i + 1)) as bar:
             for p in range(0, len(data), 4096):
                 w.write(data[p:p + 4096])
                 w.checkpoint()
@@ -239,6 +258,155 @@ def journal(path, as_json):
         click.echo("sector %d +%-5d %-8s seq %-6s %s %s" % (
             r["sector"], r["offset"], r["kind"], r["seq"], "ok " if r["valid"] else "BAD",
             json.dumps(plain(r["body"]))[:100] if r["body"] is not None else ""))
+
+
+# -- app images ----------------------------------------------------------------------
+@main.group()
+def image():
+    """Build and inspect app-mode images (littlefs2 with a manifest)."""
+
+
+@image.command("build")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="image file to write")
+@click.option("--name", default=None, help="overrides manifest.json name")
+@click.option("--version", "version", default=None, help="overrides manifest.json version")
+@click.option("--block-size", type=click.Choice(["512", "4096"]), default="4096", show_default=True,
+              help="must equal the device's flash block size")
+def image_build(folder, output, name, version, block_size):
+    """Build an image from FOLDER (its manifest.json gives name, version, entry)."""
+    from firmware_slots.host import appimage
+    try:
+        data = appimage.build(folder, name=name, version=version, block_size=int(block_size))
+    except (appimage.AppImageError, ValueError) as e:
+        fail(str(e))
+    with open(output, "wb") as f:
+        f.write(data)
+    m = appimage.inspect(data, int(block_size))
+    click.echo("%s: %s %s, %d bytes, sha256 %s" % (output, m.get("name"), m.get("version"), len(data),
+                                                    hashlib.sha256(data).hexdigest()))
+
+
+# -- boards over serial --------------------------------------------------------------
+@main.group()
+def board():
+    """Run a virtual board (MicroPython unix port behind a pseudo-terminal)."""
+
+
+@board.command("start")
+@click.option("--dir", "workdir", type=click.Path(file_okay=False), default=None,
+              help="where flash.bin, the console link and logs live (default: a temp folder)")
+@click.option("--slots", type=click.IntRange(2, 8), default=None, help="number of slots (default: profile)")
+def board_start(workdir, slots):
+    """Start a virtual board and keep it running until Ctrl-C; prints its console port."""
+    from hil import virtual
+    args = (["--dir", workdir] if workdir else []) + (["--slots", str(slots)] if slots else [])
+    sys.exit(virtual.main(args))
+
+
+def _dut(port):
+    import hil
+    from hil.serialdev import DeviceError, DeviceTimeout
+    try:
+        return hil.connect(port)
+    except (OSError, DeviceError, DeviceTimeout) as e:
+        raise click.UsageError("cannot open %s: %s" % (port, e))
+
+
+def _on_device(fn):
+    from hil.serialdev import DeviceError, DeviceReset, DeviceTimeout
+    try:
+        return fn()
+    except DeviceError as e:
+        fail("device: %s" % e)
+    except DeviceTimeout as e:
+        fail("device did not answer: %s" % e)
+    except DeviceReset:
+        fail("device reset during the operation")
+
+
+port_option = click.option("--port", "-p", required=True, envvar="FWSLOTS_PORT",
+                           help="serial port or virtual board console (env FWSLOTS_PORT)")
+
+
+@main.group()
+def dev():
+    """Drive a board (real or virtual) through its serial console."""
+
+
+@dev.command("slots")
+@port_option
+@click.option("--json", "as_json", is_flag=True)
+def dev_slots(port, as_json):
+    """Show the board's slot table."""
+    st = _on_device(lambda: _dut(port).status())
+    if as_json:
+        click.echo(json.dumps(st, indent=1))
+        return
+    for r in st["slots"]:
+        roles = [k for k, v in (("boot", r.get("Boot")), ("active", r.get("Running")),
+                               ("lkg", r.get("LastKnownGood"))) if v]
+        click.echo("%-3d %-17s %-12s %-10s %-14s %s" % (r["slot"] + 1, r["Status"], r["Name"][:12],
+                   r["Version"][:10], ",".join(roles) or "-", r.get("BootFailureLog") or r.get("Error", "")))
+
+
+@dev.command("install")
+@port_option
+@click.argument("image_file", type=click.File("rb"))
+@click.option("--slot", type=int, default=None, help="target slot (default: the first one not protected)")
+@click.option("--set-boot", is_flag=True, help="make it BootFirmwareImage once Available")
+def dev_install(port, image_file, slot, set_boot):
+    """Stream IMAGE_FILE to the board over serial (hashed and validated on the device)."""
+    data = image_file.read()
+    d = _dut(port)
+    st = _on_device(d.status)
+    n = len(st["slots"])
+    if slot is not None and not 1 <= slot <= n:
+        raise click.BadParameter("slot %d does not exist (this device has slots 1..%d)" % (slot, n))
+    if slot is None:
+        busy = {st.get("boot"), st.get("lkg"), st.get("running")}
+        free = [r["slot"] for r in st["slots"] if r["slot"] not in busy]
+        if not free:
+            fail("every slot is running, last-known-good or the boot target")
+        slot = free[0] + 1
+    with _progress(len(data), "slot %d" % slot) as bar:
+        last = [0]
+
+        def progress(done, total):
+            bar.update(done - last[0])
+            last[0] = done
+        info = _on_device(lambda: d.install(slot - 1, data, progress))
+    if set_boot:
+        _on_device(lambda: d.set_boot(slot - 1))
+    click.echo("slot %d: %s %s %s sha256 %s" % (slot, info["Status"], info["Name"], info["Version"], info["SHA256"]))
+
+
+@dev.command("set-boot")
+@port_option
+@click.argument("slot", type=int)
+def dev_set_boot(port, slot):
+    """Point the board's BootFirmwareImage at SLOT."""
+    _on_device(lambda: _dut(port).set_boot(slot - 1))
+    click.echo("BootFirmwareImage -> slot %d" % slot)
+
+
+@dev.command("reset")
+@port_option
+@click.option("--timeout", type=click.FloatRange(1, 300), default=30, show_default=True)
+def dev_reset(port, timeout):
+    """Reset the board and report what the boot stub chose."""
+    d = _dut(port)
+    _on_device(d.reset)
+    rep = _on_device(lambda: d.wait_boot(timeout))
+    click.echo(rep.text.strip().splitlines()[-2] if rep.text.strip() else "booted")
+
+
+@dev.command("confirm")
+@port_option
+def dev_confirm(port):
+    """Confirm the running image on the board (it becomes last-known-good)."""
+    changed = _on_device(lambda: _dut(port).confirm())
+    click.echo("confirmed" if changed else "already confirmed")
 
 
 # -- the demo ------------------------------------------------------------------------
