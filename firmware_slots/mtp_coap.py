@@ -1,0 +1,253 @@
+"""TR-369 CoAP MTP binding (USP 1.1 "CoAP Binding", R-COAP.0..16) for the agent.
+
+    ep = CoapEndpoint(UdpTransport("0.0.0.0", 5683))
+    mtp = CoapMtp(agent, ep, path="usp", reply_host="192.0.2.7")
+    mtp.startup()                # agent.startup() + first poll; boot notifications go out
+    while True:
+        mtp.step(100)            # serve CoAP, send queued replies, run agent.poll()
+
+Inbound (our endpoint resource, rt="bbf.usp.endpoint", if="bbf.usp.a"):
+  POST only (4.05 otherwise), Content-Format 42 (4.15 otherwise), a reply-to
+  Uri-Query holding a coap/coaps URI (4.00 if missing or malformed), whose host must
+  be the sender's own address (4.03: we never reflect replies to a third party),
+  a decodable Record (4.00); Records over one datagram arrive block-wise (Block1,
+  reassembled by the Site up to max_body, 4.13 beyond). A good Record is answered
+  2.04 Changed at once with no payload; the agent's reply Records are queued and
+  POSTed by step() to the reply-to URI, outside the handler, as new CON requests
+  from the same socket (Block1 when a Record is larger than one block).
+Outbound notifications (agent.take_outbox) go to agent.controller_uri(eid).
+
+Costs on the device: one reassembly buffer per concurrent Block1 upload (bounded by
+max_body) and the queued reply Records; nothing else is kept per request.
+A coaps reply-to needs `dtls_client=(cadata, cert, key)`: one DTLS session per
+controller, opened on first use and kept (Certificate mode, peer cert required).
+"""
+from firmware_slots.coap import numbers as N
+from firmware_slots.coap.server import Response
+from firmware_slots.coap.client import CoapClient
+from firmware_slots.coap.uri import parse_uri, make_uri
+from firmware_slots.coap.error import CoapError
+from firmware_slots.coap._compat import ticks_ms
+
+RT = "bbf.usp.endpoint"
+IF_AGENT = "bbf.usp.a"
+CF_USP = N.OCTET_STREAM  # 42, R-COAP.6
+
+
+class CoapMtp:
+    def __init__(self, agent, endpoint, path="usp", reply_host=None, max_body=8192,
+                 timeout_ms=None, dtls_client=None, log=None):
+        self.agent = agent
+        self.endpoint = endpoint
+        self.path = path.strip("/")
+        self.site = endpoint.site
+        self.site.route(self.path, post=self._on_post, max_body=max_body, rt=RT, if_=IF_AGENT)
+        self.client = CoapClient(endpoint, timeout_ms=timeout_ms)
+        self.reply_host = reply_host
+        self.dtls_client = dtls_client
+        self.outq = []          # [(uri str, record bytes)]
+        self.log = log
+        self._sessions = {}     # (host, port) -> DTLS CoapEndpoint
+        self.stats = {"in": 0, "refused": 0, "sent": 0, "send_failed": 0}
+
+    def serve_images(self, mgr, prefix="fw"):
+        """GET <prefix>/<i> streams FirmwareImage.<i>'s bytes block-wise (Block2, Size2,
+        ETag = first 8 bytes of its SHA-256): for inspection and for peers pulling an
+        image from a device that has it. Read from flash block by block, never copied."""
+        from firmware_slots.coap.server import Handler
+
+        def get(req):
+            try:
+                i = int(req.path_rest[0]) - 1
+                info = mgr.info(i)
+            except (IndexError, ValueError, KeyError, TypeError):
+                return Response(N.NOT_FOUND)
+            n = info["Length"]
+            if not n or not info["SHA256"]:
+                return Response(N.NOT_FOUND, b"no image")
+            region = mgr.regions[i]
+
+            def reader(offset, k):
+                k = min(k, n - offset)
+                buf = bytearray(k)
+                region.read(offset, buf)
+                return buf
+
+            import binascii
+            return Response(N.CONTENT, reader=reader, size=n, content_format=N.OCTET_STREAM,
+                            etag=binascii.unhexlify(info["SHA256"][:16]))
+
+        h = Handler(get=get, rt="fwslots.image")
+        self.site.add(prefix, h, prefix=True)
+        return h
+
+    # -- our own address as controllers should reply to it --------------------------------
+    def own_uri(self, peer_host=None):
+        host = self.reply_host
+        if host is None:
+            host = peer_host or "127.0.0.1"
+        port = self.endpoint.transport.local_port or N.COAP_PORT
+        return make_uri(self.endpoint.transport.scheme, host, port, self.path.split("/"))
+
+    # -- inbound ------------------------------------------------------------------------------
+    def _refuse(self, code, why):
+        self.stats["refused"] += 1
+        self._log("refused %s: %s" % (N.code_str(code) if hasattr(N, "code_str") else code, why))
+        return Response(code, why.encode())
+
+    def _on_post(self, req):
+        cf = req.content_format
+        if cf != CF_USP:
+            return self._refuse(N.UNSUPPORTED_CONTENT_FORMAT, "Content-Format must be 42")
+        reply_to = req.query_value("reply-to")
+        if not reply_to:
+            return self._refuse(N.BAD_REQUEST, "reply-to Uri-Query missing")
+        try:
+            u = parse_uri(reply_to)
+        except ValueError as e:
+            return self._refuse(N.BAD_REQUEST, "reply-to: %s" % e)
+        if u.query:
+            return self._refuse(N.BAD_REQUEST, "reply-to must not carry a query")
+        peer_host, _ = req.remote()
+        if not self._same_host(u.host, peer_host, u.port):
+            # never let one host make us send to another (reflection/amplification)
+            return self._refuse(N.FORBIDDEN, "reply-to host is not the sender")
+        bad = getattr(self.agent, "BadRecord", None) or _bad_record()
+        try:
+            replies = self.agent.handle(req.payload, reply_to)
+        except bad as e:
+            return self._refuse(N.BAD_REQUEST, "not a USP Record")
+        self.stats["in"] += 1
+        for rec in replies or ():
+            self.outq.append((reply_to, rec))
+        return Response(N.CHANGED)  # R-COAP.7: at once, no payload
+
+    def _same_host(self, host, peer_host, port):
+        if host == peer_host:
+            return True
+        tr = self.endpoint.transport
+        try:
+            return tr.resolve(host, port) == tr.resolve(peer_host, port)
+        except (OSError, ValueError, IndexError):
+            return False
+
+    # -- outbound ----------------------------------------------------------------------------
+    def send_record(self, uri, record):
+        """POST one Record to a controller's USP endpoint URI; -> True once it said 2.04."""
+        u = parse_uri(uri)
+        u.query = ["reply-to=" + self.own_uri(self._peer_host(u.host))]
+        try:
+            client = self.client if u.scheme == "coap" else self._dtls(u)
+            resp = client.request(N.POST, u, record, content_format=CF_USP)
+        except (CoapError, OSError, ValueError) as e:
+            self.stats["send_failed"] += 1
+            self._log("POST to %s failed: %r" % (uri, e))
+            return False
+        if resp.code != N.CHANGED:
+            self.stats["send_failed"] += 1
+            self._log("POST to %s answered %d.%02d" % (uri, resp.code >> 5, resp.code & 31))
+            return False
+        self.stats["sent"] += 1
+        return True
+
+    def _peer_host(self, host):
+        return host if host in ("127.0.0.1", "::1", "localhost") else None
+
+    def _dtls(self, u):
+        if self.dtls_client is None:
+            raise ValueError("coaps reply-to but no DTLS client credentials configured")
+        key = (u.host, u.port)
+        c = self._sessions.get(key)
+        if c is None:
+            c = dtls_client(u.host, u.port, *self.dtls_client)
+            self._sessions[key] = c
+        return c
+
+    def flush(self):
+        """Send every queued Record (a failed one is dropped: USP retries at its level)."""
+        while self.outq:
+            uri, rec = self.outq.pop(0)
+            self.send_record(uri, rec)
+
+    def collect(self):
+        for eid, rec in self.agent.take_outbox():
+            uri = self.agent.controller_uri(eid)
+            if uri:
+                self.outq.append((uri, rec))
+            else:
+                self._log("no CoAP address for controller %s" % eid)
+
+    # -- driving ------------------------------------------------------------------------------
+    def startup(self):
+        self.agent.startup()
+        self.collect()
+        self.flush()
+
+    def step(self, timeout_ms=100):
+        """One loop turn: serve datagrams, send replies, then agent.poll() and its outbox."""
+        self.endpoint.poll(timeout_ms)
+        self.flush()
+        self.agent.poll(ticks_ms())
+        self.collect()
+        self.flush()
+
+    def serve(self, duration_ms=None, stop=None):
+        from firmware_slots.coap._compat import ticks_add, ticks_diff
+        end = None if duration_ms is None else ticks_add(ticks_ms(), duration_ms)
+        while stop is None or not stop():
+            if end is not None and ticks_diff(end, ticks_ms()) <= 0:
+                break
+            self.step(100)
+
+    def close(self):
+        for c in self._sessions.values():
+            c.close()
+        self._sessions = {}
+        self.endpoint.close()
+
+    def _log(self, s):
+        if self.log:
+            self.log(s)
+
+
+def _bad_record():
+    from firmware_slots.usp.agent import BadRecord
+    return BadRecord
+
+
+class _DtlsClient:
+    """A CoapClient over one DTLS session (coaps) to one peer."""
+
+    def __init__(self, sock, host, port, timeout_ms=None):
+        from firmware_slots.coap.transport import ConnectedTransport
+        from firmware_slots.coap.protocol import CoapEndpoint
+        sock.settimeout(0)
+        tr = ConnectedTransport(sock, host, port, "coaps", pollable=sock._s,
+                                recv=lambda: _recv_nb(sock))
+        self.endpoint = CoapEndpoint(tr)
+        self.client = CoapClient(self.endpoint, timeout_ms=timeout_ms)
+
+    def request(self, *a, **kw):
+        return self.client.request(*a, **kw)
+
+    def fetch(self, *a, **kw):
+        return self.client.fetch(*a, **kw)
+
+    def close(self):
+        self.endpoint.close()
+
+
+def _recv_nb(sock):
+    try:
+        return sock.recv(2048, timeout=0)
+    except OSError as e:
+        if e.args and e.args[0] == 110:
+            return None
+        raise
+
+
+def dtls_client(host, port, cadata, cert=None, key=None, server_hostname=None, timeout_ms=None):
+    """A client (request/fetch/close) speaking coaps to host:port, Certificate mode."""
+    from firmware_slots import dtls
+    s = dtls.connect(host, port, cadata, cert=cert, key=key, server_hostname=server_hostname)
+    return _DtlsClient(s, host, port, timeout_ms)
