@@ -1,0 +1,132 @@
+"""coap:// and coaps:// fetcher: RFC 7959 Block2 pull straight into an ImageWriter.
+
+Resume: the writer's offset (programmed bytes) picks the first block; the blocks
+before it are never asked for again. Progress is checkpointed every time the
+programmed offset crosses a flash sector (SlotManager.resume rolls back to the
+sector start anyway), with the keys that guard a resume:
+  bs  block size in use (the server may negotiate it down from BLOCK_SIZE)
+  s2  Size2 of the representation, when the server sends it
+  et  ETag, when the server sends one
+A resume whose Size2 or ETag (each only when both sides have it) differs raises
+Restart. ETag alone is not trusted to be stable: libcoap 4.3.1 numbers transfers
+and omits ETag/Size2 on a cold resume at block N>0, aiocoap sends no Size2; the
+TR-181 CheckSum, computed while streaming, is the last line of defence.
+
+rate: bytes per second cap, enforced by sleeping between blocks.
+coaps: DTLS Certificate mode via firmware_slots.dtls; credentials from
+set_dtls(cadata, cert, key) (NoSec is plain coap://).
+Costs: one block buffer (1 KiB) plus the CoAP client and a socket while it runs.
+"""
+import time
+
+from firmware_slots.transfer import TransferError, Restart
+
+BLOCK_SIZE = 1024
+TIMEOUT_MS = 30000      # no progress for this long: give up (the request remains resumable)
+DTLS = None             # (cadata, cert, key) for coaps://
+PARAMS = None           # coap.numbers.TransmissionParams (None: RFC 7252 defaults)
+STATS = {"blocks": 0, "bytes": 0, "resumed_at": -1}
+
+
+def set_dtls(cadata, cert=None, key=None):
+    global DTLS
+    DTLS = (cadata, cert, key)
+
+
+def _ms():
+    try:
+        return time.ticks_ms()
+    except AttributeError:
+        return int(time.time() * 1000)
+
+
+def _sleep_ms(ms):
+    try:
+        time.sleep_ms(ms)
+    except AttributeError:
+        time.sleep(ms / 1000)
+
+
+def _client(u):
+    from firmware_slots.coap.client import CoapClient
+    if u.scheme == "coaps":
+        if DTLS is None:
+            raise TransferError("coaps:// needs DTLS credentials (transfer.coap.set_dtls)")
+        from firmware_slots.mtp_coap import dtls_client
+        try:
+            return dtls_client(u.host, u.port, *DTLS, timeout_ms=TIMEOUT_MS)
+        except (OSError, ValueError) as e:
+            raise TransferError("DTLS to %s:%d failed: %s" % (u.host, u.port, e))
+    return CoapClient(params=PARAMS, timeout_ms=TIMEOUT_MS)
+
+
+def fetch(url, writer, username="", password="", rate=0, block_size=None, client=None):
+    from firmware_slots.coap.uri import parse_uri
+    from firmware_slots.coap.error import CoapError, CoapResponseError, RepresentationChanged
+    try:
+        u = parse_uri(url)
+    except ValueError as e:
+        raise TransferError("bad URL %r: %s" % (url, e))
+    dl = writer.dl or {}
+    start = writer.offset
+    bs = dl.get("bs") if start else None
+    bs = bs or block_size or BLOCK_SIZE
+    saved_s2 = dl.get("s2") if start else None
+    saved_et = dl.get("et") if start else None
+    sector = writer.region.sector
+    st = {"first": True, "skip": start % bs, "sect": start // sector, "t0": _ms(), "n": 0}
+    STATS["blocks"] = 0
+    STATS["bytes"] = 0
+    STATS["resumed_at"] = start
+
+    def on_block(offset, chunk, num, more, etag, size2):
+        STATS["blocks"] += 1
+        if st["first"]:
+            st["first"] = False
+            if start:
+                if saved_s2 is not None and size2 is not None and size2 != saved_s2:
+                    raise Restart("remote size changed from %d to %d" % (saved_s2, size2))
+                if saved_et is not None and etag is not None and etag != saved_et:
+                    raise Restart("remote ETag changed")
+            blk = len(chunk) if more else bs
+            keys = {"bs": blk if more else bs}
+            if size2 is not None:
+                keys["s2"] = size2
+            if etag is not None:
+                keys["et"] = bytes(etag)
+            if not start or keys.get("s2") != saved_s2 or keys.get("et") != saved_et:
+                writer.checkpoint(**keys)
+            if writer.size and size2 is not None and size2 != writer.size:
+                raise TransferError("server size %d differs from FileSize %d" % (size2, writer.size))
+        skip = st["skip"]
+        if skip:
+            st["skip"] = 0
+            chunk = memoryview(chunk)[skip:]
+        writer.write(chunk)
+        STATS["bytes"] += len(chunk)
+        s = writer.offset // sector
+        if s != st["sect"]:
+            st["sect"] = s
+            writer.checkpoint()
+        if rate:
+            st["n"] += len(chunk)
+            ahead = st["n"] * 1000 // rate - (_ms() - st["t0"])
+            if ahead > 0:
+                _sleep_ms(ahead)
+        return True
+
+    own = client is None
+    try:
+        if own:
+            client = _client(u)
+        try:
+            client.fetch(u, on_block, block_size=bs, start_block=start // bs)
+        except RepresentationChanged as e:
+            raise Restart("remote image changed during the transfer: %s" % e)
+        except CoapResponseError as e:
+            raise TransferError("%s: %s" % (url, e))
+        except (CoapError, OSError) as e:
+            raise TransferError("%s: %r" % (url, e))
+    finally:
+        if own and client is not None:
+            client.close()
