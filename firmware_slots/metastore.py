@@ -8,6 +8,7 @@ State is a CBOR map of sections, each a map of short keys:
     0..N-1 slot:  'st' status code (slots.STATUSES index), 'nm' Name, 'vr' Version,
                   'ln' image length, 'h' SHA-256 of the image, 'av' Available,
                   'lg' BootFailureLog, 'er' why the last install failed,
+                  'bf' why the current trial boot failed (boot stub, until logged),
                   'n' boot attempts, 'al' Alias,
                   'dl' download progress {'o' offset, ...fetcher keys}
 
