@@ -1,0 +1,166 @@
+"""http:// fetcher (firmware_slots.transfer.http) under MicroPython against a loopback
+HTTP server with Range, ETag, Basic auth: a full pull, a connection cut mid-way and
+resumed with Range (only the rest is sent), a changed file restarts, 401 without
+credentials, and the bandwidth cap."""
+import base64
+import hashlib
+import http.server
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+
+from mpy import ROOT, micropython_exe, requires_micropython
+from test_coap_support import pattern
+
+SIZE = 300 * 1024
+
+APP = r'''
+import sys, binascii, time
+from firmware_slots import layout, transfer
+from firmware_slots.transfer import pull
+A = dict(a.split("=", 1) for a in sys.argv[1:])
+flash, mgr = layout.sim_device(sector_size=4096, journal_blocks=4, slot_blocks=80, nslots=2, path=A["flash"])
+w, resumed = pull.writer_for(mgr, 1, A["url"], int(A["size"]), "SHA-256", binascii.unhexlify(A["sha"]))
+print("START", w.offset, resumed)
+t = time.ticks_ms()
+try:
+    transfer.fetch(A["url"], w, A.get("user", ""), A.get("pw", ""), int(A.get("rate", "0")))
+except transfer.Restart as e:
+    print("RESTART", e)
+    raise SystemExit(3)
+except transfer.TransferError as e:
+    print("FAIL", e)
+    raise SystemExit(2)
+info = w.finish()
+print("DONE", info["Length"], info["SHA256"], time.ticks_diff(time.ticks_ms(), t))
+'''
+
+
+class State:
+    body = pattern(SIZE)
+    etag = '"v1"'
+    cut_at = None        # close the connection after this many body bytes
+    sent = 0
+    ranges = []
+    auth = None
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        st = State
+        if self.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", "/img.bin")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if st.auth and self.headers.get("Authorization") != "Basic " + base64.b64encode(st.auth.encode()).decode():
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="fw"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = st.body
+        rng = self.headers.get("Range")
+        start = 0
+        if rng and (self.headers.get("If-Range") in (None, st.etag)):
+            start = int(rng.split("=")[1].split("-")[0])
+            st.ranges.append(start)
+            self.send_response(206)
+            self.send_header("Content-Range", "bytes %d-%d/%d" % (start, len(body) - 1, len(body)))
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(body) - start))
+        self.send_header("ETag", st.etag)
+        self.end_headers()
+        data = body[start:]
+        if st.cut_at is not None:
+            data = data[:st.cut_at]
+            st.cut_at = None
+        self.wfile.write(data)
+        st.sent += len(data)
+        self.wfile.flush()
+
+
+@pytest.fixture
+def server():
+    State.body, State.etag, State.cut_at, State.sent, State.ranges, State.auth = \
+        pattern(SIZE), '"v1"', None, 0, [], None
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield "http://127.0.0.1:%d" % srv.server_address[1]
+    srv.shutdown()
+    srv.server_close()
+
+
+def pull(tmp_path, url, body=None, **kw):
+    body = State.body if body is None else body
+    app = tmp_path / "http_app.py"
+    app.write_text(APP)
+    args = [micropython_exe(), str(app), "flash=%s" % (tmp_path / "dev.flash"), "url=" + url,
+            "size=%d" % len(body), "sha=" + hashlib.sha256(body).hexdigest()]
+    args += ["%s=%s" % kv for kv in kw.items()]
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([ROOT, ".frozen"]))
+    p = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    d = {}
+    for line in p.stdout.splitlines():
+        parts = line.split(None, 1)
+        if parts:
+            d[parts[0]] = parts[1] if len(parts) > 1 else ""
+    d["rc"] = p.returncode
+    d["err"] = p.stderr
+    return d
+
+
+@requires_micropython
+def test_full_pull_with_basic_auth_and_redirect(server, tmp_path):
+    State.auth = "ops:s3cret"
+    d = pull(tmp_path, server + "/img.bin")
+    assert d["rc"] == 2 and "401" in d["FAIL"], d
+    d = pull(tmp_path, server + "/redirect", user="ops", pw="s3cret")
+    assert d["rc"] == 0, d
+    n, sha, _ = d["DONE"].split()
+    assert int(n) == SIZE and sha == hashlib.sha256(State.body).hexdigest()
+
+
+@requires_micropython
+def test_cut_connection_resumes_with_range(server, tmp_path):
+    State.cut_at = 100 * 1024 + 123
+    d = pull(tmp_path, server + "/img.bin")
+    assert d["rc"] == 2 and "closed" in d["FAIL"], d
+    first = State.sent
+    d = pull(tmp_path, server + "/img.bin")
+    assert d["rc"] == 0, d
+    assert d["START"] == "102400 True"          # last sector boundary before the cut
+    assert State.ranges == [102400]
+    assert State.sent - first == SIZE - 102400  # only the rest came again
+    assert d["DONE"].split()[1] == hashlib.sha256(State.body).hexdigest()
+
+
+@requires_micropython
+def test_changed_file_restarts(server, tmp_path):
+    State.cut_at = 50000
+    d = pull(tmp_path, server + "/img.bin")
+    assert d["rc"] == 2
+    State.body = pattern(SIZE, 5)
+    State.etag = '"v2"'
+    d = pull(tmp_path, server + "/img.bin")
+    assert d["rc"] == 3 and "RESTART" in d, d   # If-Range failed: 200, not 206
+
+
+@requires_micropython
+def test_rate_cap(server, tmp_path):
+    State.body = pattern(64 * 1024)
+    d = pull(tmp_path, server + "/img.bin", rate=128 * 1024)
+    assert d["rc"] == 0, d
+    ms = int(d["DONE"].split()[2])
+    assert 450 <= ms <= 3000, ms                # 64 KiB at 128 KiB/s: about half a second
