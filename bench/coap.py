@@ -55,7 +55,7 @@ N = [0]
 def write(self, data):
     _w(self, data)
     N[0] += 1
-    if N[0] % 64:
+    if N[0] %% 64:
         return
     gc.collect()  # live bytes, not garbage waiting for the collector
     a = gc.mem_alloc()
