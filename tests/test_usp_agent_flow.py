@@ -252,13 +252,53 @@ def test_reboot_command_boot_event(tmp_path):
         "RemoteReboot", "because", "rk", "false")
 
 
-def test_download_interrupted_by_power_loss(tmp_path):
+def test_download_interrupted_before_it_started_runs_after_reboot(tmp_path):
     flash, mgr, agent, c, url, digest = setup(tmp_path)
-    download(c, url, digest)
+    download(c, url, digest, auto="false")
     m, a = reboot(flash)  # power cut before poll() ran the download
+    assert names(notifications(a)) == ["Boot!"]  # the request is still pending
+    assert a.la.reqs[1]["x"]["rs"] == 1
+    a.poll(0)
+    notes = notifications(a)
+    assert names(notes) == ["OperationComplete", "TransferComplete!"]
+    p = notes[1][1]["event"]["params"]
+    assert p["FaultCode"] == "0" and p["CheckSum"] == digest
+    assert m.status(1) == "Available" and a.la.reqs == {}
+
+
+def test_download_cut_by_power_loss_resumes_from_checkpoint(tmp_path):
+    from firmware_slots.norsim import FaultPlan, PowerCut
+    data = image("2.0", size=14000)
+    flash, mgr, agent, c, url, digest = setup(tmp_path, data=data)
+    download(c, url, digest, auto="false")
+    flash.arm(FaultPlan(flash.ops + 8, "torn", seed=3))  # mid-image, after a checkpoint
+    with pytest.raises(PowerCut):
+        agent.poll(0)
+    flash.power_on()
+    m, a = reboot(flash)
+    assert names(notifications(a)) == ["Boot!"]
+    resumed_at = m.download_progress(1)["o"]
+    assert resumed_at >= 4096  # at least one sector programmed before the cut
+    before = flash.bytes_programmed
+    a.poll(0)
+    notes = notifications(a)
+    assert names(notes) == ["OperationComplete", "TransferComplete!"]
+    assert notes[1][1]["event"]["params"]["FaultCode"] == "0"
+    assert m.verify(1) and m.info(1)["SHA256"] == digest
+    # only the rest of the image was programmed again, not the whole of it
+    assert flash.bytes_programmed - before < len(data) - resumed_at + 4096
+
+
+def test_download_that_keeps_getting_interrupted_is_reported_failed(tmp_path):
+    flash, mgr, agent, c, url, digest = setup(tmp_path)
+    download(c, url, digest, auto="false")
+    for n in range(3):
+        m, a = reboot(flash)
+        assert names(notifications(a)) == ["Boot!"]
+    m, a = reboot(flash)
     notes = notifications(a)
     assert names(notes) == ["OperationComplete", "TransferComplete!", "Boot!"]
-    assert "interrupted" in notes[0][1]["oper_complete"]["cmd_failure"]["err_msg"]
+    assert "interrupted by 3 reboots" in notes[0][1]["oper_complete"]["cmd_failure"]["err_msg"]
     assert a.la.reqs == {}
 
 

@@ -21,6 +21,7 @@ MODES = ENUMS["Mode"].split()
 CONFIRM_INTERVAL_S = 10   # between two ConfirmationNeeded questions
 DEFAULT_RETRIES = 3       # MaxRetries -1: the agent's own policy
 FAULT = E_CMD_FAILURE     # TransferComplete! FaultCode for any failed transfer
+MAX_RESUMES = 3           # reboots a Download() may survive before it is reported failed
 
 
 def _arg(args, name, t, mandatory=False, default=None):
@@ -204,9 +205,15 @@ def run_download(agent, i):
     info = None
     try:
         import binascii
+        from firmware_slots.transfer import pull
         cs = binascii.unhexlify(x["cs"]) if x.get("cs") else b""
-        w = mgr.install(slot, x.get("z", 0), x.get("ca", ""), cs)
-        transfer.fetch(x["u"], w, x.get("us", ""), x.get("pw", ""))
+        # continues from the last checkpoint when a reset interrupted this same URL
+        w, resumed = pull.writer_for(mgr, slot, x["u"], x.get("z", 0), x.get("ca", ""), cs)
+        try:
+            transfer.fetch(x["u"], w, x.get("us", ""), x.get("pw", ""), x.get("rt", 0))
+        except transfer.Restart:  # the remote image changed since the checkpoint
+            w = mgr.install(slot, x.get("z", 0), x.get("ca", ""), cs, extra={"u": x["u"]})
+            transfer.fetch(x["u"], w, x.get("us", ""), x.get("pw", ""), x.get("rt", 0))
         info = w.finish()
     except (slots.SlotError, transfer.TransferError, ValueError, OSError) as e:
         fault = str(e) or e.__class__.__name__
@@ -289,7 +296,17 @@ def after_boot(agent):
                 _finish(agent, i, (E_CMD_FAILURE, "FirmwareImage.%d did not become active (%s); running %s%s" % (
                     slot + 1, mgr.status(slot), row_ref(mgr.running), ": " + log if log else "")), x.get("tc"))
         elif x.get("t") == "d":
-            why = "interrupted by a reboot"
+            # a reset or power cut interrupted the download: pick it up again from its
+            # last checkpoint, a bounded number of times (a download that keeps killing
+            # the device must not loop forever)
+            n = x.get("rs", 0) + 1
+            if n <= MAX_RESUMES and (slot not in mgr.protected()):
+                x = dict(x)
+                x["rs"] = n
+                la.update_request(i, 0, x)
+                la.flush()
+                continue
+            why = "interrupted by %d reboots" % (n - 1) if n > 1 else "interrupted by a reboot"
             if mgr.status_code(slot) == slots.DOWNLOADING:
                 mgr.fail(slot, slots.DOWNLOAD_FAILED, why)
             tc = {"Command": r["c"], "CommandKey": r.get("k", ""), "Requestor": r.get("o", ""),
