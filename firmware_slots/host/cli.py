@@ -419,5 +419,12 @@ def demo(workdir):
     sys.exit(d.run(workdir))
 
 
+def _add_usp():
+    from firmware_slots.host.usp_cli import usp
+    main.add_command(usp)
+
+
+_add_usp()
+
 if __name__ == "__main__":
     main()
