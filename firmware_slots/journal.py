@@ -31,7 +31,8 @@ SNAPSHOT = 0x53
 DELTA = 0x44
 HEADER = 8
 TRAILER = 4
-MAX_BODY = 2048
+MAX_BODY = 4000   # a whole-state snapshot must fit one 4 KiB sector
+SMALL = 128       # initial record buffer: deltas are this small; snapshots grow it
 MAX_DELTAS = 128
 
 
@@ -63,12 +64,18 @@ class Journal:
         self.region = region
         self.ws = region.write_size
         self.max_body = min(MAX_BODY, region.sector - HEADER - TRAILER - self.ws)
-        self.buf = bytearray(HEADER + self.max_body + TRAILER + self.ws)
+        self.buf = bytearray(HEADER + SMALL + TRAILER + self.ws)
         self.seq = 0
         self.head = -1     # sector holding the newest snapshot, -1 before format
         self.free = None   # next append offset in head, None when head is closed
         self.deltas = 0    # deltas after the head snapshot
         self.records = 0   # records written since open (for benchmarks)
+
+    def _room(self, n):
+        """Grow the record buffer to n bytes (only as big as the largest record seen)."""
+        if len(self.buf) < n:
+            self.buf = bytearray(n + self.ws)
+        return self.buf
 
     # -- reading -----------------------------------------------------------------
     def _read_record(self, sector, off):
@@ -84,6 +91,10 @@ class Journal:
         ln = _u16(b, 2)
         if ln > self.max_body or off + HEADER + ln + TRAILER > r.sector:
             return None
+        if len(b) < HEADER + ln + TRAILER:
+            hdr = bytes(b[:HEADER])
+            b = self._room(HEADER + ln + TRAILER)
+            b[:HEADER] = hdr
         r.read(base + HEADER, memoryview(b)[HEADER:HEADER + ln + TRAILER])
         if binascii.crc32(memoryview(b)[:HEADER + ln]) & 0xFFFFFFFF != _u32(b, HEADER + ln):
             return None
@@ -125,7 +136,7 @@ class Journal:
         n = min(r.sector - off, HEADER + self.max_body + TRAILER)
         if n <= 0:
             return off == r.sector
-        return r.is_erased(sector * r.sector + off, n, memoryview(self.buf)[:min(n, 256)])
+        return r.is_erased(sector * r.sector + off, n, memoryview(self.buf)[:min(n, len(self.buf))])
 
     # -- writing -----------------------------------------------------------------
     def _encode(self, kind, body):
@@ -134,7 +145,7 @@ class Journal:
             raise JournalError("record body of %d bytes exceeds %d" % (ln, self.max_body))
         total = HEADER + ln + TRAILER
         total += (-total) % self.ws
-        b = memoryview(self.buf)[:total]
+        b = memoryview(self._room(total))[:total]
         b[0] = MAGIC
         b[1] = kind
         b[2] = ln & 0xFF

@@ -195,3 +195,25 @@ def test_metadata_erases_only_on_wrap():
         store.update({0: {"n": n % 4}})  # what a boot attempt writes
     assert sum(flash.erases) - base <= 1
     assert sum(flash.programs) >= 150
+
+
+def test_large_state_snapshots_and_oversize_refusal():
+    """A near-sector-sized state still rotates; a state that cannot fit is refused whole."""
+    from firmware_slots.journal import JournalError
+    from firmware_slots.layout import reopen, sim_device
+    from firmware_slots.metastore import AGENT
+    flash, m = sim_device(nslots=4, slot_blocks=2)
+    for i in range(1, 4):
+        w = m.install(i, extra={"u": "coap://[2001:db8::1]:5683/" + "x" * 200})
+        w.write(b"a" * 5000)
+        w.checkpoint(e=b"abcdefgh")
+    m.meta.update({AGENT: {"s": {"blob": "y" * 1700}}})
+    for k in range(60):  # several rotations with a ~2.6 KB snapshot
+        m.set_alias(0, "a%d" % k)
+    assert reopen(flash).info(0)["Alias"] == "a59"
+    before = dict(m.meta.state[AGENT])
+    with pytest.raises(JournalError):
+        for k in range(40):
+            m.meta.update({AGENT: {"big%d" % k: "z" * 100}})
+    m2 = reopen(flash)
+    assert m2.info(0)["Alias"] == "a59" and m2.meta.state[AGENT]["s"] == before["s"]
