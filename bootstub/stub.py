@@ -69,7 +69,7 @@ def _explain(m, b, d, prev, bp):
             c = b.reset_cause()
             why = ("watchdog reset: not confirmed within %d ms" % bp.get("confirm_ms", 10000)
                    if c == "wdt" else "%s before confirm" % ("power lost" if c == "power" else c + " reset"))
-        m.meta.update({i: {"lg": ch["lg"] + "; last attempt: " + (why or "no confirm"), "bf": None}})
+        m.meta.update({i: {"lg": (ch["lg"] + "; last attempt: " + (why or "no confirm"))[:200], "bf": None}})
 
 
 def _run(m, b, s, trial):
@@ -92,7 +92,7 @@ def _run(m, b, s, trial):
     except Exception as e:
         sys.print_exception(e)
         if trial and not api.confirmed:
-            m.meta.update({s: {"bf": "crashed: %s: %s" % (type(e).__name__, e)}})
+            m.meta.update({s: {"bf": ("crashed: %s: %s" % (type(e).__name__, e))[:120]}})
             print("fwslots: trial app crashed; reset")
             b.reset()
         print("fwslots: app crashed; console only")

@@ -26,6 +26,7 @@ NO_IMAGE, ACTIVE, DOWNLOADING, VALIDATING, AVAILABLE = 0, 1, 2, 3, 4
 DOWNLOAD_FAILED, VALIDATION_FAILED, INSTALLATION_FAILED, ACTIVATION_FAILED = 5, 6, 7, 8
 
 CHUNK = 512  # read-back and re-hash buffer: the largest allocation while writing
+LOG_MAX = 200  # stored failure texts are bounded: the whole state must fit one journal sector
 
 
 class SlotError(Exception):
@@ -259,7 +260,7 @@ class SlotManager:
 
     def fail(self, i, status, why):
         # download/validation failures are not boot failures: BootFailureLog stays as is
-        self.meta.update({i: {"st": status, "er": why, "av": False, "dl": None}})
+        self.meta.update({i: {"st": status, "er": why[:LOG_MAX], "av": False, "dl": None}})
 
     def erase_slot(self, i):
         """Forget slot i's image (status NoImage); refused for protected slots."""
