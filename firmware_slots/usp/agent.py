@@ -6,6 +6,11 @@
     agent.poll(now_ms)                  # runs Download(), Activate() windows, Reboot()
     for eid, rec in agent.take_outbox(): send rec to agent.controller_uri(eid)
 
+What the device pays: Get, Operate and GetSupportedProtocol are handled here; Set/Add/
+Delete (edit.py), GetInstances/GetSupportedDM (discover.py) and the commands (commands.py,
+with the transfer code) are imported on first use, so an agent that is only read pays
+for none of them.
+
 The MTP sends handle()'s replies before calling poll(): a Reboot() or an activation
 resets the device from inside poll() (platform.reboot), after its OperateResp is out.
 Notifications of a boot into an unconfirmed (trial) image are held until the image is
@@ -14,17 +19,14 @@ falls back and the agent of the fallback image reports the failure instead.
 """
 
 from firmware_slots.metastore import AGENT
-from firmware_slots.usp import codec, schema, notify, commands
-from firmware_slots.usp.dm import (Model, UspError, OBJS, ADD, MULTI, obj_path, to_str,
-                                   split_path, match_template, supported_obj, supported_path,
-                                   children, E_FAILED, E_INVALID_PATH, E_NOT_CREATABLE,
-                                   E_DELETE, E_NOT_SUPPORTED, E_INTERNAL)
+from firmware_slots.usp import codec, schema, notify
+from firmware_slots.usp.dm import (Model, UspError, obj_path, to_str, E_FAILED, E_INVALID_PATH,
+                                   E_NOT_SUPPORTED, E_INTERNAL)
 from firmware_slots.usp.firmware import Firmware
 from firmware_slots.usp.localagent import LocalAgent
 from firmware_slots.usp.platform import Platform
 
 PROTOCOL_VERSIONS = "1.0,1.1,1.2,1.3"
-DM_URI = "urn:broadband-forum-org:tr-181-2-19-1-usp"
 
 
 class BadRecord(ValueError):
@@ -61,7 +63,9 @@ class UspAgent:
         if mgr.running < 0 or mgr.running != mgr.lkg:
             return  # trial boot: wait for the application's mgr.confirm()
         self.boot_pending = False
-        commands.after_boot(self)
+        if self.la.reqs:  # requests persisted across the reboot (none: nothing to load)
+            from firmware_slots.usp import commands
+            commands.after_boot(self)
         sec = mgr.meta.section(AGENT)
         b = sec.get("b") or {"c": "LocalReboot", "r": "", "k": ""}
         cur = self.fw.software_version()
@@ -121,8 +125,10 @@ class UspAgent:
             if x.get("ph", 0) != 0:
                 continue
             if x.get("t") == "d":
+                from firmware_slots.usp import commands
                 commands.run_download(self, i)
             elif x.get("t") == "a":
+                from firmware_slots.usp import commands
                 commands.run_activate(self, i, now_s)
         self._expire(now_s)
         notify.value_changes(self)
@@ -177,8 +183,8 @@ class UspAgent:
         mid, mtype, part, kind, body = codec.split_msg(msg)
         if part == "response" or part == "error":
             return None  # NotifyResp and errors for our notifications need no answer
-        h = _HANDLERS.get(kind)
-        if part != "request" or h is None:
+        h = _handler(kind) if part == "request" else None
+        if h is None:
             return codec.error_msg(mid, E_NOT_SUPPORTED, "message type not supported")
         try:
             out = h(self, body or {})
@@ -220,233 +226,11 @@ class UspAgent:
             results.append(r)
         return "get_resp", {"req_path_results": results}
 
-    def _objects(self, path, table_ok=False):
-        """(idx, [keys]) for an object path in Set/Delete/Add; 7026 for params or tables."""
-        segs, leaf = split_path(path)
-        if leaf is not None:
-            raise UspError(E_INVALID_PATH, "%s is not an object path" % path)
-        mt = match_template(segs)
-        if mt is None:
-            raise UspError(E_INVALID_PATH, "path %s is not in the supported data model" % path)
-        idx, pat, table_only = mt
-        if table_only != table_ok:
-            raise UspError(E_INVALID_PATH, "%s must name %s" % (
-                path, "a table" if table_ok else "object instances, not a table"))
-        if table_ok:
-            if None in pat[:-1]:
-                raise UspError(E_INVALID_PATH, "no wildcards in an Add path")
-            pat = pat[:-1]
-        return idx, self.model.expand(idx, pat, True)
-
-    def _apply(self, idx, keys, settings, done):
-        """Set each (param, value, required); returns (updated {}, param_errs [], fatal err)."""
-        m = self.model
-        upd = {}
-        errs = []
-        fatal = None
-        for ps in settings:
-            n = ps.get("param", "")
-            try:
-                old = to_str(m.get(idx, keys, n)) if _has_param(idx, n) else None
-                m.set(idx, keys, n, ps.get("value", ""))
-                done.append((idx, keys, n, old))
-                upd[n] = ps.get("value", "")
-            except UspError as e:
-                errs.append({"param": n, "err_code": e.code, "err_msg": e.msg})
-                if ps.get("required") and fatal is None:
-                    fatal = e
-        return upd, errs, fatal
-
-    def _undo(self, done):
-        for idx, keys, n, old in reversed(done):
-            try:
-                self.model.set(idx, keys, n, old)
-            except UspError:
-                pass
-        del done[:]
-
-    def h_set(self, req):
-        partial = req.get("allow_partial", False)
-        results = []
-        done = []
-        first = None
-        perrs = []
-        for uo in req.get("update_objs", []):
-            path = uo.get("obj_path", "")
-            mark = len(done)
-            try:
-                idx, kl = self._objects(path)
-                insts = []
-                fails = []
-                fatal = None
-                for k in kl:
-                    upd, errs, f = self._apply(idx, k, uo.get("param_settings", []), done)
-                    ap = obj_path(idx, k)
-                    if f is not None:
-                        fatal = fatal or f
-                        fails.append({"affected_path": ap, "param_errs": errs})
-                        for e in errs:
-                            perrs.append({"param_path": ap + e["param"], "err_code": e["err_code"],
-                                          "err_msg": e["err_msg"]})
-                    else:
-                        ir = {"affected_path": ap, "updated_params": upd}
-                        if errs:
-                            ir["param_errs"] = errs
-                        insts.append(ir)
-                if fatal is not None:
-                    e = UspError(fatal.code, fatal.msg)
-                    e.fails = fails
-                    raise e
-                results.append({"requested_path": path, "oper_status": {"oper_success": {
-                    "updated_inst_results": insts}}})
-            except UspError as e:
-                self._undo_from(done, mark)
-                first = first or e
-                if not getattr(e, "fails", None):
-                    perrs.append({"param_path": path, "err_code": e.code, "err_msg": e.msg})
-                results.append({"requested_path": path, "oper_status": {"oper_failure": {
-                    "err_code": e.code, "err_msg": e.msg,
-                    "updated_inst_failures": getattr(e, "fails", [])}}})
-        if first is not None and not partial:
-            self._undo(done)
-            e = UspError(first.code, first.msg)
-            e.param_errs = perrs
-            raise e
-        return "set_resp", {"updated_obj_results": results}
-
-    def _undo_from(self, done, mark):
-        tail = done[mark:]
-        del done[mark:]
-        self._undo(tail)
-
-    def h_add(self, req):
-        partial = req.get("allow_partial", False)
-        la = self.la
-        results = []
-        made = []
-        first = None
-        for co in req.get("create_objs", []):
-            path = co.get("obj_path", "")
-            try:
-                idx, kl = self._objects(path, True)
-                if not OBJS[idx][1] & ADD:
-                    raise UspError(E_NOT_CREATABLE, "%s is a static table: rows cannot be added" % path)
-                k = kl[0]
-                i = la.add(idx, k)
-                keys = k + (i,)
-                done = []
-                upd, errs, fatal = self._apply(idx, keys, co.get("param_settings", []), done)
-                if fatal is not None:
-                    la.delete(idx, keys)
-                    raise UspError(fatal.code, "%s: %s" % (errs[0]["param"], fatal.msg))
-                made.append((idx, keys))
-                ok = {"instantiated_path": obj_path(idx, keys), "unique_keys": self.model.unique_keys(idx, keys)}
-                if errs:
-                    ok["param_errs"] = errs
-                results.append({"requested_path": path, "oper_status": {"oper_success": ok}})
-            except UspError as e:
-                first = first or e
-                results.append({"requested_path": path, "oper_status": {"oper_failure": {
-                    "err_code": e.code, "err_msg": e.msg}}})
-        if first is not None and not partial:
-            for idx, keys in made:
-                la.delete(idx, keys)
-            raise UspError(first.code, first.msg)
-        for idx, keys in made:
-            if idx == 8:
-                self.vc.pop(keys[0], None)
-            notify.obj_created(self, obj_path(idx, keys), self.model.unique_keys(idx, keys))
-        return "add_resp", {"created_obj_results": results}
-
-    def h_delete(self, req):
-        partial = req.get("allow_partial", False)
-        la = self.la
-        results = []
-        gone = []
-        first = None
-        for path in req.get("obj_paths", []):
-            try:
-                segs, leaf = split_path(path)
-                mt = match_template(segs) if leaf is None else None
-                if mt is None or mt[2]:
-                    raise UspError(E_INVALID_PATH, "%s is not an object instance path" % path)
-                idx = mt[0]
-                if not OBJS[idx][1] & MULTI or not OBJS[idx][1] & ADD:
-                    raise UspError(E_DELETE, "%s cannot be deleted (static table or not a table)" % path)
-                try:
-                    kl = self.model.expand(idx, mt[1], True)
-                except UspError:
-                    kl = []  # deleting what is not there succeeds with nothing affected
-                paths = []
-                for k in kl:
-                    paths.append(obj_path(idx, k))
-                    gone.append((idx, k))
-                results.append({"requested_path": path, "oper_status": {"oper_success": {
-                    "affected_paths": paths}}})
-            except UspError as e:
-                first = first or e
-                results.append({"requested_path": path, "oper_status": {"oper_failure": {
-                    "err_code": e.code, "err_msg": e.msg}}})
-        if first is not None and not partial:
-            raise UspError(first.code, first.msg)
-        for idx, k in gone:
-            try:
-                la.delete(idx, k)
-            except UspError:
-                continue
-            notify.obj_deleted(self, obj_path(idx, k))
-        return "delete_resp", {"deleted_obj_results": results}
-
-    def h_get_instances(self, req):
-        m = self.model
-        first_only = req.get("first_level_only", False)
-        results = []
-        for path in req.get("obj_paths", []):
-            r = {"requested_path": path}
-            try:
-                idx, kl, leaf = m.resolve(path)
-                if leaf is not None:
-                    raise UspError(E_INVALID_PATH, "%s is not an object path" % path)
-                direct = children(idx, True)
-                insts = []
-                for k in kl:
-                    for j, jk in m.subtree(idx, k):
-                        if not OBJS[j][1] & MULTI or (j == idx and len(jk) == 0):
-                            continue
-                        if first_only and j != idx and j not in direct:
-                            continue
-                        insts.append({"instantiated_obj_path": obj_path(j, jk),
-                                      "unique_keys": m.unique_keys(j, jk)})
-                r["curr_insts"] = insts
-            except UspError as e:
-                r["err_code"] = e.code
-                r["err_msg"] = e.msg
-            results.append(r)
-        return "get_instances_resp", {"req_path_results": results}
-
-    def h_get_supported_dm(self, req):
-        first_only = req.get("first_level_only", False)
-        rp = req.get("return_params", False)
-        rc = req.get("return_commands", False)
-        re_ = req.get("return_events", False)
-        results = []
-        for path in req.get("obj_paths", []):
-            r = {"req_obj_path": path}
-            try:
-                idx = supported_path(path)
-                r["data_model_inst_uri"] = DM_URI
-                r["supported_objs"] = [supported_obj(j, rp, rc, re_)
-                                       for j in [idx] + children(idx, first_only)]
-            except UspError as e:
-                r["err_code"] = e.code
-                r["err_msg"] = e.msg
-            results.append(r)
-        return "get_supported_dm_resp", {"req_obj_results": results}
-
     def h_get_supported_protocol(self, req):
         return "get_supported_protocol_resp", {"agent_supported_protocol_versions": PROTOCOL_VERSIONS}
 
     def h_operate(self, req):
+        from firmware_slots.usp import commands
         m = self.model
         cmd = req.get("command", "")
         idx, kl, leaf = m.resolve(cmd)
@@ -473,21 +257,19 @@ class UspAgent:
         return "operate_resp", {"operation_results": results}
 
 
-def _has_param(idx, n):
-    from firmware_slots.usp.dm import param_spec
-    return param_spec(idx, n) is not None
+def _handler(kind):
+    """UspAgent.h_<kind> or the function of that name in the module that handles it."""
+    if kind == "get" or kind == "operate" or kind == "get_supported_protocol":
+        return getattr(UspAgent, "h_" + kind)
+    if kind == "set" or kind == "add" or kind == "delete":
+        from firmware_slots.usp import edit as m
+    elif kind == "get_instances" or kind == "get_supported_dm":
+        from firmware_slots.usp import discover as m
+    else:
+        return None
+    return getattr(m, "h_" + kind)
 
 
-_HANDLERS = {
-    "get": UspAgent.h_get,
-    "set": UspAgent.h_set,
-    "add": UspAgent.h_add,
-    "delete": UspAgent.h_delete,
-    "operate": UspAgent.h_operate,
-    "get_instances": UspAgent.h_get_instances,
-    "get_supported_dm": UspAgent.h_get_supported_dm,
-    "get_supported_protocol": UspAgent.h_get_supported_protocol,
-}
 _RESP_TYPES = {
     "get_resp": schema.GET_RESP,
     "set_resp": schema.SET_RESP,

@@ -340,36 +340,3 @@ class Model:
         for n in names.split():
             uk[n] = to_str(b.get(idx, keys, n))
         return uk
-
-
-def supported_obj(idx, params=True, commands=True, events=True):
-    """One GetSupportedDMResp.SupportedObjectResult dict for object idx."""
-    tpl, flags, _, cmds, evs = OBJS[idx]
-    d = {
-        "supported_obj_path": tpl,
-        "access": 1 if flags & ADD else 0,
-        "is_multi_instance": bool(flags & MULTI),
-    }
-    if params:
-        d["supported_params"] = [
-            {"param_name": n, "access": 1 if w else 0, "value_type": VTYPE[t], "value_change": 1}
-            for n, t, w in params_of(idx)]
-    if commands and cmds:
-        d["supported_commands"] = [
-            {"command_name": c[0], "input_arg_names": c[2].split(), "output_arg_names": c[3].split(),
-             "command_type": 2 if c[1] else 1} for c in cmds]
-    if events and evs:
-        d["supported_events"] = [{"event_name": e[0], "arg_names": e[1].split()} for e in evs]
-    return d
-
-
-def supported_path(path):
-    """Object index for a GetSupportedDM path ({i}, instance numbers or * all accepted)."""
-    if not isinstance(path, str) or not path.startswith("Device.") or not path.endswith("."):
-        raise UspError(E_INVALID_PATH, "invalid object path %r" % (path,))
-    segs = path[:-1].split(".")
-    segs = ["*" if s == "{i}" else s for s in segs]
-    m = match_template(segs)
-    if m is None:
-        raise UspError(E_INVALID_PATH, "%s is not in the supported data model" % path)
-    return m[0]
