@@ -17,14 +17,14 @@ Inbound (our endpoint resource, rt="bbf.usp.endpoint", if="bbf.usp.a"):
   from the same socket (Block1 when a Record is larger than one block).
 Outbound notifications (agent.take_outbox) go to agent.controller_uri(eid).
 
-Costs on the device: one reassembly buffer per concurrent Block1 upload (bounded by
+Costs on the device: the CoAP client code is loaded by the first outbound POST (an
+agent nobody has talked to yet does not hold it); one reassembly buffer per concurrent Block1 upload (bounded by
 max_body) and the queued reply Records; nothing else is kept per request.
 A coaps reply-to needs `dtls_client=(cadata, cert, key)`: one DTLS session per
 controller, opened on first use and kept (Certificate mode, peer cert required).
 """
 from firmware_slots.coap import numbers as N
 from firmware_slots.coap.server import Response
-from firmware_slots.coap.client import CoapClient
 from firmware_slots.coap.uri import parse_uri, make_uri
 from firmware_slots.coap.error import CoapError
 from firmware_slots.coap._compat import ticks_ms
@@ -42,13 +42,22 @@ class CoapMtp:
         self.path = path.strip("/")
         self.site = endpoint.site
         self.site.route(self.path, post=self._on_post, max_body=max_body, rt=RT, if_=IF_AGENT)
-        self.client = CoapClient(endpoint, timeout_ms=timeout_ms)
+        self._client = None     # CoapClient, made (and its module loaded) by the first POST
+        self._timeout_ms = timeout_ms
         self.reply_host = reply_host
         self.dtls_client = dtls_client
         self.outq = []          # [(uri str, record bytes)]
         self.log = log
         self._sessions = {}     # (host, port) -> DTLS CoapEndpoint
         self.stats = {"in": 0, "refused": 0, "sent": 0, "send_failed": 0}
+
+    @property
+    def client(self):
+        c = self._client
+        if c is None:
+            from firmware_slots.coap.client import CoapClient
+            c = self._client = CoapClient(self.endpoint, timeout_ms=self._timeout_ms)
+        return c
 
     def serve_images(self, mgr, prefix="fw"):
         """GET <prefix>/<i> streams FirmwareImage.<i>'s bytes block-wise (Block2, Size2,
@@ -221,6 +230,7 @@ class _DtlsClient:
     def __init__(self, sock, host, port, timeout_ms=None):
         from firmware_slots.coap.transport import ConnectedTransport
         from firmware_slots.coap.protocol import CoapEndpoint
+        from firmware_slots.coap.client import CoapClient
         sock.settimeout(0)
         tr = ConnectedTransport(sock, host, port, "coaps", pollable=sock._s,
                                 recv=lambda: _recv_nb(sock))
