@@ -166,3 +166,22 @@ def test_rate_cap(server, tmp_path):
     assert d["rc"] == 0, d
     ms = int(d["DONE"].split()[2])
     assert 450 <= ms <= 3000, ms                # 64 KiB at 128 KiB/s: about half a second
+
+
+def test_pacer_holds_the_rate_on_both_interpreters():
+    """The shared Pacer (used by the coap and http fetchers) sleeps until bytes/elapsed <= rate."""
+    from mpy import run_mp
+    code = ("import time\nfrom firmware_slots.transfer import Pacer\n"
+            "p = Pacer(20000)\nt = time.ticks_ms()\nfor _ in range(10): p.add(1000)\n"
+            "print(time.ticks_diff(time.ticks_ms(), t))\n"
+            "q = Pacer(0)\nt = time.ticks_ms()\nfor _ in range(10): q.add(10**6)\n"
+            "print(time.ticks_diff(time.ticks_ms(), t))\n")
+    paced, free = map(int, run_mp(code).split())
+    assert 450 <= paced < 2000 and free < 50  # 10 KB at 20 KB/s is at least half a second
+    import time
+    from firmware_slots.transfer import Pacer
+    p = Pacer(40000)
+    t = time.monotonic()
+    for _ in range(10):
+        p.add(1000)
+    assert time.monotonic() - t >= 0.2

@@ -14,6 +14,47 @@ without DTLS or HTTP never loads that code.
 """
 
 
+import time
+
+
+class Pacer:
+    """Holds a transfer to `rate` bytes per second (0 = unlimited) by sleeping between chunks."""
+
+    def __init__(self, rate):
+        self.rate = rate
+        self.n = 0
+        self.t0 = _ms()
+
+    def add(self, n):
+        if not self.rate:
+            return
+        self.n += n
+        ahead = self.n * 1000 // self.rate - _elapsed_ms(self.t0)
+        if ahead > 0:
+            _sleep_ms(ahead)
+
+
+def _ms():
+    try:
+        return time.ticks_ms()
+    except AttributeError:  # CPython
+        return int(time.time() * 1000)
+
+
+def _elapsed_ms(t0):
+    try:
+        return time.ticks_diff(time.ticks_ms(), t0)  # ticks wrap on a board
+    except AttributeError:
+        return _ms() - t0
+
+
+def _sleep_ms(ms):
+    try:
+        time.sleep_ms(ms)
+    except AttributeError:
+        time.sleep(ms / 1000)
+
+
 class TransferError(Exception):
     pass
 

@@ -17,9 +17,8 @@ coaps: DTLS Certificate mode via firmware_slots.dtls; credentials from
 set_dtls(cadata, cert, key) (NoSec is plain coap://).
 Costs: one block buffer (1 KiB) plus the CoAP client and a socket while it runs.
 """
-import time
 
-from firmware_slots.transfer import TransferError, Restart
+from firmware_slots.transfer import Pacer, TransferError, Restart
 
 BLOCK_SIZE = 1024
 TIMEOUT_MS = 30000      # no progress for this long: give up (the request remains resumable)
@@ -31,20 +30,6 @@ STATS = {"blocks": 0, "bytes": 0, "resumed_at": -1}
 def set_dtls(cadata, cert=None, key=None):
     global DTLS
     DTLS = (cadata, cert, key)
-
-
-def _ms():
-    try:
-        return time.ticks_ms()
-    except AttributeError:
-        return int(time.time() * 1000)
-
-
-def _sleep_ms(ms):
-    try:
-        time.sleep_ms(ms)
-    except AttributeError:
-        time.sleep(ms / 1000)
 
 
 def _client(u):
@@ -74,7 +59,8 @@ def fetch(url, writer, username="", password="", rate=0, block_size=None, client
     saved_s2 = dl.get("s2") if start else None
     saved_et = dl.get("et") if start else None
     sector = writer.region.sector
-    st = {"first": True, "skip": start % bs, "sect": start // sector, "t0": _ms(), "n": 0}
+    st = {"first": True, "skip": start % bs, "sect": start // sector}
+    pacer = Pacer(rate)
     STATS["blocks"] = 0
     STATS["bytes"] = 0
     STATS["resumed_at"] = start
@@ -108,11 +94,7 @@ def fetch(url, writer, username="", password="", rate=0, block_size=None, client
         if s != st["sect"]:
             st["sect"] = s
             writer.checkpoint()
-        if rate:
-            st["n"] += len(chunk)
-            ahead = st["n"] * 1000 // rate - (_ms() - st["t0"])
-            if ahead > 0:
-                _sleep_ms(ahead)
+        pacer.add(len(chunk))
         return True
 
     own = client is None

@@ -9,27 +9,12 @@ port's ssl module (server certificate verified when CADATA is set).
 rate: bytes per second cap. Costs: one 1 KiB buffer and a socket.
 """
 import socket
-import time
 
-from firmware_slots.transfer import TransferError, Restart
+from firmware_slots.transfer import Pacer, TransferError, Restart
 
 CHUNK = 1024
 TIMEOUT_S = 30
 CADATA = None   # DER CA for https (None: no server verification, as the port's ssl default)
-
-
-def _ms():
-    try:
-        return time.ticks_ms()
-    except AttributeError:
-        return int(time.time() * 1000)
-
-
-def _sleep_ms(ms):
-    try:
-        time.sleep_ms(ms)
-    except AttributeError:
-        time.sleep(ms / 1000)
 
 
 def split_url(url):
@@ -201,8 +186,7 @@ def fetch(url, writer, username="", password="", rate=0):
         left = None if total is None else total - start
         sector = writer.region.sector
         sect = start // sector
-        t0 = _ms()
-        n = 0
+        pacer = Pacer(rate)
         while left is None or left > 0:
             d = c.read(CHUNK if left is None else min(CHUNK, left))
             if not d:
@@ -210,17 +194,13 @@ def fetch(url, writer, username="", password="", rate=0):
                     raise TransferError("connection closed with %d bytes to go" % left)
                 break
             writer.write(d)
-            n += len(d)
             if left is not None:
                 left -= len(d)
             s = writer.offset // sector
             if s != sect:
                 sect = s
                 writer.checkpoint()
-            if rate:
-                ahead = n * 1000 // rate - (_ms() - t0)
-                if ahead > 0:
-                    _sleep_ms(ahead)
+            pacer.add(len(d))
     except OSError as e:
         raise TransferError("%s: %r" % (url, e))
     finally:
