@@ -10,6 +10,8 @@ Options: --host 127.0.0.1 --port 5683 --path usp --endpoint-id ID --flash PATH
   --reply-host H (host in our reply-to URIs; default: the bound host)
   --seconds N   (stop after N s; default: run until killed)
   --dtls-cert F --dtls-key F --dtls-ca F  (DER/PEM; coaps reply-to POSTs, Certificate mode)
+  --coaps-port P (also listen for coaps on P with that certificate; --dtls-ca makes
+                 a client certificate chaining to it mandatory)
 Prints "READY <port>" once serving. A reboot asked by USP (Reboot(), activation) ends
 the process with exit code 75 (the unix-virtual launcher restarts it = a reset).
 From a boot stub: run(mgr, endpoint_id, port=...) with the stub's SlotManager.
@@ -23,7 +25,7 @@ def parse_args(argv):
     opts = {"host": "127.0.0.1", "port": "5683", "path": "usp", "endpoint-id": "os::000000-fwslots",
             "flash": "fwslots.flash", "sector": "4096", "slot-blocks": "64", "nslots": "2",
             "journal-blocks": "2", "seconds": "0", "board": "", "reply-host": "",
-            "dtls-cert": "", "dtls-key": "", "dtls-ca": ""}
+            "dtls-cert": "", "dtls-key": "", "dtls-ca": "", "coaps-port": ""}
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -86,18 +88,34 @@ def build(mgr, endpoint_id, host="127.0.0.1", port=5683, path="usp", reply_host=
     return mtp
 
 
-def run(mgr, endpoint_id, host="127.0.0.1", port=5683, path="usp", seconds=0, **kw):
-    """Serve until `seconds` pass (0 = forever). Returns RESET_EXIT when USP asked for a reboot."""
+def run(mgr, endpoint_id, host="127.0.0.1", port=5683, path="usp", seconds=0, coaps=None, **kw):
+    """Serve until `seconds` pass (0 = forever). Returns RESET_EXIT when USP asked for a reboot.
+
+    coaps=(port, cert, key, ca): also listen for DTLS sessions (mtp_coaps) on that port.
+    """
     from firmware_slots.usp.platform import Rebooting
     mtp = build(mgr, endpoint_id, host, port, path, **kw)
+    lst = None
+    if coaps:
+        from firmware_slots.mtp_coaps import CoapsListener
+        lst = CoapsListener(mtp.agent, host, coaps[0], coaps[1], coaps[2], coaps[3], path)
     print("READY", mtp.endpoint.transport.local_port)
     try:
         mtp.startup()
-        mtp.serve(seconds * 1000 if seconds else None)
+        if lst is None:
+            mtp.serve(seconds * 1000 if seconds else None)
+        else:
+            from firmware_slots.coap._compat import ticks_add, ticks_diff, ticks_ms
+            end = ticks_add(ticks_ms(), seconds * 1000) if seconds else None
+            while end is None or ticks_diff(end, ticks_ms()) > 0:
+                mtp.step(50)
+                lst.step(20)
     except Rebooting as e:
         print("REBOOT", e)
         return RESET_EXIT
     finally:
+        if lst:
+            lst.close()
         mtp.close()
     return 0
 
@@ -114,8 +132,15 @@ def main(argv=None):
     dc = None
     if opts["dtls-ca"]:
         dc = (_read(opts["dtls-ca"]), _read(opts["dtls-cert"]), _read(opts["dtls-key"]))
+    coaps = None
+    if opts["coaps-port"]:
+        if not (opts["dtls-cert"] and opts["dtls-key"]):
+            raise SystemExit("--coaps-port needs --dtls-cert and --dtls-key (DER or PEM)")
+        from firmware_slots.dtls import pem_to_der
+        der = lambda p: pem_to_der(_read(p))[0] if p else None  # noqa: E731
+        coaps = (int(opts["coaps-port"]), der(opts["dtls-cert"]), der(opts["dtls-key"]), der(opts["dtls-ca"]))
     return run(mgr, opts["endpoint-id"], opts["host"], int(opts["port"]), opts["path"],
-               int(opts["seconds"]), reply_host=opts["reply-host"] or None, dtls_client=dc)
+               int(opts["seconds"]), coaps=coaps, reply_host=opts["reply-host"] or None, dtls_client=dc)
 
 
 if __name__ == "__main__":

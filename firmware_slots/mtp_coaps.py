@@ -1,0 +1,111 @@
+"""coaps listener: the TR-369 CoAP binding over DTLS 1.2 in Certificate mode.
+
+    lst = CoapsListener(agent, "0.0.0.0", 5684, cert_der, key_der, cadata=ca_der)
+    while True:
+        lst.step(50)        # accept a new session (briefly), serve the open ones
+
+Each accepted DTLS session gets its own CoapEndpoint over the session and a CoapMtp
+sharing the one agent; a controller's USP replies go back over the same session (its
+reply-to must name the peer's own address: the MTP refuses reflection with 4.03).
+With `cadata` the controller must present a certificate that chains to it.
+
+What the device pays: one DTLS context, MAX_SESSIONS sessions (mbedTLS keeps ~10-20 KB
+per session on a board), no per-peer state beyond them. Notifications are not sent
+from here: the plain-CoAP MTP (or its coaps client) delivers the outbox.
+"""
+
+from firmware_slots import dtls
+from firmware_slots.mtp_coap import CoapMtp, _recv_nb
+
+MAX_SESSIONS = 2
+IDLE_MS = 60000
+
+
+def _hostport(addr):
+    # the same conversion the UDP transport uses (bytes sockaddr on MicroPython)
+    from firmware_slots.coap.transport import UdpTransport
+    return UdpTransport.peer_hostport(None, addr)
+
+
+class _SessionMtp(CoapMtp):
+    def _dtls(self, u):
+        return self.client  # a coaps reply-to rides back on the session the request came in on
+
+
+class _Session:
+    def __init__(self, agent, sock, path, log):
+        from firmware_slots.coap.protocol import CoapEndpoint
+        from firmware_slots.coap.transport import ConnectedTransport
+        from firmware_slots.coap._compat import ticks_ms
+        host, port = _hostport(sock.peer)
+        sock.settimeout(0)
+        tr = ConnectedTransport(sock, host, port, "coaps", pollable=sock._s, recv=self._rx)
+        self.sock = sock
+        self.closed = False
+        self.peer = (host, port)
+        self.mtp = _SessionMtp(agent, CoapEndpoint(tr), path, log=log)
+        self.ticks_ms = ticks_ms
+        self.last = ticks_ms()
+
+    def _rx(self):
+        d = _recv_nb(self.sock)
+        if d == b"":  # close_notify: the peer ended the session, free its place
+            self.closed = True
+            return None
+        return d
+
+    def step(self, timeout_ms):
+        ep = self.mtp.endpoint
+        before = ep.stats["rx"]
+        ep.poll(timeout_ms)
+        self.mtp.flush()
+        if ep.stats["rx"] != before:
+            self.last = self.ticks_ms()
+
+    def idle_ms(self):
+        from firmware_slots.coap._compat import ticks_diff
+        return ticks_diff(self.ticks_ms(), self.last)
+
+    def close(self):
+        self.mtp.endpoint.close()
+
+
+class CoapsListener:
+    def __init__(self, agent, host, port, cert, key, cadata=None, path="usp", log=None):
+        self.agent = agent
+        self.path = path
+        self.log = log
+        self.srv = dtls.server(host, port, cert, key, cadata)  # DtlsUnsupported on CPython
+        self.sessions = []
+        self.refused = 0
+
+    def step(self, timeout_ms=50):
+        if len(self.sessions) < MAX_SESSIONS:
+            try:
+                s = self.srv.accept(timeout=max(timeout_ms, 1) / 1000)
+            except OSError as e:
+                if not (e.args and e.args[0] in (11, 110)):  # nobody knocked
+                    raise
+            else:
+                self.sessions.append(_Session(self.agent, s, self.path, self.log))
+            if self.srv.last_error is not None:
+                self.refused += 1
+                if self.log:
+                    self.log("coaps peer refused: %s" % (self.srv.last_error,))
+                self.srv.last_error = None
+        for s in list(self.sessions):
+            try:
+                s.step(10)
+            except OSError:
+                s.close()  # session broken (peer gone): forget it
+                self.sessions.remove(s)
+                continue
+            if s.closed or s.idle_ms() > IDLE_MS:
+                s.close()
+                self.sessions.remove(s)
+
+    def close(self):
+        for s in self.sessions:
+            s.close()
+        self.sessions = []
+        self.srv.close()
