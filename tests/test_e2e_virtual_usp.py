@@ -171,9 +171,9 @@ def test_tp469_download_autoactivate_on_virtual_board(rig, libcoap, record_prope
     assert p["Device.DeviceInfo.SoftwareVersion"] == "2.0"
     assert p[FW + "2.Status"] == "Active" and p[FW + "1.Status"] == "Available"
     # the reset went through the stub: v2 ran as a trial first, then confirmed
-    con = bytes(board.transcript).decode(errors="replace")
-    assert "REBOOT RemoteReboot: Download() with AutoActivate" in con
-    assert "fwslots: run slot 1 agent 2.0" in con and con.rstrip().endswith("APP confirmed")
+    at = dv.wait_console(board, "REBOOT RemoteReboot: Download() with AutoActivate")
+    at = dv.wait_console(board, "fwslots: boot image 2 (trial 1/3)", at)
+    dv.wait_console(board, "APP confirmed", dv.wait_console(board, "fwslots: run slot 1 agent 2.0", at))
     assert [e["cause"] for e in board.events][-1] == "reset"
     blocks = counter.gets
     assert blocks == (len(v2) + 1023) // 1024, blocks

@@ -299,7 +299,8 @@ def run(workdir=None):
             server.close()
         if board:
             board.stop()
-            click.echo("  (console log: %s)" % board.log_path if not tmp else "")
+            if not tmp:
+                click.echo("  (board console log: %s)" % board.log_path)
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
     click.echo("")
@@ -321,7 +322,9 @@ def _story(st, workdir, click):
     server = ImageServer({"v2.img": v2, "v3.img": v3})
 
     st.step("A virtual board: MicroPython unix port + boot stub, 2 slots of 64 KiB in a flash file")
-    board = VirtualBoard(os.path.join(workdir, "board"), nslots=2, confirm_ms=8000).start()
+    bdir = os.path.join(workdir, "board")
+    shutil.rmtree(bdir, ignore_errors=True)  # a fresh board: no flash left from an earlier run
+    board = VirtualBoard(bdir, nslots=2, confirm_ms=8000).start()
     click.echo("  console %s, flash %s" % (board.port, board.flash_path))
 
     st.step("Factory install over the serial console: agent app v1.0 into FirmwareImage.1")
@@ -347,6 +350,7 @@ def _story(st, workdir, click):
             click.echo("  -> Operate %s2.Download() URL=%s AutoActivate=true SHA-256=%s..."
                        % (FW, url, hashlib.sha256(v2).hexdigest()[:16]))
             t0 = time.monotonic()
+            mark = len(board.transcript)
             r = await download(ctl, uri, 2, url, v2, "upgrade-2.0")
             click.echo("  <- OperateResp: %s" % r.get("req_obj_path", r))
             notes = await notes_until(ctl, "Boot!", 60, echo)
@@ -357,6 +361,8 @@ def _story(st, workdir, click):
             boot = notes[-1][1]
             st.expect(boot.get("FirmwareUpdated") == "true" and boot.get("CommandKey") == "upgrade-2.0",
                       "Boot! FirmwareUpdated=true, CommandKey=upgrade-2.0")
+            click.echo("  the board's console meanwhile:")
+            _console(click, board, mark)
             nblocks = len(server.blocks["v2.img"])
             click.echo("  %.2f s from the Download request to Boot!; %d CoAP blocks for %d bytes"
                        % (dt, nblocks, len(v2)))
@@ -370,8 +376,11 @@ def _story(st, workdir, click):
             url = server.uri("v3.img")
             click.echo("  -> Operate %s1.Download() URL=%s AutoActivate=true" % (FW, url))
             t0 = time.monotonic()
+            mark = len(board.transcript)
             await download(ctl, uri, 1, url, v3, "upgrade-3.0")
             notes = await notes_until(ctl, "Boot!", 60, echo)
+            click.echo("  the board's console meanwhile:")
+            _console(click, board, mark)
             oc = [n[1] for n in notes if n[0] == "OperationComplete"]
             st.expect(oc and "failure" in oc[0], "OperationComplete carries a command failure: %s"
                       % (oc[0].get("failure", {}).get("err_msg", "")[:100] if oc else "none"))
@@ -391,6 +400,22 @@ def _story(st, workdir, click):
 
     asyncio.run(asyncio.wait_for(story(), 180))
     return board, server
+
+
+def console_lines(board, start=0):
+    """The board's own story since offset `start`: stub, app and launcher lines."""
+    text = bytes(board.transcript[start:]).decode(errors="replace").replace("\r", "")
+    keep = ("fwslots:", "APP ", "REBOOT ", "[virtual board:", "RuntimeError")
+    return [l.strip() for l in text.split("\n") if l.strip().startswith(keep)]
+
+
+def _console(click, board, start):
+    try:  # the console relay may lag the UDP notification by a moment
+        wait_console(board, "APP confirmed", start, 2.0)
+    except TimeoutError:
+        pass
+    for l in console_lines(board, start):
+        click.echo(click.style("  | " + l, dim=True))
 
 
 def _short(d):
