@@ -8,8 +8,8 @@ aiocoap controller talks to it:
      coap-server-notls; the agent pulls block-wise, validates, activates and resets
      through the stub; v2 trial-boots and confirms; OperationComplete, TransferComplete!,
      Boot! (FirmwareUpdated=true) arrive in that order.
-  b. v2 fails its self-test before confirming: after max_attempts the stub runs v1
-     again and v1's agent reports the failure.
+  b. v2 fails its self-test before confirming (or serves but never confirms: the
+     watchdog): after max_attempts the stub runs v1 again and v1's agent reports it.
   c. power cut (SIGKILL) in the middle of the pull: after the restart the download
      resumes from its checkpoint and completes.
 Loopback only; every process is killed in teardown.
@@ -118,9 +118,9 @@ def libcoap(tmp_path):
 def rig(make_virtual_board):
     """make(v1 image options) -> (board, agent port): a virtual board with the v1 agent app
     installed over the serial console into FirmwareImage.1, booted and confirmed."""
-    def make(max_attempts=None):
+    def make(max_attempts=None, confirm_ms=8000):
         port = dv.free_udp_port()
-        b = make_virtual_board(nslots=2, confirm_ms=8000, max_attempts=max_attempts)
+        b = make_virtual_board(nslots=2, confirm_ms=confirm_ms, max_attempts=max_attempts)
         dv.provision(b, agent_app("agent", "1.0", port, AGENT_ID), 0)
         return b, port
     return make
@@ -182,10 +182,14 @@ def test_tp469_download_autoactivate_on_virtual_board(rig, libcoap, record_prope
     print("\nE2E good path: %.3f s from Download() to Boot!, %d CoAP blocks for %d bytes" % (dt, blocks, len(v2)))
 
 
-def test_crashing_v2_falls_back_and_v1_reports_it(rig, libcoap):
-    board, port = rig(max_attempts=2)
+@pytest.mark.parametrize("behaviour,why,confirm_ms", [
+    ("crash", "crashed: RuntimeError: self-test failed in 2.0", 8000),
+    ("noconfirm", "watchdog reset: not confirmed within 1500 ms", 1500),
+])
+def test_bad_v2_falls_back_and_v1_reports_it(rig, libcoap, behaviour, why, confirm_ms):
+    board, port = rig(max_attempts=2, confirm_ms=confirm_ms)
     uri = dv.agent_uri(port)
-    v2 = agent_app("agent", "2.0", port, AGENT_ID, behaviour="crash")
+    v2 = agent_app("agent", "2.0", port, AGENT_ID, behaviour=behaviour)
     url, _ = libcoap.put("bad.img", v2)
 
     async def go():
@@ -208,10 +212,13 @@ def test_crashing_v2_falls_back_and_v1_reports_it(rig, libcoap):
     assert p["Device.DeviceInfo.BootFirmwareImage"] == FW + "2"  # a fallback never rewrites it
     assert p[FW + "2.Status"] == "ActivationFailed"
     log = p[FW + "2.BootFailureLog"]
-    assert "not confirmed after 2 boot attempts" in log and "crashed: RuntimeError: self-test failed in 2.0" in log, log
+    assert "not confirmed after 2 boot attempts" in log and why in log, log
     con = bytes(board.transcript).decode(errors="replace")
     assert con.count("fwslots: run slot 1 agent 2.0") == 2  # max_attempts trial boots, then v1
-    assert con.count("fwslots: trial app crashed; reset") == 2
+    if behaviour == "crash":
+        assert con.count("fwslots: trial app crashed; reset") == 2
+    else:  # v2's agent served but never confirmed: the watchdog reset it, twice
+        assert [e["cause"] for e in board.events][-2:] == ["wdt", "wdt"]
 
 
 def test_power_cut_mid_download_resumes(rig):
