@@ -41,7 +41,7 @@ def _boot():
     if b.mode == "native":
         d = m.decide()
         if d.slot is not None and d.slot != b.running_slot():
-            print("fwslots: switching firmware to slot", d.slot)
+            print("fwslots: switching firmware to image", d.slot + 1)
             b.switch(d.slot)  # set_boot + reset: the stub of that firmware counts the attempt
     d = api.decision = m.boot()
     _explain(m, b, d, prev, bp)
@@ -78,7 +78,7 @@ def _run(m, b, s, trial):
     if MOUNT not in sys.path:
         sys.path.insert(0, MOUNT)
     api.reads_at_start = b.reads()
-    print("fwslots: run slot %d %s %s" % (s, man["name"], man["version"]))
+    print("fwslots: run image %d %s %s" % (s + 1, man["name"], man["version"]))  # 1-based, like TR-181
     try:
         mod = __import__(man.get("entry", "main"))
         mode = man.get("confirm", "explicit")
@@ -107,7 +107,7 @@ def _rescue(e):
         k = m.lkg
         if k < 0 or not m.verify(k):
             raise ValueError("no verified last-known-good slot")
-        print("fwslots: falling back to last-known-good slot", k)
+        print("fwslots: falling back to last-known-good image", k + 1)
         m.running = api.slot = k
         if b.mode == "native":
             if b.running_slot() != k:

@@ -28,13 +28,13 @@ class BootReport:
         self.text = text
         self.lines = [l.strip() for l in text.replace("\r", "").split("\n")]
         self.stub = [l[len("fwslots: "):] for l in self.lines if l.startswith("fwslots: ")]
-        self.runs = [l for l in self.stub if l.startswith("run slot ")]
+        self.runs = [l for l in self.stub if l.startswith("run image ")]
         self.resets = sum(1 for l in self.lines if l.startswith("[virtual board:"))
 
     @property
     def slot(self):
-        """Slot of the app that ran last, or None."""
-        return int(self.runs[-1].split()[2]) if self.runs else None
+        """Slot (0-based) of the app that ran last, or None; the console names images 1-based."""
+        return int(self.runs[-1].split()[2]) - 1 if self.runs else None
 
     def __repr__(self):
         return "BootReport(slot=%r, stub=%r)" % (self.slot, self.stub)

@@ -46,6 +46,6 @@ print('RESULT', api.slot, api.mgr.lkg)
     out = run_mp(code, env={"FWSLOTS_BOARD": "unix-virtual", "FWSLOTS_FLASH": str(tmp_path / "f.bin"),
                             "FWSLOTS_WDT": str(tmp_path / "wdt")})
     assert "stub error: MemoryError: simulated" in out
-    assert "falling back to last-known-good slot 0" in out
-    assert "run slot 0 demo 1.0" in out.split("stub error")[1]  # main is cached: same process
+    assert "falling back to last-known-good image 1" in out
+    assert "run image 1 demo 1.0" in out.split("stub error")[1]  # main is cached: same process
     assert "RESULT 0 0" in out

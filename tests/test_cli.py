@@ -124,3 +124,15 @@ def test_dev_commands_drive_a_virtual_board(make_virtual_board, tmp_path):
     assert p.returncode == 1
     p = run("dev", "install", str(img), "--slot", "9", ok=False)
     assert p.returncode == 2
+
+
+def test_demo_virtual_tells_the_story_over_usp():
+    """`fwslots demo --virtual`: serial install, USP Download over CoAP, fallback, all checked."""
+    import shutil
+    if not shutil.which("coap-server-notls"):
+        pytest.skip("libcoap3-bin not installed")
+    exe = os.path.join(os.path.dirname(sys.executable), "fwslots")
+    cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "firmware_slots.host.cli"]
+    p = subprocess.run(cmd + ["demo", "--virtual"], capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
+    assert "demo --virtual passed" in p.stdout and "[FAILED]" not in p.stdout

@@ -173,7 +173,7 @@ def test_tp469_download_autoactivate_on_virtual_board(rig, libcoap, record_prope
     # the reset went through the stub: v2 ran as a trial first, then confirmed
     at = dv.wait_console(board, "REBOOT RemoteReboot: Download() with AutoActivate")
     at = dv.wait_console(board, "fwslots: boot image 2 (trial 1/3)", at)
-    dv.wait_console(board, "APP confirmed", dv.wait_console(board, "fwslots: run slot 1 agent 2.0", at))
+    dv.wait_console(board, "APP confirmed", dv.wait_console(board, "fwslots: run image 2 agent 2.0", at))
     assert [e["cause"] for e in board.events][-1] == "reset"
     blocks = counter.gets
     assert blocks == (len(v2) + 1023) // 1024, blocks
@@ -214,7 +214,7 @@ def test_bad_v2_falls_back_and_v1_reports_it(rig, libcoap, behaviour, why, confi
     log = p[FW + "2.BootFailureLog"]
     assert "not confirmed after 2 boot attempts" in log and why in log, log
     con = bytes(board.transcript).decode(errors="replace")
-    assert con.count("fwslots: run slot 1 agent 2.0") == 2  # max_attempts trial boots, then v1
+    assert con.count("fwslots: run image 2 agent 2.0") == 2  # max_attempts trial boots, then v1
     if behaviour == "crash":
         assert con.count("fwslots: trial app crashed; reset") == 2
     else:  # v2's agent served but never confirmed: the watchdog reset it, twice

@@ -413,9 +413,18 @@ def dev_confirm(port):
 @main.command()
 @click.option("--dir", "workdir", type=click.Path(file_okay=False), default=None,
               help="where to keep the flash file (default: a temporary folder)")
-def demo(workdir):
-    """Run the whole story on a simulated device: install, upgrade, bad upgrade, fallback."""
-    from firmware_slots.host import demo as d
+@click.option("--virtual", is_flag=True,
+              help="tell it on a virtual board instead: serial install, USP Download over CoAP, reboots")
+def demo(workdir, virtual):
+    """Run the whole story: install, upgrade, bad input, failed upgrade and fallback, power cut.
+
+    By default on a simulated flash (fast, no extra tools); with --virtual on a virtual board
+    (the MicroPython unix port behind a pty) driven by a USP controller over CoAP.
+    """
+    if virtual:
+        from firmware_slots.host import demo_virtual as d
+    else:
+        from firmware_slots.host import demo as d
     sys.exit(d.run(workdir))
 
 
