@@ -69,24 +69,21 @@ class FlashRegion:
 
     def read(self, offset, buf):
         """Fill `buf` from `offset`, crossing sector boundaries as needed."""
+        self._per_sector(self.dev.readblocks, offset, buf)
+
+    def program(self, offset, data):
+        """Program `data` at `offset` (must already be erased), one call per sector."""
+        self._per_sector(self.dev.writeblocks, offset, data)
+
+    def _per_sector(self, op, offset, buf):
+        # block devices take (block, buf, offset-in-block): split at sector boundaries
         n = len(buf)
         mv = memoryview(buf)
         done = 0
         while done < n:
             blk, off = divmod(offset + done, self.sector)
             chunk = min(n - done, self.sector - off)
-            self.dev.readblocks(blk, mv[done:done + chunk], off)
-            done += chunk
-
-    def program(self, offset, data):
-        """Program `data` at `offset` (must already be erased), one call per sector."""
-        n = len(data)
-        mv = memoryview(data)
-        done = 0
-        while done < n:
-            blk, off = divmod(offset + done, self.sector)
-            chunk = min(n - done, self.sector - off)
-            self.dev.writeblocks(blk, mv[done:done + chunk], off)
+            op(blk, mv[done:done + chunk], off)
             done += chunk
 
     def erase(self, sector):

@@ -200,18 +200,13 @@ class SlotManager:
 
     def pick_target(self):
         """The slot a new image should go to: unprotected, emptiest first."""
-        prot = self.protected()
-        best = None
-        for i in range(self.n):
-            if i in prot:
-                continue
-            if best is None or self._slot(i).get("st", 0) != AVAILABLE:
-                best = i
-                if self._slot(i).get("st", 0) != AVAILABLE:
-                    break
-        if best is None:
+        free = [i for i in range(self.n) if i not in self.protected()]
+        if not free:
             raise SlotBusy("every slot is running, last-known-good or the boot target")
-        return best
+        for i in free:  # an empty or failed slot before one holding a spare image
+            if self._slot(i).get("st", NO_IMAGE) != AVAILABLE:
+                return i
+        return free[0]
 
     # -- writing ------------------------------------------------------------------
     def install(self, i, size=0, algorithm="", checksum=b"", name="", version="", extra=None):

@@ -217,3 +217,16 @@ def test_large_state_snapshots_and_oversize_refusal():
             m.meta.update({AGENT: {"big%d" % k: "z" * 100}})
     m2 = reopen(flash)
     assert m2.info(0)["Alias"] == "a59" and m2.meta.state[AGENT]["s"] == before["s"]
+
+
+def test_pick_target_prefers_an_empty_or_failed_slot_over_a_spare_image():
+    from firmware_slots.layout import sim_device
+    flash, m = sim_device(nslots=3)
+    lifecycle.install(m, 0, lifecycle.img(1, 3000))
+    m.set_boot(0)
+    m.boot()
+    m.confirm()
+    lifecycle.install(m, 1, lifecycle.img(2, 3000))  # a spare, Available image in slot 1
+    assert m.pick_target() == 2  # slot 2 is empty: overwrite nothing worth keeping
+    lifecycle.install(m, 2, lifecycle.img(3, 3000))
+    assert m.pick_target() == 1  # both spares: the first one

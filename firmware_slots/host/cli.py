@@ -64,7 +64,11 @@ def slot_rows(m):
 
 
 def print_table(m, out=None):
-    rows = slot_rows(m)
+    print_rows(slot_rows(m), out)
+
+
+def print_rows(rows, out=None):
+    """The slot table from SlotManager.info() rows (a flash file's or a board's)."""
     out = out or click.echo
     hdr = "%-4s %-17s %-12s %-10s %-9s %-12s %-14s %s" % (
         "#", "Status", "Name", "Version", "Size", "SHA-256", "Role", "Why")
@@ -343,11 +347,7 @@ def dev_slots(port, as_json):
     if as_json:
         click.echo(json.dumps(st, indent=1))
         return
-    for r in st["slots"]:
-        roles = [k for k, v in (("boot", r.get("Boot")), ("active", r.get("Running")),
-                               ("lkg", r.get("LastKnownGood"))) if v]
-        click.echo("%-3d %-17s %-12s %-10s %-14s %s" % (r["slot"] + 1, r["Status"], r["Name"][:12],
-                   r["Version"][:10], ",".join(roles) or "-", r.get("BootFailureLog") or r.get("Error", "")))
+    print_rows(st["slots"])
 
 
 @dev.command("install")
@@ -363,12 +363,8 @@ def dev_install(port, image_file, slot, set_boot):
     n = len(st["slots"])
     if slot is not None and not 1 <= slot <= n:
         raise click.BadParameter("slot %d does not exist (this device has slots 1..%d)" % (slot, n))
-    if slot is None:
-        busy = {st.get("boot"), st.get("lkg"), st.get("running")}
-        free = [r["slot"] for r in st["slots"] if r["slot"] not in busy]
-        if not free:
-            fail("every slot is running, last-known-good or the boot target")
-        slot = free[0] + 1
+    if slot is None:  # the device's own rule for which slots are protected
+        slot = _on_device(lambda: d.eval_json("import bootstub\nprint(bootstub.mgr.pick_target())")) + 1
     with _progress(len(data), "slot %d" % slot) as bar:
         last = [0]
 

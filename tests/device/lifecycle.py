@@ -41,10 +41,6 @@ def base(nslots=2, **kw):
     return flash, m, v1
 
 
-def state_bytes(flash):
-    return bytes(flash.snapshot())
-
-
 def scenario_good_upgrade():
     flash, m, v1 = base()
     v2 = img(2, 12000)
@@ -69,7 +65,6 @@ def scenario_good_upgrade():
 
 def scenario_checksum_mismatch():
     flash, m, v1 = base()
-    before = state_bytes(flash)[:0]
     v2 = img(2, 5000)
     bad = hashlib.sha256(b"other").digest()
     msg = expect(S.ChecksumMismatch, install, m, 1, v2, checksum=bad)
@@ -127,6 +122,7 @@ def scenario_protected():
     expect(ValueError, m.install, 1, algorithm="SHA-256", checksum=b"\x00" * 5)
     assert m.status(1) == "NoImage"
     expect(S.NotRunning, m.confirm, 1)
+    assert m.pick_target() == 1  # the only slot that is not running / last-known-good
     return "protected ok"
 
 
