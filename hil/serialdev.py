@@ -33,9 +33,10 @@ class SerialDevice:
     """A board's console. `watch()` (optional) returns True once the device has restarted,
     so a wait ends at once instead of at its timeout (the virtual board provides it)."""
 
-    def __init__(self, port, baud=115200, timeout=10.0, watch=None):
+    def __init__(self, port, baud=115200, timeout=10.0, watch=None, log=None):
         self.port = port
         self.ser = serial.Serial(port, baud, timeout=0.02, write_timeout=timeout)
+        self.log = open(log, "ab") if log else None  # everything read, for the per-DUT log
         self.timeout = timeout
         self.watch = watch
         self.raw = False
@@ -44,6 +45,8 @@ class SerialDevice:
 
     def close(self):
         self.ser.close()
+        if self.log:
+            self.log.close()
 
     def write(self, data):
         for i in range(0, len(data), 2048):
@@ -55,7 +58,11 @@ class SerialDevice:
             b, self._buf = bytes(self._buf), bytearray()
             return b
         b = self.ser.read(max(1, self.ser.in_waiting))
-        self.console += b
+        if b:
+            self.console += b
+            if self.log:
+                self.log.write(b)
+                self.log.flush()
         return b
 
     def read_until(self, marker, timeout=None, watch=True):
@@ -101,6 +108,11 @@ class SerialDevice:
 
     def exec(self, code, timeout=None):
         """Run `code` in the raw REPL; return its stdout (str). DeviceError on an exception."""
+        self.start(code, timeout)
+        return self.finish(timeout)
+
+    def start(self, code, timeout=None):
+        """Send `code` and wait for the raw REPL's OK: the code now runs and reads our stdin."""
         if not self.raw:
             self.enter_raw(timeout)
         if isinstance(code, str):
@@ -109,6 +121,9 @@ class SerialDevice:
         ok = self.read_until(b"OK", timeout)
         if not ok.endswith(b"OK"):
             raise DeviceError(ok.decode(errors="replace"))
+
+    def finish(self, timeout=None):
+        """The rest of a start()ed run: its stdout (str); DeviceError with its stderr."""
         out = self.read_until(b"\x04", timeout)[:-1]
         err = self.read_until(b"\x04>", timeout)[:-2]
         if err:

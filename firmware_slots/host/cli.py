@@ -364,7 +364,9 @@ def dev_install(port, image_file, slot, set_boot):
     if slot is not None and not 1 <= slot <= n:
         raise click.BadParameter("slot %d does not exist (this device has slots 1..%d)" % (slot, n))
     if slot is None:  # the device's own rule for which slots are protected
-        slot = _on_device(lambda: d.eval_json("import bootstub\nprint(bootstub.mgr.pick_target())")) + 1
+        slot = st["target"] + 1
+        if slot == 0:
+            fail("every slot is running, last-known-good or the boot target")
     with _progress(len(data), "slot %d" % slot) as bar:
         last = [0]
 
