@@ -35,7 +35,8 @@ class SerialDevice:
 
     def __init__(self, port, baud=115200, timeout=10.0, watch=None, log=None):
         self.port = port
-        self.ser = serial.Serial(port, baud, timeout=0.02, write_timeout=timeout)
+        # a path, or a pyserial URL (rfc2217://host:port from ser2net or a labgrid exporter)
+        self.ser = serial.serial_for_url(port, baud, timeout=0.02, write_timeout=timeout)
         self.log = open(log, "ab") if log else None  # everything read, for the per-DUT log
         self.timeout = timeout
         self.watch = watch
@@ -57,7 +58,14 @@ class SerialDevice:
         if self._buf:
             b, self._buf = bytes(self._buf), bytearray()
             return b
+        return self.pull(False)
+
+    def pull(self, keep=True):
+        """Read what the port has now (into console and the log); keep=True leaves it for
+        the next reader too (expect() looks at the console without consuming it)."""
         b = self.ser.read(max(1, self.ser.in_waiting))
+        if keep and b:
+            self._buf += b
         if b:
             self.console += b
             if self.log:

@@ -95,10 +95,10 @@ def test_help_lists_commands(runner):
         assert c in r.output
 
 
-def test_dev_commands_drive_a_virtual_board(make_virtual_board, tmp_path):
+def test_dev_commands_drive_a_virtual_board(fwslots_make_virtual_board, tmp_path):
     """The CLI's serial commands, against a real virtual board's console."""
     from hil.apps import app_image
-    board = make_virtual_board()
+    board = fwslots_make_virtual_board()
     env = dict(os.environ, FWSLOTS_PORT=board.link)
     exe = os.path.join(os.path.dirname(sys.executable), "fwslots")
     cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "firmware_slots.host.cli"]

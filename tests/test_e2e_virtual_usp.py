@@ -115,12 +115,12 @@ def libcoap(tmp_path):
 
 
 @pytest.fixture
-def rig(make_virtual_board):
+def rig(fwslots_make_virtual_board):
     """make(v1 image options) -> (board, agent port): a virtual board with the v1 agent app
     installed over the serial console into FirmwareImage.1, booted and confirmed."""
     def make(max_attempts=None, confirm_ms=8000):
         port = dv.free_udp_port()
-        b = make_virtual_board(nslots=2, confirm_ms=confirm_ms, max_attempts=max_attempts)
+        b = fwslots_make_virtual_board(nslots=2, confirm_ms=confirm_ms, max_attempts=max_attempts)
         dv.provision(b, agent_app("agent", "1.0", port, AGENT_ID), 0)
         return b, port
     return make

@@ -30,14 +30,14 @@ def row(st, i):
     return st["slots"][i]
 
 
-def test_first_power_up_has_a_console(make_dut):
-    d = make_dut()
+def test_first_power_up_has_a_console(fwslots_make_dut):
+    d = fwslots_make_dut()
     assert "no bootable image" in d.first_boot.text
     assert d.exec("print(6*7)").strip() == "42"
 
 
-def test_good_upgrade(make_dut):
-    d = make_dut()
+def test_good_upgrade(fwslots_make_dut):
+    d = fwslots_make_dut()
     provision(d)
     v2 = app_image("demo", "2.0", pad=9000)
     info = d.install(1, v2)
@@ -58,8 +58,8 @@ def test_good_upgrade(make_dut):
     ("crash", "crashed: RuntimeError: self-test failed in 2.0"),
     ("hang", "watchdog reset: not confirmed within 1000 ms"),
 ])
-def test_bad_upgrade_falls_back(make_dut, behaviour, why):
-    d = make_dut(confirm_ms=1000)
+def test_bad_upgrade_falls_back(fwslots_make_dut, behaviour, why):
+    d = fwslots_make_dut(confirm_ms=1000)
     provision(d)
     d.install(1, app_image("demo", "2.0", behaviour))
     d.set_boot(1)
@@ -77,8 +77,8 @@ def test_bad_upgrade_falls_back(make_dut, behaviour, why):
         assert [e["cause"] for e in d.board.events[-3:]] == ["wdt", "wdt", "wdt"]
 
 
-def test_three_slots_fallback_skips_unverifiable(make_dut):
-    d = make_dut(nslots=3)
+def test_three_slots_fallback_skips_unverifiable(fwslots_make_dut):
+    d = fwslots_make_dut(nslots=3)
     provision(d)
     d.install(1, app_image("demo", "2.0"))
     d.install(2, app_image("demo", "3.0"))
@@ -97,8 +97,8 @@ def test_three_slots_fallback_skips_unverifiable(make_dut):
     assert st["boot"] == 1
 
 
-def test_power_cut_during_install_keeps_lkg(make_dut):
-    d = make_dut()
+def test_power_cut_during_install_keeps_lkg(fwslots_make_dut):
+    d = fwslots_make_dut()
     provision(d)
     gen = d.board.generation
     d.exec("import bootstub\nbootstub.board.flash.arm_cut(5)")
@@ -111,8 +111,8 @@ def test_power_cut_during_install_keeps_lkg(make_dut):
     assert row(st, 1)["Status"] == "Downloading" and d.verify(0)
 
 
-def test_mpremote_reaches_the_console(make_virtual_board):
-    b = make_virtual_board()
+def test_mpremote_reaches_the_console(fwslots_make_virtual_board):
+    b = fwslots_make_virtual_board()
     import time
     time.sleep(0.3)
     p = subprocess.run([sys.executable, "-m", "mpremote", "connect", b.link, "resume", "exec",

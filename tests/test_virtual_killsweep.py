@@ -9,8 +9,8 @@ from hil.virtual import micropython_exe
 
 
 @pytest.mark.skipif(micropython_exe() is None, reason="MicroPython unix port not installed")
-def test_kill_sweep_never_bricks(tmp_path, board_name):
-    if board_name != "unix-virtual":
+def test_kill_sweep_never_bricks(tmp_path, fwslots_board_name):
+    if fwslots_board_name != "unix-virtual":
         pytest.skip("power cuts need the virtual board")
     from hil.killsweep import Sweep
     s = Sweep(str(tmp_path), seed=int(os.environ.get("FWSLOTS_KILL_SEED", "1")),
