@@ -230,6 +230,19 @@ def _with_board(nodeid, bid):
     return nodeid[:-1] + "-" + bid + "]" if nodeid.endswith("]") else nodeid + "[" + bid + "]"
 
 
+def _junit_name(item, bid):
+    """With --junitxml, the testcase name carries the board id (what record_xml_attribute does,
+    without its experimental-API warning); node ids stay pytest's own, so --lf keeps working."""
+    try:
+        from _pytest import junitxml
+        xml = item.config.stash.get(junitxml.xml_key, None)
+        if xml is not None:
+            name = junitxml.mangle_test_address(item.nodeid)[-1]
+            xml.node_reporter(item.nodeid).add_attribute("name", _with_board(name, bid))
+    except (ImportError, AttributeError):  # another pytest: the fwslots_board property remains
+        pass
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
@@ -237,10 +250,8 @@ def pytest_runtest_makereport(item, call):
     duts = item.stash.get(_DUTS, [])
     if not duts:
         return
-    if getattr(item.config.option, "xmlpath", None):
-        # with --junitxml the report's node id, so the JUnit name, carries the board id
-        # (only then: --lf keys on the same ids and a plain run keeps pytest's own)
-        rep.nodeid = _with_board(rep.nodeid, duts[0].board_id)
+    if rep.when == "setup":
+        _junit_name(item, duts[0].board_id)
     logs = ["%s: %s" % (d.board_id, d.console_log) for d in duts]
     if rep.when == "call":
         for line in logs:
