@@ -170,7 +170,10 @@ def _reply(out):
     last = lines[-1]
     if last.startswith("er "):
         raise DeviceError(last[3:], out)
-    return json.loads(last[3:])
+    try:
+        return json.loads(last[3:])
+    except ValueError:
+        raise DeviceError("unreadable reply from the command set: %r" % last[:200], out)
 
 
 __all__ = ["Dut", "CommandSetError", "BootReport", "DeviceError", "DeviceReset", "DeviceTimeout", "SerialDevice"]

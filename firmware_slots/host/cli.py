@@ -433,5 +433,9 @@ def _add_usp():
 
 _add_usp()
 
+from firmware_slots.host import hil_cli  # noqa: E402  deploy, hil list
+
+hil_cli.add_to(main)
+
 if __name__ == "__main__":
     main()
