@@ -53,7 +53,10 @@ class Dut:
     def __init__(self, port, board=None, baud=115200, timeout=10.0, log=None, window=None):
         self.board = board  # a hil.virtual.VirtualBoard, or None for real hardware
         self._gen = board.generation if board else 0
-        watch = (lambda: board.generation != self._gen) if board else None
+        # restarts the host caused on hardware (reset, power cycle): ends waits like a virtual
+        # board's generation does, and asks for a fresh version check
+        self.restarts = 0
+        watch = (lambda: board.generation != self._gen) if board else (lambda: self.restarts != self._gen)
         self.serial = SerialDevice(port, baud, timeout, watch, log)
         self.checked = None  # board generation whose command-set version was checked
         # frames in flight: a pty or USB CDC has flow control, a bare UART may not
@@ -89,7 +92,7 @@ class Dut:
         return v
 
     def _gen_now(self):
-        return self.board.generation if self.board else 0
+        return self.board.generation if self.board else self.restarts
 
     def cmd(self, name, *args, timeout=None):
         """Run one named command; its decoded reply. DeviceError carries an "er" reply."""
@@ -146,14 +149,14 @@ class Dut:
         if self.checked is None or self.checked != self._gen_now():
             self.check_version()
         self.serial.send(IMPORT + "C.reset()")
+        self.restarts += 1
 
     def wait_boot(self, timeout=30.0):
         """Read the console until the REPL prompt after a boot; returns a BootReport."""
         try:
             text = self.serial.read_until(PROMPT, timeout, watch=False)
         finally:
-            if self.board:
-                self._gen = self.board.generation
+            self._gen = self.board.generation if self.board else self.restarts
             self.serial.raw = False
         return BootReport(text.decode(errors="replace"))
 

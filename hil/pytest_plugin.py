@@ -74,6 +74,10 @@ class FwslotsDut(Dut):
     _cursor = 0
 
     @property
+    def can_power_cut(self):
+        return self.board is not None or self.power_fn is not None
+
+    @property
     def console_log(self):
         return self.log_path
 
@@ -98,6 +102,7 @@ class FwslotsDut(Dut):
     def reset(self):
         if self.reset_fn:
             self.reset_fn()
+            self.restarts += 1
         else:
             Dut.reset(self)
 
@@ -111,6 +116,7 @@ class FwslotsDut(Dut):
         if delay:
             time.sleep(delay)
         self.power_fn()
+        self.restarts += 1
 
 
 def _track(request, dut):
@@ -170,17 +176,21 @@ def fwslots_make_dut(fwslots_make_virtual_board, fwslots_target, request):
 
 def _hardware_dut(request, t):
     """A FwslotsDut on real hardware: hardware-map entry, plain port, or labgrid place."""
-    port, power, entry = t["port"], None, t["entry"]
+    port, power, entry, window = t["port"], None, t["entry"], (t["entry"] or {}).get("window", 1)
     if not port:
         pytest.skip("--fwslots-board %s needs --fwslots-port or a hardware map entry" % t["id"])
     if port.startswith("labgrid://"):
         from hil import farm
-        try:
-            place = farm.acquire(port[len("labgrid://"):])
-        except farm.FarmError as e:
-            pytest.fail(str(e), pytrace=False)
-        request.addfinalizer(place.release)
-        port, power = place.url, place.power_cycle
+        places = request.config.__dict__.setdefault("_fwslots_places", {})
+        name = port[len("labgrid://"):]
+        if name not in places:  # reserved once per session, released at its end
+            try:
+                places[name] = farm.acquire(name, getattr(request.config.option, "lg_env", None))
+            except farm.FarmError as e:
+                pytest.fail(str(e), pytrace=False)
+        place = places[name]
+        port, window = place.url, 4  # TCP to the exporter: flow control end to end
+        power = place.power_cycle if place.power is not None else None
     elif entry is not None:
         from hil import hwmap
         try:
@@ -190,7 +200,7 @@ def _hardware_dut(request, t):
         if entry.get("power"):
             power = lambda: hwmap.power_cycle(entry)  # noqa: E731
     log = str(request.getfixturevalue("tmp_path") / ("%s.log" % t["id"].replace("/", "_")))
-    d = FwslotsDut(port, None, t["baud"], log=log, window=(entry or {}).get("window", 1))
+    d = FwslotsDut(port, None, t["baud"], log=log, window=window)
     d.board_id = t["id"]
     d.power_fn = power
     if entry is not None and entry["reset"] == "power" and power:
@@ -207,11 +217,22 @@ def _hardware_dut(request, t):
 def fwslots_dut(request, fwslots_target):
     """The device under test: a fresh virtual board, or the real board the options name."""
     if fwslots_target["virtual"]:
-        return request.getfixturevalue("fwslots_make_dut")()
+        m = request.node.get_closest_marker("fwslots_board")
+        return request.getfixturevalue("fwslots_make_dut")(**(m.kwargs if m else {}))
     return _hardware_dut(request, fwslots_target)
 
 
 _FIXTURES = ("fwslots_dut", "fwslots_make_dut")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "fwslots_board(**options): virtual board options (nslots, confirm_ms, "
+                            "max_attempts) a test needs; on hardware the test checks what it can")
+
+
+def pytest_unconfigure(config):
+    for place in getattr(config, "_fwslots_places", {}).values():
+        place.release()
 
 
 def pytest_collection_modifyitems(config, items):

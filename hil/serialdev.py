@@ -36,7 +36,9 @@ class SerialDevice:
     def __init__(self, port, baud=115200, timeout=10.0, watch=None, log=None):
         self.port = port
         # a path, or a pyserial URL (rfc2217://host:port from ser2net or a labgrid exporter)
-        self.ser = serial.serial_for_url(port, baud, timeout=0.02, write_timeout=timeout)
+        url = "://" in port
+        self.ser = serial.serial_for_url(port, baud, timeout=0.02,
+                                         write_timeout=None if url else timeout)  # rfc2217: unsupported
         self.log = open(log, "ab") if log else None  # everything read, for the per-DUT log
         self.timeout = timeout
         self.watch = watch
@@ -78,6 +80,11 @@ class SerialDevice:
         end = time.monotonic() + (timeout or self.timeout)
         buf = bytearray()
         while True:
+            # checked before each read: after a restart nothing of the new boot is consumed here
+            if watch and self.watch and self.watch():
+                self.raw = False
+                self._buf[:0] = buf
+                raise DeviceReset(bytes(buf).decode(errors="replace"))
             chunk = self._read()
             if chunk:
                 buf += chunk
@@ -86,9 +93,6 @@ class SerialDevice:
                     self._buf += buf[i + len(marker):]  # kept for the next read
                     return bytes(buf[:i + len(marker)])
                 continue
-            if watch and self.watch and self.watch():
-                self.raw = False
-                raise DeviceReset(bytes(buf).decode(errors="replace"))
             if time.monotonic() > end:
                 raise DeviceTimeout("no %r within %.1fs; got %r" % (marker, timeout or self.timeout, bytes(buf[-300:])))
 

@@ -91,6 +91,8 @@ class VirtualBoard:
             json.dump(p, f, indent=1)
         self.flash_path = os.path.abspath(flash) if flash else os.path.join(self.workdir, "flash.bin")
         self.wdt_path = os.path.join(self.workdir, "wdt")
+        self.pid_path = os.path.join(self.workdir, "device.pid")    # for `python -m hil.virtual power`
+        self.off_path = os.path.join(self.workdir, "power.off")     # exists: held powered off
         self.link = os.path.join(self.workdir, "console")
         self.heapsize = heapsize
         self.log_path = log or os.path.join(self.workdir, "console.log")
@@ -185,6 +187,7 @@ class VirtualBoard:
         except OSError:
             pass
         termios.tcflush(self.ds, termios.TCIFLUSH)  # typed-ahead input dies with the chip
+        self._to_dev.clear()
         args = [micropython_exe()]
         if self.heapsize:
             args += ["-X", "heapsize=%s" % self.heapsize]
@@ -192,6 +195,8 @@ class VirtualBoard:
         self.proc = subprocess.Popen(args, stdin=self.ds, stdout=self.ds, stderr=self.ds,
                                      env=self._env(), cwd=self.fs_path, start_new_session=True,
                                      close_fds=True)
+        with open(self.pid_path, "w") as f:
+            f.write("%d\n" % self.proc.pid)
         with self._cond:
             self.generation += 1
             self._cond.notify_all()
@@ -255,6 +260,10 @@ class VirtualBoard:
             self.events.append({"gen": self.generation, "pid": p.pid, "rc": rc, "cause": cause})
             self._note(b"\n[virtual board: %s (rc %d), restarting]\n" % (cause.encode(), rc))
             self.cause = cause
+            while os.path.exists(self.off_path) and not self._stop:  # held off by `power off`
+                time.sleep(0.01)
+            if self._stop:
+                break
             self._spawn()
 
     def _check_wdt(self):
@@ -334,17 +343,48 @@ class VirtualBoard:
                     pass
 
 
+def power(workdir, action):
+    """The board's power switch from outside its launcher (a labgrid power driver, a hardware
+    map's power command): off = SIGKILL, held off until on; cycle = off then on."""
+    workdir = os.path.abspath(workdir)
+    off = os.path.join(workdir, "power.off")
+    if action in ("off", "cycle"):
+        open(off, "w").close()
+        try:
+            with open(os.path.join(workdir, "device.pid")) as f:
+                os.killpg(int(f.read()), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass  # already off
+    if action == "cycle":
+        time.sleep(0.1)
+    if action in ("on", "cycle"):
+        try:
+            os.unlink(off)
+        except OSError:
+            pass
+
+
 def main(argv=None):
-    """python -m hil.virtual [--dir D] [--slots N]: run a virtual board until Ctrl-C."""
+    """python -m hil.virtual [--dir D] [--slots N] [--confirm-ms MS] [--fs repo|empty]: run a
+    virtual board until Ctrl-C;  python -m hil.virtual power DIR off|on|cycle: its power switch."""
     import argparse
     import tempfile
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["power"]:
+        ap = argparse.ArgumentParser(prog="python -m hil.virtual power")
+        ap.add_argument("dir")
+        ap.add_argument("action", choices=("off", "on", "cycle"))
+        a = ap.parse_args(argv[1:])
+        power(a.dir, a.action)
+        return 0
     ap = argparse.ArgumentParser(prog="python -m hil.virtual")
     ap.add_argument("--dir", default=None, help="work directory (flash.bin, console link, logs)")
     ap.add_argument("--slots", type=int, default=None)
     ap.add_argument("--confirm-ms", type=int, default=None)
+    ap.add_argument("--fs", choices=("repo", "empty"), default="repo")
     a = ap.parse_args(argv)
     d = a.dir or tempfile.mkdtemp(prefix="fwslots-virtual-")
-    b = VirtualBoard(d, nslots=a.slots, confirm_ms=a.confirm_ms).start()
+    b = VirtualBoard(d, nslots=a.slots, confirm_ms=a.confirm_ms, fs=a.fs).start()
     print(json.dumps(b.info()))
     print("console: mpremote connect %s resume repl   (Ctrl-C here stops the board)" % b.link)
     sys.stdout.flush()
