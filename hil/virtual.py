@@ -385,6 +385,10 @@ def main(argv=None):
     a = ap.parse_args(argv)
     d = a.dir or tempfile.mkdtemp(prefix="fwslots-virtual-")
     b = VirtualBoard(d, nslots=a.slots, confirm_ms=a.confirm_ms, fs=a.fs).start()
+
+    def term(*_):  # SIGTERM stops the board too (its device process has its own session)
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, term)
     print(json.dumps(b.info()))
     print("console: mpremote connect %s resume repl   (Ctrl-C here stops the board)" % b.link)
     sys.stdout.flush()
