@@ -106,6 +106,7 @@ class VirtualBoard:
         self._stop = False
         self._killing = None         # why the launcher is killing the child: power | wdt
         self._to_dev = bytearray()
+        self.host_bytes = 0          # bytes the host wrote to the port (wire bytes towards the board)
         self._threads = []
 
     # -- lifecycle ------------------------------------------------------------
@@ -332,9 +333,11 @@ class VirtualBoard:
                     pass  # the host's buffer is full: again on the next round
             if not closed and ev.get(self.cm, 0) & select.POLLIN:
                 try:
-                    self._to_dev += os.read(self.cm, 65536)
+                    data = os.read(self.cm, 65536)
                 except OSError:
-                    pass
+                    data = b""
+                self.host_bytes += len(data)
+                self._to_dev += data
             if self._to_dev:
                 try:
                     n = os.write(self.dm, self._to_dev[:65536])
