@@ -25,22 +25,16 @@ def deploy(port, profile, tiers, source, baud, no_reset):
     """Put the boot stub, the chosen tiers and the profile on a board, check each file's
     SHA-256 on the board and reboot into the stub."""
     import hil
+    from firmware_slots.host.cli import _on_device  # one mapping of device errors to messages
     from hil import deploy as dp
-    from hil.serialdev import DeviceError, DeviceReset, DeviceTimeout
     try:
         dut = hil.connect(port, baud=baud)
     except (OSError, ValueError) as e:
         raise click.UsageError("cannot open %s: %s" % (port, e))
     try:
-        dp.deploy(dut, profile, tiers, source=source, log=click.echo, reset=not no_reset)
+        _on_device(lambda: dp.deploy(dut, profile, tiers, source=source, log=click.echo, reset=not no_reset))
     except dp.DeployError as e:
         _fail(str(e))
-    except DeviceError as e:
-        _fail("device: %s" % e)
-    except DeviceTimeout as e:
-        _fail("device did not answer: %s" % e)
-    except DeviceReset:
-        _fail("device reset during the deploy")
     finally:
         dut.close()
 
