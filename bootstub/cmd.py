@@ -93,6 +93,7 @@ def install_chunk(n):
             try:
                 if w is None:
                     raise RuntimeError("install_chunk before install_begin")
+                # the one allocation per frame: MicroPython has no base64 decode-into
                 w.write(binascii.a2b_base64(mv[:t]))
             except Exception as e:
                 err = e

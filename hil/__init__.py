@@ -1,4 +1,6 @@
-"""Host-side harness: serial transport, device operations, the virtual board, pytest plugin.
+"""Host-side harness: serial transport (serialdev), device operations over the board's command
+set (device), the virtual board (virtual), deploy, hardware maps (hwmap), labgrid places
+(farm), the pytest plugin `fwslots` (pytest_plugin), the kill sweep.
 
 For the CLI:
     board = start_virtual(workdir, nslots=2)   # VirtualBoard: .port .link .pid .flash_path, .stop()

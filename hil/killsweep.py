@@ -147,15 +147,14 @@ class Sweep:
                 if b.wait_generation(gen, 2):
                     _booted(d)
             else:
-                t0 = time.monotonic()
                 d.reset()
-                b.power_cut(at)
+                cut = b.power_cut(at)
                 _booted(d)
                 g1 = b.generation
-                left = at - (time.monotonic() - t0)
-                if left > -0.05:
-                    time.sleep(max(0.0, left) + 0.05)
-                if b.generation != g1:  # the cut came after the prompt: boot again
+                cut.join(at + 10)
+                # the cut came after that prompt: wait for its power-up and boot again
+                if cut.killed is not None and cut.killed >= g1:
+                    b.wait_generation(cut.killed, 10)
                     _booted(d)
             res["cut"] = any(e["cause"] == "power" for e in b.events)
             st = d.status()

@@ -50,8 +50,8 @@ def resolve(config):
     if hw:
         from hil import hwmap
         boards = hwmap.load(hw)
-        if board != VIRTUAL:
-            entry = hwmap.find(boards, board) if any(b["id"] == board for b in boards) else None
+        if board != VIRTUAL and (any(b["id"] == board for b in boards) or board not in hwmap.profiles()):
+            entry = hwmap.find(boards, board)  # MapError names the map's boards
     if entry:
         t = {"id": entry["id"], "profile": entry["profile"], "virtual": False,
              "port": port or entry.get("port") or "hwmap", "baud": baud or entry["baud"], "entry": entry}

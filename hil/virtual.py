@@ -204,15 +204,19 @@ class VirtualBoard:
 
     # -- the hardware around the chip -------------------------------------------
     def power_cut(self, delay=0.0):
-        """SIGKILL the device after `delay` seconds (from now); it powers up again."""
+        """SIGKILL the device after `delay` seconds (from now); it powers up again.
+        Returns the cut's thread: after join(), .killed is the generation it killed (or None)."""
         def cut():
             if delay:
                 time.sleep(delay)
-            self._kill(None, "power")  # whatever process is running then
-        if delay:
-            threading.Thread(target=cut, daemon=True).start()
-        else:
-            cut()
+            g = self.generation
+            th.killed = g if self._kill(g, "power") else None  # whatever process is running then
+        th = threading.Thread(target=cut, daemon=True)
+        th.killed = None
+        th.start()
+        if not delay:
+            th.join()
+        return th
 
     def cut_at_op(self, k):
         """The next power-up cuts power just before its k-th flash program/erase."""
