@@ -163,3 +163,20 @@ def test_mpremote_reaches_the_console(fwslots_make_virtual_board):
                         __file__, ":copied.py"], capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, p.stderr
     assert open(b.fs_path + "/copied.py").read() == open(__file__).read()
+
+
+def test_console_output_before_the_port_opens_is_kept(fwslots_make_virtual_board):
+    """Like a USB CDC board's buffer: a host that opens the port after the boot still reads it."""
+    import time
+    from hil.device import Dut
+    b = fwslots_make_virtual_board()
+    end = time.monotonic() + 20
+    while b"no bootable image" not in b.transcript and time.monotonic() < end:
+        time.sleep(0.05)
+    time.sleep(0.2)  # the boot is over and nobody has the port open
+    d = Dut(b.link, b)
+    try:
+        r = d.wait_boot(5)
+        assert "no bootable image" in r.text and r.text.rstrip().endswith(">>>"), r.text
+    finally:
+        d.close()
