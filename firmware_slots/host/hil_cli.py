@@ -19,7 +19,7 @@ def _fail(msg):
 @click.option("--tier", "tiers", multiple=True, default=("slots",), show_default=True,
               help="device code tier to deploy (repeat for more; lower tiers come along)")
 @click.option("--source", is_flag=True, help="copy .py sources instead of compiling with mpy-cross")
-@click.option("--baud", type=int, default=115200, show_default=True)
+@click.option("--baud", type=int, default=None, envvar="FWSLOTS_BAUD", help="console baud (default 115200)")
 @click.option("--no-reset", is_flag=True, help="leave the board running; the stub starts at its next reset")
 def deploy(port, profile, tiers, source, baud, no_reset):
     """Put the boot stub, the chosen tiers and the profile on a board, check each file's
