@@ -33,14 +33,18 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROFILES = os.path.join(ROOT, "boards", "profiles")
 TIERS_FILE = os.path.join(ROOT, "tiers.json")
+# today's paths and the restructured ones (issue 8); the fallback skips whichever is missing
 FALLBACK_TIERS = {
     "slots": {"paths": ["bootstub/", "boards/__init__.py"], "deps": []},
-    "agent": {"paths": ["firmware_slots/usp/", "firmware_slots/coap/", "firmware_slots/mtp_coap.py",
-                        "firmware_slots/agent_main.py"], "deps": ["slots"]},
+    "agent": {"paths": ["firmware_slots/usp/", "firmware_slots/datamodel/", "firmware_slots/coap/",
+                        "firmware_slots/mtp_coap.py", "firmware_slots/mtp/", "firmware_slots/agent_main.py"],
+              "deps": ["slots"]},
     "http": {"paths": ["firmware_slots/transfer/"], "deps": ["agent"]},
-    "dtls": {"paths": ["firmware_slots/dtls.py", "firmware_slots/mtp_coaps.py"], "deps": ["agent"]},
+    "dtls": {"paths": ["firmware_slots/dtls.py", "firmware_slots/coap/dtls.py", "firmware_slots/mtp_coaps.py"],
+             "deps": ["agent"]},
 }
 HOST_ONLY = ("firmware_slots/host/", "hil/", "tests/", "bench/", "bootstub/boot.py")  # boot.py goes to /
+SIM = ("firmware_slots/sim/", "firmware_slots/norsim.py")  # the flash simulator: virtual boards only
 NO_COMPILE = ("boot.py",)  # run by the firmware as source
 # sys.implementation._mpy >> 10 -> mpy-cross -march name (0: bytecode only)
 ARCHS = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp",
@@ -123,12 +127,14 @@ def _imports(rel):
     return out
 
 
-def _expand(path):
+def _expand(path, optional=False):
     full = os.path.join(ROOT, path)
     if os.path.isdir(full):
         return sorted(os.path.relpath(os.path.join(d, f), ROOT).replace(os.sep, "/")
                       for d, _, fs in os.walk(full) for f in fs if f.endswith(".py"))
     if not os.path.isfile(full):
+        if optional:
+            return []
         raise DeployError("tier path %s does not exist in %s" % (path, ROOT))
     return [path]
 
@@ -139,12 +145,13 @@ def files_for(tiers, profile):
     roots = []
     for t in resolve_tiers(tiers, table):
         for p in table[t]["paths"]:
-            roots += _expand(p)
+            roots += _expand(p, optional=table is FALLBACK_TIERS)
     roots.append("boards/%s.py" % profile["adapter"])  # the stub loads the profile's adapter
+    skip = HOST_ONLY if profile["adapter"] == "unix_virtual" else HOST_ONLY + SIM
     seen, todo = [], list(roots)
     while todo:
         f = todo.pop(0)
-        if f in seen or f.startswith(HOST_ONLY):
+        if f in seen or f.startswith(skip):
             continue
         seen.append(f)
         todo += _imports(f)
