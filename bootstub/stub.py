@@ -28,15 +28,11 @@ def main(t0):
 
 def _boot():
     import boards
-    from firmware_slots.slots import SlotManager
+    from firmware_slots import app
     p = boards.load()
-    b = api.board = boards.board(p)
-    j, slots = b.devices()
+    b = api.board = app.board(p)
     bp = p.get("boot", {})
-    insp = getattr(b, "inspect", None)
-    if insp is None:
-        from firmware_slots.appimage import inspect as insp
-    m = api.mgr = SlotManager(slots, j, b.write_size, bp.get("max_attempts", 3), insp)
+    m = api.mgr = app.slot_manager(p, b)
     prev = m.running
     if b.mode == "native":
         d = m.decide()
@@ -73,7 +69,7 @@ def _explain(m, b, d, prev, bp):
 
 
 def _run(m, b, s, trial):
-    from firmware_slots.appimage import mount
+    from firmware_slots.core.appimage import mount
     man = api.manifest = mount(m.regions[s].dev, m.meta.get(s, "ln"), MOUNT)
     if MOUNT not in sys.path:
         sys.path.insert(0, MOUNT)

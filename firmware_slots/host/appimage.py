@@ -1,7 +1,7 @@
 """Build app-mode images on the host: a littlefs2 image holding an application and its manifest.
 
 The device mounts such an image read-only, straight from the slot's block device
-(firmware_slots/appimage.py), so the littlefs block size must equal the device's block
+(firmware_slots/core/appimage.py), so the littlefs block size must equal the device's block
 size (4096 on SPI NOR, esp32 and rp2; 512 on stm32 internal flash through pyb.Flash).
 
 Manifest (`manifest.json` at the image root):

@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from firmware_slots import slots as S
+from firmware_slots.core import slots as S
 from firmware_slots.host import flashfile
 
 
@@ -154,7 +154,7 @@ def show_slots(path, as_json):
 
 def parse_checksum(spec):
     """'SHA-256:hex' (or just hex, taken as SHA-256) -> (algorithm, digest bytes)."""
-    from firmware_slots import hashes
+    from firmware_slots.core import hashes
     alg, _, hx = spec.rpartition(":")
     alg = alg or "SHA-256"
     try:

@@ -11,11 +11,11 @@ import tempfile
 
 import click
 
-from firmware_slots import slots as S
+from firmware_slots.core import slots as S
 from firmware_slots import transfer
 from firmware_slots.host import flashfile
 from firmware_slots.host.cli import print_table
-from firmware_slots.norsim import FaultPlan, PowerCut
+from firmware_slots.sim.norsim import FaultPlan, PowerCut
 
 
 def image(tag, size):

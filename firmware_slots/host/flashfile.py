@@ -4,16 +4,16 @@
     FILE.json       {"sector_size", "write_size", "journal_blocks", "slot_blocks",
                      "nslots", "max_attempts"}
 
-The device code itself (firmware_slots.slots over norsim's file-backed NorFlash) does
+The device code itself (firmware_slots.core.slots over norsim's file-backed NorFlash) does
 every read and write, so a flash file inspected here is byte-for-byte what a board
 running the same layout would hold.
 """
 import json
 import os
 
-from firmware_slots.layout import carve
-from firmware_slots.norsim import NorFlash
-from firmware_slots.slots import SlotManager
+from firmware_slots.core.layout import carve
+from firmware_slots.sim.norsim import NorFlash
+from firmware_slots.core.slots import SlotManager
 
 DEFAULTS = dict(sector_size=4096, write_size=1, journal_blocks=2, slot_blocks=64, nslots=2, max_attempts=3)
 

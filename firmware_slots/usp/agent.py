@@ -18,12 +18,12 @@ confirmed (mgr.confirm(), done by the application): if it never is, the boot stu
 falls back and the agent of the fallback image reports the failure instead.
 """
 
-from firmware_slots.metastore import AGENT
+from firmware_slots.core.state import AGENT
 from firmware_slots.usp import codec, schema, notify
-from firmware_slots.usp.dm import (Model, UspError, obj_path, to_str, E_FAILED, E_INVALID_PATH,
+from firmware_slots.datamodel.dm import (Model, UspError, obj_path, to_str, E_FAILED, E_INVALID_PATH,
                                    E_NOT_SUPPORTED, E_INTERNAL)
-from firmware_slots.usp.firmware import Firmware
-from firmware_slots.usp.localagent import LocalAgent
+from firmware_slots.datamodel.firmware import Firmware
+from firmware_slots.datamodel.localagent import LocalAgent
 from firmware_slots.usp.platform import Platform
 
 PROTOCOL_VERSIONS = "1.0,1.1,1.2,1.3"

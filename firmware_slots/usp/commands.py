@@ -10,12 +10,13 @@ phase 0 = waiting/running, 1 = rebooting into the image (reported after the boot
 The boot cause goes to AGENT 'b' = {'c' Cause,'r' Reason,'k' CommandKey}.
 """
 
-from firmware_slots import slots, transfer
+from firmware_slots.core import slots
+from firmware_slots import transfer
 from firmware_slots.usp import notify
-from firmware_slots.usp.dm import (UspError, E_CMD_ARGS, E_CMD_FAILURE, E_INVALID_PATH,
+from firmware_slots.datamodel.dm import (UspError, E_CMD_ARGS, E_CMD_FAILURE, E_INVALID_PATH,
                                    ENUMS, obj_path, from_str, FW_IDX, iso_time)
-from firmware_slots.usp.firmware import MAX_WINDOWS, row_ref
-from firmware_slots.metastore import AGENT
+from firmware_slots.datamodel.firmware import MAX_WINDOWS, row_ref
+from firmware_slots.core.state import AGENT
 
 MODES = ENUMS["Mode"].split()
 CONFIRM_INTERVAL_S = 10   # between two ConfirmationNeeded questions
@@ -85,7 +86,7 @@ def download(agent, keys, key, args):
     if cs:
         if not alg:
             raise UspError(E_CMD_ARGS, "CheckSum needs a CheckSumAlgorithm")
-        from firmware_slots import hashes
+        from firmware_slots.core import hashes
         if len(cs) != 2 * hashes.digest_size(alg) or any(c not in "0123456789abcdef" for c in cs):
             raise UspError(E_CMD_ARGS, "CheckSum is not a %s digest in hex" % alg)
     try:

@@ -5,7 +5,7 @@ qstrs are ~8 KB of heap as a .mpy). Handlers take the UspAgent and the request b
 and return (response kind, body) or raise UspError, like UspAgent.h_get.
 """
 from firmware_slots.usp import notify
-from firmware_slots.usp.dm import (UspError, OBJS, ADD, MULTI, obj_path, to_str, split_path,
+from firmware_slots.datamodel.dm import (UspError, OBJS, ADD, MULTI, obj_path, to_str, split_path,
                                    match_template, param_spec, E_INVALID_PATH, E_NOT_CREATABLE,
                                    E_DELETE)
 

@@ -1,6 +1,6 @@
 """BootDecision: which slot to boot, as a pure function of the metadata and the slots.
 
-decide(state, verify, max_attempts) looks at the MetaStore state (see metastore.py)
+decide(state, verify, max_attempts) looks at the MetaStore state (see state.py)
 and a `verify(slot) -> bool` that re-hashes a slot's bytes, and returns the decision
 plus the metadata changes that commit it. It never changes BootFirmwareImage ('b'):
 a failed image stays the boot target, reported ActivationFailed, until someone sets
@@ -16,7 +16,7 @@ ActivationFailed. Any candidate whose bytes no longer hash to the recorded SHA-2
 is marked ActivationFailed with a log saying so.
 """
 
-from firmware_slots.metastore import DEVICE
+from firmware_slots.core.state import DEVICE
 
 # status codes, indices into slots.STATUSES
 AVAILABLE = 4

@@ -17,8 +17,8 @@ of the changed sections ({section: {key: value}}), a None value deleting the key
 boot attempt is therefore a delta of a few bytes: {0: {'n': 2}}.
 """
 
-from firmware_slots import cbor
-from firmware_slots.journal import Journal
+from firmware_slots.core import cbor
+from firmware_slots.core.journal import Journal
 
 DEVICE = -1
 AGENT = -2

@@ -1,7 +1,7 @@
 """Slots: N firmware image slots, their TR-181 status, image writing and booting.
 
 A slot is a block device (usually a flash.BlockWindow). SlotManager keeps every fact
-about the slots in the MetaStore (see metastore.py for the keys) and enforces the
+about the slots in the MetaStore (see state.py for the keys) and enforces the
 rules that keep a device bootable:
 - the running, last-known-good and BootFirmwareImage slots are never written;
 - an image is Available only after its length, requested checksum, read-back hash
@@ -15,8 +15,8 @@ an interrupted download resumes (ImageWriter.resume) instead of starting again.
 
 import hashlib
 
-from firmware_slots.flash import FlashRegion
-from firmware_slots.metastore import DEVICE, MetaStore
+from firmware_slots.core.flash import FlashRegion
+from firmware_slots.core.state import DEVICE, MetaStore
 
 STATUSES = (
     "NoImage", "Active", "Downloading", "Validating", "Available",
@@ -271,7 +271,7 @@ class SlotManager:
     # -- booting ------------------------------------------------------------------
     def decide(self):
         """The boot decision for the current state (nothing written)."""
-        from firmware_slots import bootdecision  # only the boot path pays for it
+        from firmware_slots.core import bootdecision  # only the boot path pays for it
         return bootdecision.decide(self.meta.state, self.n, self._verify_cached, self.max_attempts)
 
     def boot(self):
@@ -305,7 +305,7 @@ class SlotManager:
 
 def _hashes():
     # loaded only for algorithms other than SHA-256, which hashlib always has
-    from firmware_slots import hashes
+    from firmware_slots.core import hashes
     return hashes
 
 

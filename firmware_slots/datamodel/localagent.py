@@ -1,5 +1,5 @@
 """Device.LocalAgent.: EndpointID, Controller.{i}. (MTP.{i}.CoAP., BootParameter.{i}.),
-Subscription.{i}. and Request.{i}., kept in metastore section AGENT.
+Subscription.{i}. and Request.{i}., kept in state section AGENT.
 
 Persisted keys (AGENT section; CBOR, short keys, bounded so one journal record stays
 well under its 2048-byte body):
@@ -13,9 +13,9 @@ well under its 2048-byte body):
     'n' {obj idx: next instance number}
 """
 
-from firmware_slots import cbor
-from firmware_slots.metastore import AGENT
-from firmware_slots.usp.dm import (UspError, E_VALUE, E_INTERNAL, E_RESOURCES, E_NO_OBJECT,
+from firmware_slots.core import cbor
+from firmware_slots.core.state import AGENT
+from firmware_slots.datamodel.dm import (UspError, E_VALUE, E_INTERNAL, E_RESOURCES, E_NO_OBJECT,
                                    E_NOT_CREATABLE, iso_time)
 
 CT, MTP, COAP, BP, SUB, REQ = 4, 5, 6, 7, 8, 9

@@ -5,8 +5,8 @@ ActiveFirmwareImage are full path references without the trailing dot
 ("Device.DeviceInfo.FirmwareImage.2"), as the pathRef targetType="row" asks.
 """
 
-from firmware_slots import slots
-from firmware_slots.usp.dm import UspError, E_VALUE, E_INTERNAL
+from firmware_slots.core import slots
+from firmware_slots.datamodel.dm import UspError, E_VALUE, E_INTERNAL
 
 PREFIX = "Device.DeviceInfo.FirmwareImage."
 MAX_WINDOWS = 5
