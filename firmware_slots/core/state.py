@@ -1,16 +1,39 @@
-"""MetaStore: the device's whole mutable state, kept in the journal.
+"""The persisted state: its vocabulary (the one place that names journal keys) and MetaStore.
 
-State is a CBOR map of sections, each a map of short keys:
+Everything the device remembers is one CBOR map of sections kept in the journal
+(journal.py has the bytes). Only this module names the keys; the slot manager and
+the boot decision use the constants below, every other module goes through the
+SlotManager's methods or MetaStore.agent()/agent_update() with the A_* names.
 
-    -1   device:  'v' format (1), 'b' BootFirmwareImage slot, 'k' last-known-good slot
-                  (-1 none), 'r' slot the boot stub chose last
-    -2   agent:   USP agent data (subscriptions, pending requests, boot cause...)
-    0..N-1 slot:  'st' status code (slots.STATUSES index), 'nm' Name, 'vr' Version,
-                  'ln' image length, 'h' SHA-256 of the image, 'av' Available,
-                  'lg' BootFailureLog, 'er' why the last install failed,
-                  'bf' why the current trial boot failed (boot stub, until logged),
-                  'n' boot attempts, 'al' Alias,
-                  'dl' download progress {'o' offset, ...fetcher keys}
+| section      | key  | constant      | value                                               |
+| ------------ | ---- | ------------- | --------------------------------------------------- |
+| -1 device    | 'v'  | D_FORMAT      | state format (FORMAT = 1)                           |
+|              | 'b'  | D_BOOT        | BootFirmwareImage slot (only set_boot() writes it)  |
+|              | 'k'  | D_LKG         | last-known-good slot, -1 none                       |
+|              | 'r'  | D_RAN         | slot the boot decision chose last                   |
+| 0..N-1 slot  | 'st' | S_STATUS      | status code: index into STATUSES                    |
+|              | 'nm' | S_NAME        | Name (<= TEXT_MAX)                                  |
+|              | 'vr' | S_VERSION     | Version (<= TEXT_MAX)                               |
+|              | 'ln' | S_LENGTH      | image length in bytes                               |
+|              | 'h'  | S_SHA256      | SHA-256 of the image (32 bytes)                     |
+|              | 'av' | S_AVAILABLE   | TR-181 Available                                    |
+|              | 'lg' | S_LOG         | BootFailureLog (<= LOG_MAX)                         |
+|              | 'er' | S_ERROR       | why the last install failed (<= LOG_MAX)            |
+|              | 'bf' | S_TRIAL_FAIL  | why the current trial boot failed (boot stub, until |
+|              |      |               | the next boot decision logs it; <= CRASH_MAX)       |
+|              | 'n'  | S_ATTEMPTS    | boot attempts of an unconfirmed image               |
+|              | 'al' | S_ALIAS       | Alias (<= TEXT_MAX; default cpe-<row>)              |
+|              | 'dl' | S_DOWNLOAD    | download progress: {'o' offset,'z' size,'a' algo,   |
+|              |      |               | 'c' checksum,'m' [name, version], + fetcher keys}   |
+| -2 agent     | 'c'  | A_CONTROLLERS | Controller rows   } row formats: datamodel/         |
+|              | 's'  | A_SUBS        | Subscription rows } localagent.py (the table owner) |
+|              | 'q'  | A_REQUESTS    | Request rows      } ('x' state: usp/commands.py)    |
+|              | 'n'  | A_NEXT        | next instance numbers                               |
+|              | 'b'  | A_BOOT_CAUSE  | {'c' Cause,'r' Reason,'k' CommandKey} of the reboot |
+|              | 'v'  | A_PREV_VERSION| SoftwareVersion reported at the last boot           |
+
+Inner dicts ('dl' fetcher keys, agent rows) are formats of the module that owns that
+table, documented there; this module owns which sections and keys exist.
 
 A snapshot record carries every section; a delta record carries only the changed keys
 of the changed sections ({section: {key: value}}), a None value deleting the key. A
@@ -24,6 +47,36 @@ DEVICE = -1
 AGENT = -2
 FORMAT = 1
 
+D_FORMAT, D_BOOT, D_LKG, D_RAN = "v", "b", "k", "r"
+S_STATUS, S_NAME, S_VERSION, S_LENGTH, S_SHA256, S_AVAILABLE = "st", "nm", "vr", "ln", "h", "av"
+S_LOG, S_ERROR, S_TRIAL_FAIL, S_ATTEMPTS, S_ALIAS, S_DOWNLOAD = "lg", "er", "bf", "n", "al", "dl"
+A_CONTROLLERS, A_SUBS, A_REQUESTS, A_NEXT, A_BOOT_CAUSE, A_PREV_VERSION = "c", "s", "q", "n", "b", "v"
+
+# TR-181 FirmwareImage.{i}.Status, spelled as the standard does; S_STATUS holds the index
+STATUSES = (
+    "NoImage", "Active", "Downloading", "Validating", "Available",
+    "DownloadFailed", "ValidationFailed", "InstallationFailed", "ActivationFailed",
+)
+NO_IMAGE, ACTIVE, DOWNLOADING, VALIDATING, AVAILABLE = 0, 1, 2, 3, 4
+DOWNLOAD_FAILED, VALIDATION_FAILED, INSTALLATION_FAILED, ACTIVATION_FAILED = 5, 6, 7, 8
+
+# text bounds: the whole state must keep fitting one journal sector
+TEXT_MAX = 64    # Alias, Name, Version (TR-181 string(64))
+LOG_MAX = 200    # BootFailureLog and install errors
+CRASH_MAX = 120  # a trial's crash line, before "; last attempt: " joins it to the log
+
+# TR-181 parameter name -> slot key, for the data model's reads
+PARAMS = {"Alias": S_ALIAS, "Name": S_NAME, "Version": S_VERSION, "Available": S_AVAILABLE,
+          "BootFailureLog": S_LOG}
+
+
+def new_slot():
+    return {S_STATUS: NO_IMAGE, S_AVAILABLE: False, S_ATTEMPTS: 0}
+
+
+def default_alias(i):
+    return "cpe-%d" % (i + 1)  # named like its row, FirmwareImage.<i+1>
+
 
 class MetaStore:
     def __init__(self, region, nslots):
@@ -32,9 +85,9 @@ class MetaStore:
         self.state = None
 
     def default_state(self):
-        st = {DEVICE: {"v": FORMAT, "b": 0, "k": -1, "r": -1}, AGENT: {}}
+        st = {DEVICE: {D_FORMAT: FORMAT, D_BOOT: 0, D_LKG: -1, D_RAN: -1}, AGENT: {}}
         for i in range(self.nslots):
-            st[i] = {"st": 0, "av": False, "n": 0}
+            st[i] = new_slot()
         return st
 
     def load(self):
@@ -49,7 +102,7 @@ class MetaStore:
             _merge(st, cbor.loads(d))
         for i in range(self.nslots):  # a board profile may grow the slot count
             if i not in st:
-                st[i] = {"st": 0, "av": False, "n": 0}
+                st[i] = new_slot()
         if AGENT not in st:
             st[AGENT] = {}
         self.state = st
@@ -60,6 +113,18 @@ class MetaStore:
 
     def get(self, s, key, default=None):
         return self.state[s].get(key, default)
+
+    # the agent's handle: its section, by the A_* names
+    def agent(self, key, default=None):
+        return self.state[AGENT].get(key, default)
+
+    def agent_update(self, changes):
+        """Persist {A_*: value} changes of the agent section as one record."""
+        self.update({AGENT: changes})
+
+    def agent_bytes(self):
+        """CBOR size of the agent section (its budget is checked by the data model)."""
+        return len(cbor.dumps(self.state[AGENT]))
 
     def update(self, changes):
         """Persist `changes` ({section: {key: value}}) as one record, then apply them."""

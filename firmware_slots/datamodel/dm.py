@@ -59,7 +59,28 @@ OBJS = (
      (), ()),
     ("Device.LocalAgent.Request.{i}.", MULTI, "Alias:sw Originator:s Command:s CommandKey:s Status:s", (), ()),
 )
-FW_IDX = 2
+
+
+def obj_id(template):
+    """The engine's id of the object with supported path `template` (resolved once, at import)."""
+    for j in range(len(OBJS)):
+        if OBJS[j][0] == template:
+            return j
+    raise ValueError("no supported object " + template)
+
+
+# ids by path: no module counts positions in OBJS
+FW_PATH = _FW
+DEVICE_ID = obj_id("Device.")
+DEVINFO_ID = obj_id("Device.DeviceInfo.")
+FW_IDX = obj_id(_FW)
+LA_ID = obj_id("Device.LocalAgent.")
+CT_ID = obj_id(_CT)
+MTP_ID = obj_id(_CT + "MTP.{i}.")
+COAP_ID = obj_id(_CT + "MTP.{i}.CoAP.")
+BP_ID = obj_id(_CT + "BootParameter.{i}.")
+SUB_ID = obj_id("Device.LocalAgent.Subscription.{i}.")
+REQ_ID = obj_id("Device.LocalAgent.Request.{i}.")
 
 # enumerations checked on Set/Add/Operate
 ENUMS = {
@@ -245,10 +266,23 @@ def split_path(path):
 
 
 class Model:
-    """Path engine over OBJS and a backend list (one backend object per OBJS entry)."""
+    """Path engine over OBJS and the backends registered for their paths.
 
-    def __init__(self, backends):
-        self.backends = backends
+    Model(backend, ...): each backend lists the supported paths it serves in PATHS
+    (obuspa-style registration by name); every object must have exactly one."""
+
+    def __init__(self, *backends):
+        reg = [None] * len(OBJS)
+        for b in backends:
+            for t in b.PATHS:
+                j = obj_id(t)
+                if reg[j] is not None:
+                    raise ValueError("two backends for " + t)
+                reg[j] = b
+        for j in range(len(OBJS)):
+            if reg[j] is None:
+                raise ValueError("no backend for " + OBJS[j][0])
+        self.backends = reg
 
     def expand(self, idx, pattern, strict=True):
         """All instance-key tuples of object idx matching pattern (ints / None).
