@@ -5,7 +5,8 @@ frozen32_*  the 32-bit unix port built from ../shared/micropython (or --source) 
 mpy64_*     the PyPI 64-bit unix port loading the tiers as .mpy files (a board without freezing)
   *_resident_bytes             gc.mem_alloc() after gc.collect() once the agent has started
                                (mgr.boot(), agent_main.build(), mtp.startup()), interpreter's own
-                               allocations included (*_baseline_bytes: before the first import)
+                               allocations included (*_baseline_bytes: before the first import;
+                               *_slots_resident_bytes: the slots tier alone, after mgr.boot())
   *_get_min_heap_bytes         smallest -X heapsize with which the agent answers a USP Get over
                                CoAP on loopback (aiocoap controller: POST, 2.04, reply POST)
   *_download_1mib_min_heap_bytes  smallest -X heapsize with which a USP Download() of 1 MiB from
@@ -94,10 +95,12 @@ if a[1] == "pull":
     print("MS", time.ticks_diff(time.ticks_ms(), t), info["SHA256"])
     sys.exit(0)
 mgr.boot()
+gc.collect()
+S = gc.mem_alloc()
 mtp = agent_main.build(mgr, %r, "127.0.0.1", int(a[2]))
 mtp.startup()
 gc.collect()
-print("READY", gc.mem_alloc(), B)
+print("READY", gc.mem_alloc(), B, S)
 end = time.ticks_add(time.ticks_ms(), int(a[3]))
 while time.ticks_diff(end, time.ticks_ms()) > 0:
     mtp.step(100)
@@ -303,7 +306,8 @@ def figures(prefix, run, it, url, sha, get_range, dl_range, step, peak_heap):
     lo, hi = get_range
     res[prefix + "get_min_heap_bytes"] = smallest(logged(prefix + "get", lambda h: get_ok(run, it, h)), lo, hi, step)
     get_ok(run, it, hi, ready)
-    res[prefix + "resident_bytes"], res[prefix + "baseline_bytes"] = ready or (None, None)
+    res[prefix + "resident_bytes"], res[prefix + "baseline_bytes"], res[prefix + "slots_resident_bytes"] = \
+        ready or (None, None, None)
     lo, hi = dl_range
     res[prefix + "download_1mib_min_heap_bytes"] = smallest(
         logged(prefix + "download", lambda h: download_ok(run, it, h, url, sha)), lo, hi, step * 2)

@@ -5,8 +5,9 @@ from ../shared/micropython with every tier frozen, cached under ~/.cache/fwslots
 first build takes 1-3 minutes, later runs reuse it). Each check runs once at a fixed
 `-X heapsize`, so RAM cannot creep back unnoticed.
 
-Asserted sizes = what the code needed when this test was written, plus a little slack for
-fragmentation (bench/device_fit.py then: Get 47,104 B, Download 64,512 B, resident 34,480 B).
+Asserted sizes = what the code needed when this test was written plus slack for fragmentation
+and timing (bench/device_fit.py then, over several runs: Get 47,104-49,152 B, Download
+64,512-69,632 B, resident 34,480 B).
 Lower them as the diet lands; issue 8's targets are 32 KiB for the Get and 40 KiB for
 the Download.
 """
@@ -24,8 +25,8 @@ import coap as bc  # noqa: E402
 import device_fit as fit  # noqa: E402
 import mp32  # noqa: E402
 
-GET_HEAP = 48 << 10
-DOWNLOAD_HEAP = 68 << 10
+GET_HEAP = 52 << 10
+DOWNLOAD_HEAP = 72 << 10
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +45,8 @@ def test_usp_get_round_trip_fits_the_heap(board):
     run, it = board
     ready = []
     assert fit.get_ok(run, it, GET_HEAP, ready), "no USP Get reply with -X heapsize=%d" % GET_HEAP
-    resident, baseline = ready
-    assert baseline < resident < GET_HEAP
+    resident, baseline, slots_only = ready
+    assert baseline < slots_only < resident < GET_HEAP
 
 
 @pytest.mark.skipif(shutil.which("coap-server-notls") is None, reason="libcoap3-bin not installed")
