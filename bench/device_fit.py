@@ -56,9 +56,9 @@ STATUS = "Device.DeviceInfo.FirmwareImage.2.Status"
 # The only place naming device modules: a renamed module is a one-line fix here.
 DEVICE = r'''
 from firmware_slots.sim.ramflash import RamFlash
-from firmware_slots.layout import carve
-from firmware_slots.slots import SlotManager
-from firmware_slots import agent_main
+from firmware_slots.core.layout import carve
+from firmware_slots.core.slots import SlotManager
+from firmware_slots import app
 '''
 
 # argv: FLASH-FILE MODE PORT MS (MODE: get | download | peak), or FLASH-FILE pull URL SHA
@@ -97,7 +97,7 @@ if a[1] == "pull":
 mgr.boot()
 gc.collect()
 S = gc.mem_alloc()
-mtp = agent_main.build(mgr, %r, "127.0.0.1", int(a[2]))
+mtp = app.agent(mgr, %r, "127.0.0.1", int(a[2]))
 mtp.startup()
 gc.collect()
 print("READY", gc.mem_alloc(), B, S)

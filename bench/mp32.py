@@ -144,6 +144,13 @@ def build(source=None, tiers=ALL_TIERS, extra=BENCH_EXTRA, log=None):
                     f.write("module(%r, base_path=%r)\n" % (e, ROOT))
         env = dict(os.environ, FWSLOTS_TIERS=tiers)
         run = dict(stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env, check=True)
+        build_dir = os.path.join(tree, "ports", "unix", "build-32")
+        # frozen .mpy files are named by module path, not by checkout: another checkout's older
+        # files would look up to date to make, so the frozen part is always rebuilt
+        shutil.rmtree(os.path.join(build_dir, "frozen_mpy"), ignore_errors=True)
+        for f in ("frozen_content.c", "frozen_content.o"):
+            if os.path.exists(os.path.join(build_dir, f)):
+                os.unlink(os.path.join(build_dir, f))
         try:
             subprocess.run(["make", "-C", os.path.join(tree, "mpy-cross"), "-j2"], **run)
             subprocess.run(["make", "-C", os.path.join(tree, "ports", "unix"), "-j2", "BUILD=build-32",
