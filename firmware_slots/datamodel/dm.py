@@ -14,8 +14,16 @@ tuples. Values come from a backend per object (see firmware.py / localagent.py):
     add(idx, keys) -> new instance;        delete(idx, keys)
 """
 
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
 MULTI = 1
 ADD = 2
+_MULTI = const(1)  # the same, folded into OBJS
+_ADD = const(2)
 
 # TR-369 error codes used by the agent
 E_FAILED = 7000
@@ -34,30 +42,31 @@ E_DELETE = 7024
 E_INVALID_PATH = 7026
 E_CMD_ARGS = 7027
 
-_FW = "Device.DeviceInfo.FirmwareImage.{i}."
-_CT = "Device.LocalAgent.Controller.{i}."
-_SUM = "SHA-1 SHA-224 SHA-256 SHA-384 SHA-512"
+# private consts: OBJS below folds into one constant (in flash when frozen, no heap)
+_FW = const("Device.DeviceInfo.FirmwareImage.{i}.")
+_CT = const("Device.LocalAgent.Controller.{i}.")
+_SUM = const("SHA-1 SHA-224 SHA-256 SHA-384 SHA-512")
 
 OBJS = (
     ("Device.", 0, "", (("Reboot()", 0, "Cause Reason", ""),), (("Boot!", "CommandKey Cause Reason FirmwareUpdated ParameterMap"),)),
     ("Device.DeviceInfo.", 0,
      "SoftwareVersion:s ActiveFirmwareImage:s BootFirmwareImage:sw FirmwareImageNumberOfEntries:u MaxNumberOfActivateTimeWindows:u",
      (), ()),
-    (_FW, MULTI, "Alias:sw Name:s Version:s Available:bw Status:s BootFailureLog:s",
+    (_FW, _MULTI, "Alias:sw Name:s Version:s Available:bw Status:s BootFailureLog:s",
      (("Download()", 1, "URL AutoActivate Username Password FileSize CheckSumAlgorithm CheckSum", ""),
       ("Activate()", 1, "TimeWindow.{i}.Start TimeWindow.{i}.End TimeWindow.{i}.Mode TimeWindow.{i}.UserMessage TimeWindow.{i}.MaxRetries", "")),
      ()),
     ("Device.LocalAgent.", 0,
      "EndpointID:s SupportedProtocols:s ControllerNumberOfEntries:u SubscriptionNumberOfEntries:u RequestNumberOfEntries:u",
      (), (("TransferComplete!", "Command CommandKey Requestor TransferType Affected TransferURL StartTime CompleteTime FaultCode FaultString CheckSumAlgorithm CheckSum"),)),
-    (_CT, MULTI | ADD, "Alias:sw EndpointID:sw Enable:bw MTPNumberOfEntries:u BootParameterNumberOfEntries:u", (), ()),
-    (_CT + "MTP.{i}.", MULTI | ADD, "Alias:sw Enable:bw Protocol:sw", (), ()),
-    (_CT + "MTP.{i}.CoAP.", 0, "Host:sw Port:uw Path:sw", (), ()),
-    (_CT + "BootParameter.{i}.", MULTI | ADD, "Alias:sw Enable:bw ParameterName:sw", (), ()),
-    ("Device.LocalAgent.Subscription.{i}.", MULTI | ADD,
+    (_CT, _MULTI | _ADD, "Alias:sw EndpointID:sw Enable:bw MTPNumberOfEntries:u BootParameterNumberOfEntries:u", (), ()),
+    ("Device.LocalAgent.Controller.{i}.MTP.{i}.", _MULTI | _ADD, "Alias:sw Enable:bw Protocol:sw", (), ()),
+    ("Device.LocalAgent.Controller.{i}.MTP.{i}.CoAP.", 0, "Host:sw Port:uw Path:sw", (), ()),
+    ("Device.LocalAgent.Controller.{i}.BootParameter.{i}.", _MULTI | _ADD, "Alias:sw Enable:bw ParameterName:sw", (), ()),
+    ("Device.LocalAgent.Subscription.{i}.", _MULTI | _ADD,
      "Alias:sw Enable:bw Recipient:s ID:sw CreationDate:t NotifType:sw ReferenceList:sw Persistent:bw TimeToLive:uw NotifRetry:bw NotifExpiration:uw",
      (), ()),
-    ("Device.LocalAgent.Request.{i}.", MULTI, "Alias:sw Originator:s Command:s CommandKey:s Status:s", (), ()),
+    ("Device.LocalAgent.Request.{i}.", _MULTI, "Alias:sw Originator:s Command:s CommandKey:s Status:s", (), ()),
 )
 
 
