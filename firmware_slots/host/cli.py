@@ -56,7 +56,7 @@ def show_progress():
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(cls=view.HelpGroup, context_settings=CONTEXT)
 @click.version_option(package_name="firmware-slots", prog_name="fwslots")
 @click.option("--progress/--no-progress", "progress_", default=None,
               help="progress with rate and ETA on stderr (default: only when stderr is a terminal)")

@@ -45,7 +45,10 @@ def _coap_failure(uri, e):
     if isinstance(e, ae.ConRetransmitsExceeded):
         return TransportError("no CoAP answer from %s (nothing listening there?)" % uri)
     if isinstance(e, ae.NetworkError):
-        return TransportError("cannot reach %s: %s (nothing listening there?)" % (uri, str(e) or name))
+        import os
+        cause = e.__cause__
+        why = os.strerror(cause.errno) if isinstance(cause, OSError) and cause.errno else (str(e) or name)
+        return TransportError("cannot reach %s: %s (is the agent running on that host and port?)" % (uri, why))
     return TransportError("%s: %s %s" % (uri, name, e))
 
 

@@ -242,4 +242,4 @@ def _repair(path, prof):
         f.flush()
         if check(path, prof):  # still damaged once padded: the journal is corrupt
             f.seek(j["first"] * fl["sector"])
-            f.write(bytes([fl["erased"]]) * len(raw))
+            f.write(bytes([fl["erased"]]) * (j["blocks"] * fl["sector"]))

@@ -22,6 +22,7 @@ import click
 
 from firmware_slots.host import controller as C
 from firmware_slots.host.progress import progress
+from firmware_slots.host.view import HelpGroup
 
 DEFAULT_AGENT_ID = "os::000000-fwslots"
 FW = "Device.DeviceInfo.FirmwareImage."
@@ -43,7 +44,7 @@ class Target:
         self.uri, self.agent_id, self.controller_id, self.timeout = uri, agent_id, controller_id, timeout
         bad = C.check_uri(uri)
         if bad:
-            raise TransportFailure(bad)
+            raise click.BadParameter(bad, param_hint="AGENT_URI")
         if uri.startswith("coaps:"):
             raise TransportFailure("coaps:// from the host controller is not available yet (aiocoap's DTLS "
                                    "client is PSK-only); use coap:// or the device-side coaps tests")
@@ -221,9 +222,9 @@ def target(kw):
                   kw.pop("timeout"), kw.pop("cert"), kw.pop("key_file"), kw.pop("ca"))
 
 
-@click.group("usp")
+@click.group("usp", cls=HelpGroup)
 def usp():
-    """Manage a device over USP (TR-369) on its CoAP MTP, e.g. coap://192.0.2.7:5683/usp.
+    """Manage a device over USP (TR-369) on its CoAP MTP: coap://HOST:5683/usp.
 
     \b
     Exit codes: 0 ok, 1 USP error or refusal, 2 bad usage, 3 transport failure
@@ -249,7 +250,9 @@ def usp_get(paths, as_json, **kw):
 @common
 @click.argument("assignments", nargs=-1, required=True, metavar="PATH=VALUE...")
 def usp_set(assignments, **kw):
-    """Set parameters atomically (all or nothing), e.g. Device.DeviceInfo.BootFirmwareImage=..."""
+    """Set parameters atomically, all or nothing, from PATH=VALUE pairs.
+
+    e.g. Device.DeviceInfo.BootFirmwareImage=Device.DeviceInfo.FirmwareImage.2"""
     objs = {}
     for path, value in pairs(assignments, "PATH=VALUE"):
         obj, param = split_param(path)
@@ -277,7 +280,11 @@ def usp_set(assignments, **kw):
 @click.argument("obj_path", metavar="OBJECT.")
 @click.argument("settings", nargs=-1, metavar="[PARAM=VALUE]...")
 def usp_add(obj_path, settings, **kw):
-    """Add a row to a table, e.g. Device.LocalAgent.Subscription. Enable=true NotifType=Event ..."""
+    """Add a row to the table OBJECT names, with PARAM=VALUE settings.
+
+    \b
+    e.g. fwslots usp add URI Device.LocalAgent.Subscription. Enable=true \\
+           NotifType=Event ReferenceList=Device.Boot!"""
     if not obj_path.endswith("."):
         raise click.BadParameter("%r is not an object path (it ends with '.')" % obj_path)
     ps = [{"param": k, "value": v, "required": True} for k, v in pairs(settings, "PARAM=VALUE")]
@@ -301,7 +308,7 @@ def usp_add(obj_path, settings, **kw):
 @common
 @click.argument("obj_paths", nargs=-1, required=True, metavar="OBJECT.N....")
 def usp_delete(obj_paths, **kw):
-    """Delete rows (all or nothing), e.g. Device.LocalAgent.Subscription.3."""
+    """Delete the rows named by their paths, all or nothing (Device.LocalAgent.Subscription.3)."""
     t = target(kw)
 
     async def go():
@@ -371,7 +378,9 @@ async def operate(ctl, t, command, inputs, key="", wait=0, persistent=False, unt
 @click.option("--wait", type=click.FloatRange(0, 3600), default=0,
               help="seconds to follow an async command to its OperationComplete (subscribes for it)")
 def usp_operate(command, args, key, wait, **kw):
-    """Run COMMAND (e.g. Device.DeviceInfo.FirmwareImage.2.Download()) with NAME=VALUE inputs."""
+    """Run a USP command with NAME=VALUE inputs, optionally following it to OperationComplete.
+
+    COMMAND is a full path, e.g. Device.DeviceInfo.FirmwareImage.2.Download()."""
     inputs = dict(pairs(args))
     t = target(kw)
 

@@ -129,3 +129,20 @@ def print_table(v, out=None):
             out("Error %d: %s" % (r["Index"], r["Error"]))
     if v["via"] == "usp":
         out(click.style("(over USP: ? = not in TR-181: size, checksum, attempts, last-known-good)", dim=True))
+
+
+class HelpGroup(click.Group):
+    """A click group whose command list shows each command's whole first sentence,
+    wrapped, instead of cutting it off with '...' at the terminal width."""
+
+    group_class = type  # sub-groups made with @group.group() are HelpGroups too
+
+    def format_commands(self, ctx, formatter):
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit=1000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
