@@ -321,8 +321,11 @@ def usp_delete(obj_paths, **kw):
         if "oper_failure" in st:
             f = st["oper_failure"]
             raise UspFailure("USP error %s: %s (%s)" % (f.get("err_code"), f.get("err_msg"), r.get("requested_path")))
-        for p in st.get("oper_success", {}).get("affected_paths", []):
+        done = st.get("oper_success", {}).get("affected_paths", [])
+        for p in done:
             click.echo("deleted %s" % p)
+        if not done:
+            click.echo("nothing to delete at %s" % r.get("requested_path"))
 
 
 def _cmd_failure(what, f):
