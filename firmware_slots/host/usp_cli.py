@@ -341,8 +341,8 @@ async def operate(ctl, t, command, inputs, key="", wait=0, persistent=False, unt
         if wait:
             subs.append(await add_sub(ctl, t, "OperationComplete", command, persistent))
             if until:
-                subs.append(await add_sub(ctl, t, "Event", "Device.LocalAgent.TransferComplete!", persistent))
-                subs.append(await add_sub(ctl, t, "Event", "Device.Boot!", persistent))
+                subs.append(await add_sub(ctl, t, "Event", "Device.LocalAgent.TransferComplete!,Device.Boot!",
+                                          persistent))
         resp = error_of(await ctl.operate(t.uri, t.agent_id, command, inputs, key=key, timeout=t.timeout))
         res = resp["operate_resp"]["operation_results"][0]
         if "cmd_failure" in res:
@@ -481,14 +481,14 @@ def usp_download(source, slot, auto_activate, checksum, command_key, wait, show_
 @click.argument("slot", type=click.IntRange(1, 64))
 @click.option("--window", "windows", multiple=True, metavar="START-END[:MODE]",
               help="a TimeWindow in seconds from now, e.g. 0-3600:AnyTime (Mode: AnyTime, Immediately, "
-                   "WhenIdle, ConfirmationNeeded); repeat for more; none: activate now")
+                   "WhenIdle, ConfirmationNeeded); repeat for more; default 0-3600:Immediately")
 @click.option("--command-key", default="", help="CommandKey")
 @click.option("--wait", type=click.FloatRange(0, 3600), default=0,
               help="seconds to follow it to OperationComplete and the Boot! that follows")
 def usp_activate(slot, windows, command_key, wait, **kw):
     """Activate() FirmwareImage.SLOT: make it the boot image and reboot into it."""
     args = {}
-    for i, w in enumerate(windows or ["0-0:Immediately"], 1):
+    for i, w in enumerate(windows or ["0-3600:Immediately"], 1):  # TR-181 requires a window: now
         span, _, mode = w.partition(":")
         a, _, b = span.partition("-")
         if not (a.isdigit() and b.isdigit()) or int(b) < int(a):
@@ -496,8 +496,6 @@ def usp_activate(slot, windows, command_key, wait, **kw):
         args["TimeWindow.%d.Start" % i] = a
         args["TimeWindow.%d.End" % i] = b
         args["TimeWindow.%d.Mode" % i] = mode or "AnyTime"
-    if not windows:
-        args = {}
     t = target(kw)
     cmd = "%s%d.Activate()" % (FW, slot)
 
@@ -538,9 +536,10 @@ def usp_reboot(wait, **kw):
         click.echo("rebooting")
 
 
-WATCHED = (("OperationComplete", FW + "*.Download()"), ("OperationComplete", FW + "*.Activate()"),
-           ("OperationComplete", "Device.Reboot()"), ("Event", "Device.Boot!"),
-           ("Event", "Device.LocalAgent.TransferComplete!"), ("ValueChange", "Device.DeviceInfo.SoftwareVersion"))
+# one subscription per notification type (ReferenceList is a comma list): 3 of the agent's few rows
+WATCHED = (("OperationComplete", ",".join((FW + "*.Download()", FW + "*.Activate()", "Device.Reboot()"))),
+           ("Event", "Device.Boot!,Device.LocalAgent.TransferComplete!"),
+           ("ValueChange", "Device.DeviceInfo.SoftwareVersion"))
 
 
 @usp.command("watch")
