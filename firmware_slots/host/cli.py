@@ -127,8 +127,10 @@ def read_view(target, profile=None, repair=False, agent_id=None, timeout=10.0, c
         from firmware_slots.host.controller import DEFAULT_ID
         t = U.Target(target, agent_id or U.DEFAULT_AGENT_ID, controller_id or DEFAULT_ID, bind, timeout)
         return view.from_params(target, U.get_params_sync(t, ["Device.DeviceInfo."]))
+    if os.path.isdir(target) and os.path.exists(os.path.join(target, "console")):
+        target = os.path.join(target, "console")  # a virtual board's folder: its console
     if _is_serial(target):
-        return view.from_status(target, _on_device(lambda: _dut(target).status()))
+        return view.from_status(target, _on_device(lambda: _dut(target, timeout).status()))
     if not os.path.exists(target):
         raise click.UsageError("%s: no such flash file, serial port or coap:// URI" % target)
     _, m = open_flash(target, layout=profile, repair=repair, readonly=not repair)
@@ -171,6 +173,7 @@ def inspect_cmd(target, as_json, **kw):
     fwslots inspect dev.flash                       flash file (layout in dev.flash.json)
     fwslots inspect dump.bin --profile esp32-app    raw dump, layout from a board profile
     fwslots inspect /dev/ttyACM0                    a board running the boot stub
+    fwslots inspect run/vb                          a virtual board (its folder or run/vb/console)
     fwslots inspect coap://192.0.2.7/usp --agent-id os::0044FF-dev1
     A damaged flash file (truncated, corrupt journal) is reported and never written."""
     _inspect(target, as_json, **kw)
@@ -377,11 +380,11 @@ def board_start(workdir, slots):
     sys.exit(virtual.main(args))
 
 
-def _dut(port):
+def _dut(port, timeout=10.0):
     import hil
     from hil.serialdev import DeviceError, DeviceTimeout
     try:
-        return hil.connect(port)
+        return hil.connect(port, timeout=timeout)
     except (OSError, DeviceError, DeviceTimeout) as e:
         why = getattr(e, "strerror", None) or str(e).split(":")[-1].strip() or type(e).__name__
         fail("cannot open serial port %s: %s (is the board plugged in? `fwslots board start` for a virtual one)"
