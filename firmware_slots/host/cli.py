@@ -120,12 +120,14 @@ def _is_serial(target):
         os.path.realpath(target).startswith("/dev/")
 
 
-def read_view(target, profile=None, repair=False, agent_id=None, timeout=10.0, controller_id=None, bind=None):
+def read_view(target, profile=None, repair=False, agent_id=None, timeout=10.0, controller_id=None, bind=None,
+              ca=None, cert=None, key=None):
     """The view (host/view.py) of TARGET: flash file, serial port or coap[s]:// agent."""
     if "://" in target:
         from firmware_slots.host import usp_cli as U
         from firmware_slots.host.controller import DEFAULT_ID
-        t = U.Target(target, agent_id or U.DEFAULT_AGENT_ID, controller_id or DEFAULT_ID, bind, timeout)
+        t = U.Target(target, agent_id or U.DEFAULT_AGENT_ID, controller_id or DEFAULT_ID, bind, timeout,
+                     cert, key, ca)
         return view.from_params(target, U.get_params_sync(t, ["Device.DeviceInfo."]))
     if os.path.isdir(target) and os.path.exists(os.path.join(target, "console")):
         target = os.path.join(target, "console")  # a virtual board's folder: its console
@@ -148,6 +150,9 @@ def inspect_options(f):
         click.option("--controller-id", envvar="FWSLOTS_CONTROLLER_ID", default=None,
                      help="coap targets: our EndpointID"),
         click.option("--bind", metavar="HOST:PORT", default=None, help="coap targets: our reply-to address"),
+        click.option("--ca", type=click.Path(exists=True, dir_okay=False), help="coaps targets: the agent's CA"),
+        click.option("--cert", type=click.Path(exists=True, dir_okay=False), help="coaps targets: our certificate"),
+        click.option("--key", type=click.Path(exists=True, dir_okay=False), help="coaps targets: our private key"),
         click.option("--timeout", type=click.FloatRange(0.1, 3600), default=10, show_default=True,
                      help="serial and coap targets: seconds to wait for the device"),
     ]):

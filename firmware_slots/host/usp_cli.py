@@ -45,13 +45,13 @@ class Target:
         bad = C.check_uri(uri)
         if bad:
             raise click.BadParameter(bad, param_hint="AGENT_URI")
-        if uri.startswith("coaps:"):
-            raise TransportFailure("coaps:// from the host controller is not available yet (aiocoap's DTLS "
-                                   "client is PSK-only); use coap:// or the device-side coaps tests")
         self.host, self.port = parse_bind(bind)
         self.cert, self.key, self.ca = cert, key, ca
 
     def controller(self):
+        if self.uri.startswith("coaps:"):
+            from firmware_slots.host.coaps import CoapsController
+            return CoapsController(self.controller_id, self.uri, self.ca, self.cert, self.key, self.host, self.timeout)
         return C.UspCoapController(self.controller_id, self.host, self.port)
 
 
@@ -209,9 +209,12 @@ def common(f):
                      help="where our reply-to endpoint listens (port 0: any free port)"),
         click.option("--timeout", type=click.FloatRange(0.1, 3600), default=10, show_default=True,
                      help="seconds for each exchange, end to end"),
-        click.option("--cert", type=click.Path(exists=True, dir_okay=False), help="coaps: our certificate (PEM)"),
-        click.option("--key", "key_file", type=click.Path(exists=True, dir_okay=False), help="coaps: our key (PEM)"),
-        click.option("--ca", type=click.Path(exists=True, dir_okay=False), help="coaps: CA of the agent (PEM)"),
+        click.option("--ca", type=click.Path(exists=True, dir_okay=False),
+                     help="coaps: the CA the agent's certificate must chain to (PEM or DER)"),
+        click.option("--cert", type=click.Path(exists=True, dir_okay=False),
+                     help="coaps: our certificate, for agents that require one (PEM or DER)"),
+        click.option("--key", "key_file", type=click.Path(exists=True, dir_okay=False),
+                     help="coaps: the private key of --cert (PEM or DER)"),
     ]):
         f = deco(f)
     return f
