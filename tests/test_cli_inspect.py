@@ -3,7 +3,6 @@ its USP agent over CoAP) gives the same JSON, apart from the fields USP cannot c
 (firmware_slots/host/view.py USP_UNKNOWN, listed in the README)."""
 import json
 
-import pytest
 from click.testing import CliRunner
 
 from mpy import requires_micropython

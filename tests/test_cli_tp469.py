@@ -60,7 +60,7 @@ def test_download_watch_serve_activate(make_virtual_board, tmp_path):
         sport = free_udp_port()
         srv = subprocess.Popen(fwslots() + ["usp", "serve", www, "--bind", "127.0.0.1:%d" % sport, "--for", "90"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        url, size, cs = srv.stdout.readline().split()[0], None, None
+        url = srv.stdout.readline().split()[0]
         r = usp("download", uri, url, "--slot", "1", "--checksum", "sha256:" + hashlib.sha256(v3).hexdigest(),
                 "--wait", "60")
         assert r.exit_code == 0 and "FirmwareImage.1: downloaded" in r.output, r.output

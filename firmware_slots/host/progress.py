@@ -82,3 +82,17 @@ def progress(total, label, show=None):
     if show is None:
         show = sys.stderr.isatty()
     return Progress(total, label) if show else NoProgress(total, label)
+
+
+class Waiting(Progress):
+    """A wait with a limit: elapsed seconds and what is left of the limit."""
+
+    def line(self):
+        dt = time.monotonic() - self.t0
+        return "%s %.1fs (gives up in %ds)" % (self.label, dt, max(0, round(self.total - dt)))
+
+
+def waiting(limit, label, show=None):
+    if show is None:
+        show = sys.stderr.isatty()
+    return Waiting(limit, label) if show else NoProgress(limit, label)

@@ -21,7 +21,7 @@ import time
 import click
 
 from firmware_slots.host import controller as C
-from firmware_slots.host.progress import progress
+from firmware_slots.host.progress import progress, waiting
 from firmware_slots.host.view import HelpGroup
 
 DEFAULT_AGENT_ID = "os::000000-fwslots"
@@ -335,7 +335,7 @@ def _cmd_failure(what, f):
     return UspFailure("%s: USP error %s: %s" % (what, f.get("err_code"), f.get("err_msg")))
 
 
-async def operate(ctl, t, command, inputs, key="", wait=0, persistent=False, until=None, echo=None):
+async def operate(ctl, t, command, inputs, key="", wait=0, persistent=False, until=None, echo=None, wait_bar=True):
     """Operate `command`; with wait, subscribe first and follow it to OperationComplete (and,
     with until, further notifications until until(kind, detail)). -> (result, [(kind, detail)])."""
     subs = []
@@ -356,24 +356,46 @@ async def operate(ctl, t, command, inputs, key="", wait=0, persistent=False, unt
             loop = asyncio.get_running_loop()
             end = loop.time() + wait
             done = False
-            while True:
-                left = end - loop.time()
-                if left <= 0:
-                    raise C.TransportError("%s: no %s within --wait %g s" % (
-                        command, "OperationComplete" if not done else "end of the sequence", wait))
-                kind, d = await next_note(ctl, left)
-                notes.append((kind, d))
-                if echo:
-                    echo(note_line(kind, d, False))
-                if kind == "OperationComplete" and d["path"] == command:
-                    if "failure" in d:
-                        raise _cmd_failure(command + " failed", d["failure"])
-                    done = True
-                if done and (until is None or until(kind, d)):
-                    break
+            bar = waiting(wait, "waiting for %s" % command, root_progress() if wait_bar else False)
+            tick = asyncio.ensure_future(_tick(bar))
+            try:
+                while True:
+                    left = end - loop.time()
+                    if left <= 0:
+                        raise C.TransportError("%s: no %s within --wait %g s" % (
+                            command, "OperationComplete" if not done else "end of the sequence", wait))
+                    try:
+                        kind, d = await next_note(ctl, left)
+                    except asyncio.TimeoutError:
+                        continue  # the limit has passed: say what did not come
+                    notes.append((kind, d))
+                    bar.clear()
+                    if echo:
+                        echo(note_line(kind, d, False))
+                    if kind == "OperationComplete" and d["path"] == command:
+                        if "failure" in d:
+                            raise _cmd_failure(command + " failed", d["failure"])
+                        done = True
+                    if done and (until is None or until(kind, d)):
+                        break
+            finally:
+                tick.cancel()
+                bar.clear()
         return res, notes
     finally:
         await drop_subs(ctl, t, subs)
+
+
+def root_progress():
+    """The global --progress/--no-progress (None: only on a terminal)."""
+    ctx = click.get_current_context(silent=True)
+    return ((ctx.find_root().obj or {}).get("progress")) if ctx else None
+
+
+async def _tick(bar):
+    while True:
+        bar.draw()
+        await asyncio.sleep(0.2)
 
 
 @usp.command("operate")
@@ -457,7 +479,8 @@ def usp_download(source, slot, auto_activate, checksum, command_key, wait, show_
             row = slot
             if row is None:
                 row = pick_row(await get_params(ctl, t, ["Device.DeviceInfo."]))
-            bar = progress(len(data) if data is not None else 0, "FirmwareImage.%d" % row, show_progress)
+            bar = progress(len(data) if data is not None else 0, "FirmwareImage.%d" % row,
+                           show_progress if show_progress is not None else root_progress())
             if data is not None:
                 args["URL"] = ctl.serve_bytes(os.path.basename(source) or "image", data,
                                               lambda done, total: bar.to(done))
@@ -467,7 +490,7 @@ def usp_download(source, slot, auto_activate, checksum, command_key, wait, show_
             until = (lambda kind, d: kind == "Boot!") if auto_activate else None
             with bar:
                 res, notes = await operate(ctl, t, cmd, args, key, wait, persistent=auto_activate, until=until,
-                                           echo=lambda s: (bar.clear(), click.echo(s)))
+                                           echo=lambda s: (bar.clear(), click.echo(s)), wait_bar=False)
             return row, res, notes
     row, res, notes = run(go())
     if not wait:
