@@ -173,12 +173,17 @@ def test_usp_transport_failures_are_exit_3(silent_port):
     closed.bind(("127.0.0.1", 0))
     port = closed.getsockname()[1]
     closed.close()
-    line = one_line(cli("usp", "get", "coap://127.0.0.1:%d/usp" % port, "Device.", "--timeout", "2"), 3)
-    assert "Connection refused" in line
-    t0 = time.monotonic()
-    line = one_line(cli("usp", "get", "coap://127.0.0.1:%d/usp" % silent_port, "Device.", "--timeout", "1"), 3)
-    assert time.monotonic() - t0 < 3, "the timeout is honoured end to end"
-    assert "within 1 s" in line
+    verbs = (["get", "Device."], ["set", "Device.DeviceInfo.BootFirmwareImage=x"],
+             ["operate", "Device.Reboot()"], ["inspect"])
+    for verb in verbs:
+        pre = ["usp"] if verb[0] != "inspect" else []
+        line = one_line(cli(*(pre + verb[:1] + ["coap://127.0.0.1:%d/usp" % port] + verb[1:] + ["--timeout", "2"])), 3)
+        assert "Connection refused" in line, verb
+        t0 = time.monotonic()
+        line = one_line(cli(*(pre + verb[:1] + ["coap://127.0.0.1:%d/usp" % silent_port] + verb[1:]
+                              + ["--timeout", "1"])), 3)
+        assert time.monotonic() - t0 < 3, "the timeout is honoured end to end"
+        assert "within 1 s" in line, verb
     assert "cannot resolve" in one_line(cli("usp", "get", "coap://host.invalid/usp", "Device.", "--timeout", "3"), 3)
     for bad in ("http://127.0.0.1/usp", "not-a-uri", "coap:///usp"):
         assert "coap://" in one_line(cli("usp", "get", bad, "Device."), 2)

@@ -7,7 +7,6 @@ CoAP address: the test passes --controller-id and --bind to match.
 """
 import os
 import shutil
-import socket
 import subprocess
 import time
 
@@ -15,19 +14,12 @@ import pytest
 from click.testing import CliRunner
 
 from firmware_slots.host.cli import main
+from test_coap_support import free_udp_port  # (moving to tests/support)
 
 OBUSPA = os.environ.get("OBUSPA") or shutil.which("obuspa")
 CONTROLLER_ID = "self::fwslots-obuspa-test"
 
 pytestmark = pytest.mark.skipif(not OBUSPA, reason="obuspa not found (set OBUSPA or put it on PATH)")
-
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 FACTORY = """Device.LocalAgent.MTP.1.Alias "cpe-1"
@@ -52,7 +44,7 @@ Internal.Reboot.Cause "LocalFactoryReset"
 
 
 def test_usp_get_against_obuspa(tmp_path):
-    agent_port, controller_port = free_port(), free_port()
+    agent_port, controller_port = free_udp_port(), free_udp_port()
     (tmp_path / "factory.txt").write_text(FACTORY.format(agent_port=agent_port, controller_port=controller_port,
                                                          controller_id=CONTROLLER_ID))
     proc = subprocess.Popen([OBUSPA, "-p", "-v", "1", "-i", "lo", "-r", str(tmp_path / "factory.txt"),

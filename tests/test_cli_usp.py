@@ -5,6 +5,7 @@ import pytest
 from click.testing import CliRunner
 
 from mpy import requires_micropython
+from test_coap_support import free_udp_port
 from test_mtp_binding import AGENT_ID, AgentProc, make_flash
 
 from firmware_slots.host.cli import main
@@ -58,21 +59,12 @@ def test_bad_usage_is_exit_2():
     assert r.exit_code == 2
 
 
-def free_port():
-    import socket
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 @requires_micropython
 def test_options_inspect_add_delete(agent):
     """--bind/--controller-id reach the agent as configured; inspect over CoAP is the one view."""
     import json
     a, d = agent
-    port = free_port()
+    port = free_udp_port()
     r = run("get", a.uri, "Device.DeviceInfo.SoftwareVersion", "--bind", "127.0.0.1:%d" % port,
             "--controller-id", "proto::fwslots-test")
     assert r.exit_code == 0 and "= 1.0" in r.output, r.output
@@ -132,7 +124,7 @@ def test_download_serves_a_local_file_watch_and_serve(agent, tmp_path):
     folder = tmp_path / "www"
     folder.mkdir()
     (folder / "v4.bin").write_bytes(b"FWIMG:app:4.0\n" + b"z" * 3000)
-    port = free_port()
+    port = free_udp_port()
     srv = subprocess.Popen(base + ["usp", "serve", str(folder), "--bind", "127.0.0.1:%d" % port, "--for", "20"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -175,7 +175,7 @@ def describe(msg):
         return "OperationComplete", d
     if "event" in n:
         ev = n["event"]
-        return ev.get("event_name", "?"), dict(ev.get("params", {}), path=ev.get("obj_path", ""))
+        return ev.get("event_name", "?"), dict(ev.get("params", {}))
     if "value_change" in n:
         vc = n["value_change"]
         return "ValueChange", {vc.get("param_path", ""): vc.get("param_value", "")}
