@@ -407,6 +407,6 @@ def _show(click, p):
     i = 1
     while (FW + "%d.Status" % i) in p:
         log = p.get(FW + "%d.BootFailureLog" % i, "")
-        click.echo("  %s%d  %-17s %-6s %s" % (FW, i, p[FW + "%d.Status" % i], p.get(FW + "%d.Version" % i, ""),
-                                            log[:90]))
+        click.echo("  %s%d  %-17s %-6s%s" % (FW, i, p[FW + "%d.Status" % i], p.get(FW + "%d.Version" % i, ""),
+                                           "  BootFailureLog: " + log[:90] if log else ""))
         i += 1
