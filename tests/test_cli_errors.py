@@ -199,3 +199,19 @@ def test_usp_wrong_path_is_exit_3():
         assert "4.04" in line and "/usp" in line
     finally:
         srv.close()
+
+
+def test_download_checks_a_local_file_before_sending(tmp_path):
+    img = tmp_path / "v2.img"
+    img.write_bytes(b"v2" * 1000)
+    r = cli("usp", "download", "coap://127.0.0.1:9/usp", img, "--checksum", "SHA-256:" + "00" * 32)
+    assert "does not match --checksum" in one_line(r, 1)
+    assert "cannot read" in one_line(cli("usp", "download", "coap://127.0.0.1:9/usp", tmp_path / "none.img"), 2)
+
+
+def test_wildcard_bind_advertises_the_route(silent_port):
+    from firmware_slots.host import usp_cli
+    assert usp_cli.route_to("coap://127.0.0.1:%d/usp" % silent_port) == "127.0.0.1"
+    line = one_line(cli("usp", "get", "coap://127.0.0.1:%d/usp" % silent_port, "Device.", "--bind", "0.0.0.0:0",
+                        "--timeout", "1"), 3)
+    assert "within 1 s" in line

@@ -68,6 +68,8 @@ def test_options_inspect_add_delete(agent):
     r = run("get", a.uri, "Device.DeviceInfo.SoftwareVersion", "--bind", "127.0.0.1:%d" % port,
             "--controller-id", "proto::fwslots-test")
     assert r.exit_code == 0 and "= 1.0" in r.output, r.output
+    r = run("get", a.uri, "Device.DeviceInfo.SoftwareVersion", "--bind", "0.0.0.0:0")  # reply-to: the route's address
+    assert r.exit_code == 0 and "= 1.0" in r.output, r.output
     r = CliRunner().invoke(main, ["inspect", a.uri, "--agent-id", AGENT_ID, "--json", "--timeout", "5"])
     assert r.exit_code == 0, r.output
     v = json.loads(r.output)

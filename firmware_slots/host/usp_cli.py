@@ -52,7 +52,27 @@ class Target:
         if self.uri.startswith("coaps:"):
             from firmware_slots.host.coaps import CoapsController
             return CoapsController(self.controller_id, self.uri, self.ca, self.cert, self.key, self.host, self.timeout)
-        return C.UspCoapController(self.controller_id, self.host, self.port)
+        ctl = C.UspCoapController(self.controller_id, self.host, self.port)
+        if self.host in ("", "0.0.0.0", "::"):
+            ctl.advertise = route_to(self.uri)  # reply-to names the address the agent can reach us at
+        return ctl
+
+
+def route_to(uri):
+    """Our local address on the route to the agent of `uri` (None if it cannot be told)."""
+    import socket
+    from urllib.parse import urlsplit
+    u = urlsplit(uri)
+    try:
+        info = socket.getaddrinfo(u.hostname, u.port or 5683, 0, socket.SOCK_DGRAM)[0]
+        s = socket.socket(info[0], socket.SOCK_DGRAM)
+        try:
+            s.connect(info[4])  # UDP connect sends nothing: it only picks the route
+            return s.getsockname()[0]
+        finally:
+            s.close()
+    except (OSError, IndexError):
+        return None
 
 
 def parse_bind(spec):
@@ -470,9 +490,12 @@ def usp_download(source, slot, auto_activate, checksum, command_key, wait, show_
     args = {"AutoActivate": "true" if auto_activate else "false"}
     if data is not None:
         args.update(FileSize=str(len(data)), CheckSumAlgorithm="SHA-256", CheckSum=hashlib.sha256(data).hexdigest())
-    elif checksum:
+    if checksum:
         alg, digest = parse_checksum(checksum)
-        args.update(CheckSumAlgorithm=alg, CheckSum=digest.hex())
+        if data is not None and hashlib.new(alg.replace("-", "").lower(), data).digest() != digest:
+            raise UspFailure("%s does not match --checksum %s: nothing was sent" % (source, alg))
+        if data is None:
+            args.update(CheckSumAlgorithm=alg, CheckSum=digest.hex())
 
     async def go():
         async with t.controller() as ctl:
