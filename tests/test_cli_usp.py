@@ -107,7 +107,7 @@ def test_download_serves_a_local_file_watch_and_serve(agent, tmp_path):
         img = tmp_path / "v3.bin"
         data = b"FWIMG:app:3.0\n" + bytes(range(256)) * 60
         img.write_bytes(data)
-        r = run("download", a.uri, str(img), "--slot", "2", "--wait", "20", "--progress")
+        r = run("download", a.uri, str(img), "--slot", "2", "--wait", "40", "--progress")
         assert r.exit_code == 0, r.output
         assert "FirmwareImage.2: downloaded" in r.output and "OperationComplete" in r.output
         r = run("get", a.uri, FW + "2.Status")

@@ -74,6 +74,9 @@ def main(ctx, progress_):
       fwslots inspect dev.flash            the slot table (also: a serial port, coap://host/usp)
     """
     ctx.obj = {"progress": progress_}
+    if os.environ.get("FWSLOTS_LOG"):  # e.g. FWSLOTS_LOG=debug: aiocoap's exchanges on stderr
+        import logging
+        logging.basicConfig(level=os.environ["FWSLOTS_LOG"].upper(), format="%(relativeCreated)6d %(name)s %(message)s")
 
 
 # -- flash files --------------------------------------------------------------------
