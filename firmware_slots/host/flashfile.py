@@ -7,7 +7,7 @@ Layout file (board profile) keys read here:
 
     key                     meaning                                          default
     flash.sector            erase sector size, bytes                         4096
-    flash.sectors           sectors in the file (file size = sector*sectors) required
+    flash.sectors           sectors in the file (file size = sector*sectors) end of the last region
     flash.write_size        program granularity, bytes                       1
     flash.erased            value of an erased byte                          255
     journal.first, .blocks  the metadata journal ring, in sectors            required
@@ -80,11 +80,13 @@ def normalise(p, where="layout"):
         fl.setdefault("write_size", 1)
         fl.setdefault("erased", 255)
         fl["sector"] = int(fl.get("sector", 4096))
-        fl["sectors"] = int(fl["sectors"])
         j = {"first": int(p["journal"]["first"]), "blocks": int(p["journal"]["blocks"])}
         slots = [{"first": int(s["first"]), "blocks": int(s["blocks"])} for s in p["slots"]]
+        # hardware profiles (a partition) leave the size to the device: a dump ends with the last region
+        fl["sectors"] = int(fl.get("sectors") or max(r["first"] + r["blocks"] for r in [j] + slots))
     except (KeyError, TypeError, ValueError) as e:
-        raise FlashFileError("%s is not a board profile (flash, journal, slots): bad or missing %s" % (where, e))
+        raise FlashFileError("%s does not lay out one flash device (flash, journal and slots as first/blocks "
+                             "sectors): bad or missing %s" % (where, e))
     n = p.get("nslots") or len(slots)
     slots = slots[:n]
     out = dict(p, flash=fl, journal=j, slots=slots)
