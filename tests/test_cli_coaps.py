@@ -43,10 +43,10 @@ def test_get_and_inspect_over_coaps(coaps_agent):
     import json
     uri, good, rogue = coaps_agent
     tls = ["--ca", good["ca.pem"], "--cert", good["client.crt.pem"], "--key", good["client.key.pem"]]
-    r = cli("usp", "get", uri, "Device.DeviceInfo.SoftwareVersion", "--agent-id", AGENT_ID, "--timeout", "10", *tls)
+    r = cli("usp", "get", uri, "Device.DeviceInfo.SoftwareVersion", "--agent-id", AGENT_ID, "--timeout", "30", *tls)
     assert r.exit_code == 0, r.output
     assert "Device.DeviceInfo.SoftwareVersion = 1.0" in r.output
-    r = cli("inspect", uri, "--agent-id", AGENT_ID, "--json", "--timeout", "10", *tls)
+    r = cli("inspect", uri, "--agent-id", AGENT_ID, "--json", "--timeout", "30", *tls)
     assert r.exit_code == 0, r.output
     v = json.loads(r.output)
     assert v["via"] == "usp" and v["ActiveFirmwareImage"] == 1
