@@ -50,6 +50,10 @@ def read_profile(path):
     n = p.get("nslots")
     if n:
         p["slots"] = p["slots"][:n]
+    fl = p["flash"]
+    if not fl.get("sectors"):  # the file ends with the last region it holds
+        fl["sectors"] = max([p["journal"]["first"] + p["journal"]["blocks"]] +
+                            [x["first"] + x["blocks"] for x in p["slots"]])
     return p
 
 
