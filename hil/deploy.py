@@ -8,17 +8,11 @@
 4. check every file's SHA-256 on the board against the host's;
 5. reset through the board adapter, wait for the stub's boot lines, check the command set.
 
-Tiers come from tiers.json at the repo root (issue 8's table, one place for the frozen build
-and deploy); until that file exists, FALLBACK_TIERS below (today's folders). A tier lists
-paths (files or folders); each file's device imports are followed inside this checkout, so a
-tier names its roots, not every helper module.
-
-| tier  | roots (fallback table)                                      | needs |
-|-------|-------------------------------------------------------------|-------|
-| slots | bootstub/, boards/__init__.py + the profile's adapter       | -     |
-| agent | firmware_slots/usp/, firmware_slots/coap/, mtp_coap.py, agent_main.py | slots |
-| http  | firmware_slots/transfer/                                    | agent |
-| dtls  | firmware_slots/dtls.py, firmware_slots/mtp_coaps.py         | agent |
+Tiers come from tiers.json at the repo root (issue 8: the one table that manifest.py freezes,
+package-<tier>.json installs and deploy copies): a tier's "files" (a path ending in / is every
+.py below it) minus its "exclude", after its "deps"; "data" files are copied as they are. The
+profile's board adapter comes along with what it imports when the table does not carry it
+(unix_virtual: the flash simulator in sim/, which no hardware tier includes).
 """
 import ast
 import base64
@@ -33,18 +27,7 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROFILES = os.path.join(ROOT, "boards", "profiles")
 TIERS_FILE = os.path.join(ROOT, "tiers.json")
-# today's paths and the restructured ones (issue 8); the fallback skips whichever is missing
-FALLBACK_TIERS = {
-    "slots": {"paths": ["bootstub/", "boards/__init__.py"], "deps": []},
-    "agent": {"paths": ["firmware_slots/usp/", "firmware_slots/datamodel/", "firmware_slots/coap/",
-                        "firmware_slots/mtp_coap.py", "firmware_slots/mtp/", "firmware_slots/agent_main.py"],
-              "deps": ["slots"]},
-    "http": {"paths": ["firmware_slots/transfer/"], "deps": ["agent"]},
-    "dtls": {"paths": ["firmware_slots/dtls.py", "firmware_slots/coap/dtls.py", "firmware_slots/mtp_coaps.py"],
-             "deps": ["agent"]},
-}
 HOST_ONLY = ("firmware_slots/host/", "hil/", "tests/", "bench/", "bootstub/boot.py")  # boot.py goes to /
-SIM = ("firmware_slots/sim/", "firmware_slots/norsim.py")  # the flash simulator: virtual boards only
 NO_COMPILE = ("boot.py",)  # run by the firmware as source
 # sys.implementation._mpy >> 10 -> mpy-cross -march name (0: bytecode only)
 ARCHS = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp",
@@ -58,19 +41,16 @@ class DeployError(Exception):
 
 # -- what to copy ---------------------------------------------------------------------
 def tier_table():
-    """{tier: {"paths": [...], "deps": [...]}} from tiers.json, else the fallback (and says so)."""
-    if not os.path.exists(TIERS_FILE):
-        return FALLBACK_TIERS, "fallback table in hil/deploy.py (no tiers.json yet)"
-    with open(TIERS_FILE) as f:
-        doc = json.load(f)
-    doc = doc.get("tiers", doc)
-    out = {}
-    for name, t in doc.items():
-        if isinstance(t, list):
-            t = {"paths": t}
-        out[name] = {"paths": t.get("paths") or t.get("files") or t.get("folders") or t.get("modules") or [],
-                     "deps": t.get("deps") or t.get("requires") or []}
-    return out, "tiers.json"
+    """{tier: {"files", "exclude", "data", "deps"}} from tiers.json."""
+    try:
+        with open(TIERS_FILE) as f:
+            doc = json.load(f)
+    except OSError:
+        raise DeployError("no tiers.json next to %s: deploy runs from a firmware-slots checkout" % ROOT)
+    except ValueError as e:
+        raise DeployError("tiers.json is not JSON: %s" % e)
+    return {name: {k: t.get(k) or [] for k in ("files", "exclude", "data", "deps")}
+            for name, t in doc.get("tiers", {}).items()}
 
 
 def resolve_tiers(names, table):
@@ -127,35 +107,36 @@ def _imports(rel):
     return out
 
 
-def _expand(path, optional=False):
+def _expand(path, suffix=".py"):
     full = os.path.join(ROOT, path)
     if os.path.isdir(full):
         return sorted(os.path.relpath(os.path.join(d, f), ROOT).replace(os.sep, "/")
-                      for d, _, fs in os.walk(full) for f in fs if f.endswith(".py"))
+                      for d, _, fs in os.walk(full) for f in fs
+                      if f.endswith(suffix) and "__pycache__" not in d)
     if not os.path.isfile(full):
-        if optional:
-            return []
-        raise DeployError("tier path %s does not exist in %s" % (path, ROOT))
+        raise DeployError("tiers.json names %s, which is not in %s" % (path, ROOT))
     return [path]
 
 
 def files_for(tiers, profile):
-    """Repo-relative .py files for `tiers` on a board with `profile`: roots plus their imports."""
-    table, _ = tier_table()
-    roots = []
+    """Repo-relative .py files for `tiers` on a board with `profile`, in tiers.json order."""
+    table = tier_table()
+    files = []
     for t in resolve_tiers(tiers, table):
-        for p in table[t]["paths"]:
-            roots += _expand(p, optional=table is FALLBACK_TIERS)
-    roots.append("boards/%s.py" % profile["adapter"])  # the stub loads the profile's adapter
-    skip = HOST_ONLY if profile["adapter"] == "unix_virtual" else HOST_ONLY + SIM
-    seen, todo = [], list(roots)
+        out = {f for p in table[t]["exclude"] for f in _expand(p)}
+        files += [f for p in table[t]["files"] for f in _expand(p) if f not in out and f not in files]
+    todo = ["boards/%s.py" % profile["adapter"]]  # the stub loads the profile's adapter
     while todo:
         f = todo.pop(0)
-        if f in seen or f.startswith(skip):
-            continue
-        seen.append(f)
-        todo += _imports(f)
-    return seen
+        if f not in files and not f.startswith(HOST_ONLY):
+            files.append(f)
+            todo += _imports(f)
+    return [f for f in files if not f.startswith(HOST_ONLY)]
+
+
+def data_for(tiers):
+    table = tier_table()
+    return [f for t in resolve_tiers(tiers, table) for p in table[t]["data"] for f in _expand(p, "")]
 
 
 def load_profile(name):
@@ -236,16 +217,16 @@ def put_file(dut, path, data):
 def deploy(dut, profile_name, tiers=("slots",), source=False, log=print, reset=True, boot_timeout=30):
     """Deploy onto the board behind `dut` (a hil.device.Dut); returns a summary dict."""
     profile = load_profile(profile_name)
-    table, origin = tier_table()
+    table = tier_table()
     tiers = list(tiers)
     resolve_tiers(tiers, table)
     mpy, plat = board_facts(dut)
     if not source and not mpy:
         raise DeployError("the board does not say its .mpy version (sys.implementation._mpy): deploy --source")
     files = files_for(tiers, profile)
-    log("board: %s, mpy v%d%s; tiers %s from %s; %d modules" % (
+    log("board: %s, mpy v%d%s; tiers %s (tiers.json): %d modules" % (
         plat, mpy & 0xFF, " arch %s" % ARCHS[mpy >> 10] if 0 < mpy >> 10 < len(ARCHS) else "",
-        "+".join(resolve_tiers(tiers, table)), origin, len(files)))
+        "+".join(resolve_tiers(tiers, table)), len(files)))
     tmp = tempfile.mkdtemp(prefix="fwslots-deploy-")
     try:
         if source:
@@ -257,6 +238,9 @@ def deploy(dut, profile_name, tiers=("slots",), source=False, log=print, reset=T
         for dev_path, host in plan.items():
             with open(host, "rb") as f:
                 blobs[dev_path] = f.read()
+        for rel in data_for(tiers):
+            with open(os.path.join(ROOT, rel), "rb") as f:
+                blobs[rel] = f.read()
         blobs["board.json"] = json.dumps(profile, indent=1).encode()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -274,7 +258,7 @@ def deploy(dut, profile_name, tiers=("slots",), source=False, log=print, reset=T
     if bad:
         raise DeployError("%d file(s) differ on the board after copying: %s" % (len(bad), ", ".join(bad[:5])))
     log("copied %d files, %d bytes, each SHA-256 checked on the board" % (len(blobs), total))
-    res = {"files": len(blobs), "bytes": total, "mpy": mpy, "platform": plat, "tiers": tiers, "table": origin}
+    res = {"files": len(blobs), "bytes": total, "mpy": mpy, "platform": plat, "tiers": tiers}
     if reset:
         # the adapter knows how this port resets (machine.reset, or the virtual board's signal)
         dut.serial.send("import boards\nboards.board(boards.load()).reset()")

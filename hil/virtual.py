@@ -86,10 +86,11 @@ class VirtualBoard:
         if max_attempts:
             boot["max_attempts"] = max_attempts
         self.profile = p
-        self.profile_path = os.path.join(self.workdir, "board.json")
+        self.flash_path = os.path.abspath(flash) if flash else os.path.join(self.workdir, "flash.bin")
+        # the layout file convention: FILE.json next to FILE, so `fwslots inspect flash.bin` reads it
+        self.profile_path = self.flash_path + ".json"
         with open(self.profile_path, "w") as f:
             json.dump(p, f, indent=1)
-        self.flash_path = os.path.abspath(flash) if flash else os.path.join(self.workdir, "flash.bin")
         self.wdt_path = os.path.join(self.workdir, "wdt")
         self.pid_path = os.path.join(self.workdir, "device.pid")    # for `python -m hil.virtual power`
         self.off_path = os.path.join(self.workdir, "power.off")     # exists: held powered off

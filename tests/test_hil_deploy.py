@@ -72,13 +72,17 @@ def test_deploy_bad_input_is_one_line(empty_board, runner):
     assert r.exit_code == 1 and "no tier 'gold'" in r.output, r.output
 
 
-def test_tier_closure_follows_imports():
+def test_tiers_come_from_tiers_json():
     files = dp.files_for(["slots"], dp.load_profile("rp2-pico-app"))
     assert "boards/rp2.py" in files and "boards/unix_virtual.py" not in files
-    assert any(f.endswith("/slots.py") for f in files) and "bootstub/cmd.py" in files
+    assert "firmware_slots/core/slots.py" in files and "bootstub/cmd.py" in files
+    assert "bootstub/boot.py" not in files  # it goes to /boot.py, as source
     assert not any("/usp/" in f for f in files)
     agent = dp.files_for(["agent"], dp.load_profile("rp2-pico-app"))
-    assert set(files) < set(agent) and any(f.endswith("usp/agent.py") for f in agent)
-    # the flash simulator goes only onto the virtual board, whose adapter needs it
-    assert not any("norsim" in f or "/sim/" in f for f in agent)
-    assert any("norsim" in f for f in dp.files_for(["slots"], dp.load_profile("unix-virtual")))
+    assert set(files) < set(agent) and "firmware_slots/usp/agent.py" in agent
+    assert "firmware_slots/coap/dtls.py" not in agent  # excluded: the dtls tier owns it
+    assert "firmware_slots/coap/dtls.py" in dp.files_for(["dtls"], dp.load_profile("rp2-pico-app"))
+    # the flash simulator goes only onto the virtual board, whose adapter imports it
+    assert not any("/sim/" in f for f in agent)
+    assert "firmware_slots/sim/norsim.py" in dp.files_for(["slots"], dp.load_profile("unix-virtual"))
+    assert "boards/profiles/esp32-app.json" in dp.data_for(["slots"])

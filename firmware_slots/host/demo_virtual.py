@@ -21,6 +21,8 @@ import tempfile
 import threading
 import time
 
+from firmware_slots.host.usp_cli import describe  # noqa: E402,F401  (one decoder of Notify messages)
+
 AGENT_ID = "os::0044FF-virtual-1"
 FW = "Device.DeviceInfo.FirmwareImage."
 
@@ -177,31 +179,6 @@ async def subscribe_all(ctl, uri, agent_id=AGENT_ID, slot_cmd=FW + "*.Download()
             await subscribe(ctl, uri, "Event", "Device.LocalAgent.TransferComplete!", agent_id=agent_id),
             await subscribe(ctl, uri, "Event", "Device.Boot!", agent_id=agent_id),
             await subscribe(ctl, uri, "ValueChange", "Device.DeviceInfo.SoftwareVersion", agent_id=agent_id)]
-
-
-def describe(msg):
-    """A Notify Msg -> (kind, detail dict): kind 'OperationComplete', 'TransferComplete!',
-    'Boot!', 'ValueChange', ... ; None for anything that is not a Notify request."""
-    n = msg.get("body", {}).get("request", {}).get("notify")
-    if n is None:
-        return None
-    if "oper_complete" in n:
-        oc = n["oper_complete"]
-        d = {"path": oc.get("obj_path", "") + oc.get("command_name", ""), "key": oc.get("command_key", "")}
-        if "cmd_failure" in oc:
-            d["failure"] = oc["cmd_failure"]
-        else:
-            d["output"] = oc.get("req_output_args", {}).get("output_args", {})
-        return "OperationComplete", d
-    if "event" in n:
-        return n["event"].get("event_name", "?"), dict(n["event"].get("params", {}))
-    if "value_change" in n:
-        vc = n["value_change"]
-        return "ValueChange", {vc.get("param_path", ""): vc.get("param_value", "")}
-    for k in n:
-        if k not in ("subscription_id", "send_resp"):
-            return k, n[k]
-    return "?", n
 
 
 async def notes_until(ctl, last, timeout=30.0, echo=None):
@@ -430,6 +407,6 @@ def _show(click, p):
     i = 1
     while (FW + "%d.Status" % i) in p:
         log = p.get(FW + "%d.BootFailureLog" % i, "")
-        click.echo("  %s%d  %-17s %-6s %s" % (FW, i, p[FW + "%d.Status" % i], p.get(FW + "%d.Version" % i, ""),
-                                            log[:90]))
+        click.echo("  %s%d  %-17s %-6s%s" % (FW, i, p[FW + "%d.Status" % i], p.get(FW + "%d.Version" % i, ""),
+                                           "  BootFailureLog: " + log[:90] if log else ""))
         i += 1
