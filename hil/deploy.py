@@ -24,9 +24,10 @@ import subprocess
 import sys
 import tempfile
 
+from firmware_slots.host import tiers as T
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROFILES = os.path.join(ROOT, "boards", "profiles")
-TIERS_FILE = os.path.join(ROOT, "tiers.json")
 HOST_ONLY = ("firmware_slots/host/", "hil/", "tests/", "bench/", "bootstub/boot.py")  # boot.py goes to /
 NO_COMPILE = ("boot.py",)  # run by the firmware as source
 # sys.implementation._mpy >> 10 -> mpy-cross -march name (0: bytecode only)
@@ -40,32 +41,15 @@ class DeployError(Exception):
 
 
 # -- what to copy ---------------------------------------------------------------------
-def tier_table():
-    """{tier: {"files", "exclude", "data", "deps"}} from tiers.json."""
+def resolve_tiers(names):
+    """`names` with their deps, lowest first (firmware_slots.host.tiers reads tiers.json)."""
     try:
-        with open(TIERS_FILE) as f:
-            doc = json.load(f)
-    except OSError:
-        raise DeployError("no tiers.json next to %s: deploy runs from a firmware-slots checkout" % ROOT)
-    except ValueError as e:
-        raise DeployError("tiers.json is not JSON: %s" % e)
-    return {name: {k: t.get(k) or [] for k in ("files", "exclude", "data", "deps")}
-            for name, t in doc.get("tiers", {}).items()}
-
-
-def resolve_tiers(names, table):
-    order = []
-
-    def add(n):
-        if n not in table:
-            raise DeployError("no tier %r (have %s)" % (n, ", ".join(table)))
-        for d in table[n]["deps"]:
-            add(d)
-        if n not in order:
-            order.append(n)
-    for n in names:
-        add(n)
-    return order
+        return T.closure(T.load(), names)
+    except OSError as e:
+        raise DeployError("cannot read the tier table %s: %s (deploy runs from a firmware-slots checkout)"
+                          % (T.table_path(), e.strerror))
+    except KeyError as e:
+        raise DeployError(str(e.args[0]))
 
 
 def _module_file(mod):
@@ -107,36 +91,24 @@ def _imports(rel):
     return out
 
 
-def _expand(path, suffix=".py"):
-    full = os.path.join(ROOT, path)
-    if os.path.isdir(full):
-        return sorted(os.path.relpath(os.path.join(d, f), ROOT).replace(os.sep, "/")
-                      for d, _, fs in os.walk(full) for f in fs
-                      if f.endswith(suffix) and "__pycache__" not in d)
-    if not os.path.isfile(full):
-        raise DeployError("tiers.json names %s, which is not in %s" % (path, ROOT))
-    return [path]
-
-
 def files_for(tiers, profile):
     """Repo-relative .py files for `tiers` on a board with `profile`, in tiers.json order."""
-    table = tier_table()
-    files = []
-    for t in resolve_tiers(tiers, table):
-        out = {f for p in table[t]["exclude"] for f in _expand(p)}
-        files += [f for p in table[t]["files"] for f in _expand(p) if f not in out and f not in files]
+    resolve_tiers(tiers)
+    try:
+        files = [f for f in T.files(tiers) if not f.startswith(HOST_ONLY)]
+    except FileNotFoundError as e:
+        raise DeployError(str(e))
     todo = ["boards/%s.py" % profile["adapter"]]  # the stub loads the profile's adapter
     while todo:
         f = todo.pop(0)
         if f not in files and not f.startswith(HOST_ONLY):
             files.append(f)
             todo += _imports(f)
-    return [f for f in files if not f.startswith(HOST_ONLY)]
+    return files
 
 
 def data_for(tiers):
-    table = tier_table()
-    return [f for t in resolve_tiers(tiers, table) for p in table[t]["data"] for f in _expand(p, "")]
+    return T.files(tiers, key="data")
 
 
 def load_profile(name):
@@ -217,16 +189,15 @@ def put_file(dut, path, data):
 def deploy(dut, profile_name, tiers=("slots",), source=False, log=print, reset=True, boot_timeout=30):
     """Deploy onto the board behind `dut` (a hil.device.Dut); returns a summary dict."""
     profile = load_profile(profile_name)
-    table = tier_table()
     tiers = list(tiers)
-    resolve_tiers(tiers, table)
+    order = resolve_tiers(tiers)
     mpy, plat = board_facts(dut)
     if not source and not mpy:
         raise DeployError("the board does not say its .mpy version (sys.implementation._mpy): deploy --source")
     files = files_for(tiers, profile)
     log("board: %s, mpy v%d%s; tiers %s (tiers.json): %d modules" % (
         plat, mpy & 0xFF, " arch %s" % ARCHS[mpy >> 10] if 0 < mpy >> 10 < len(ARCHS) else "",
-        "+".join(resolve_tiers(tiers, table)), len(files)))
+        "+".join(order), len(files)))
     tmp = tempfile.mkdtemp(prefix="fwslots-deploy-")
     try:
         if source:

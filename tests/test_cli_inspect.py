@@ -35,12 +35,12 @@ def inspect(*args):
 
 
 @requires_micropython
-def test_one_board_three_ways(make_virtual_board):
+def test_one_board_three_ways(fwslots_make_virtual_board):
     import hil
     from hil.apps import app_image
     port = free_udp_port()
     agent = build(files={"main.py": AGENT.format(eid=EID, port=port, ms=6000)}, name="agent", version="1.0")
-    board = make_virtual_board()
+    board = fwslots_make_virtual_board()
     dut = hil.connect(board)
     try:
         dut.wait_boot(30)

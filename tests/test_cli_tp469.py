@@ -29,14 +29,14 @@ def usp(*args, timeout="5"):
 
 
 @requires_micropython
-def test_download_watch_serve_activate(make_virtual_board, tmp_path):
+def test_download_watch_serve_activate(fwslots_make_virtual_board, tmp_path):
     from hil.apps import agent_app
     port = free_udp_port()
     uri = "coap://127.0.0.1:%d/usp" % port
     v1 = agent_app("agent", "1.0", port, EID)
     v2 = agent_app("agent", "2.0", port, EID, pad=6000)
     v3 = agent_app("agent", "3.0", port, EID)
-    board = make_virtual_board(confirm_ms=8000)
+    board = fwslots_make_virtual_board(confirm_ms=8000)
     provision(board, v1, 0)
     watch = subprocess.Popen(fwslots() + ["usp", "watch", uri, "--agent-id", EID, "--controller-id", "self::tp469-watch",
                                           "--json", "--for", "90", "--count", "6"],

@@ -69,7 +69,7 @@ def test_deploy_bad_input_is_one_line(empty_board, runner):
     r = runner.invoke(main, ["deploy", "-p", empty_board.link, "--profile", "nosuch"])
     assert r.exit_code == 1 and "no board profile 'nosuch'" in r.output and "Traceback" not in r.output, r.output
     r = runner.invoke(main, ["deploy", "-p", empty_board.link, "--profile", "unix-virtual", "--tier", "gold"])
-    assert r.exit_code == 1 and "no tier 'gold'" in r.output, r.output
+    assert r.exit_code == 1 and "unknown tier 'gold'" in r.output, r.output
 
 
 def test_tiers_come_from_tiers_json():

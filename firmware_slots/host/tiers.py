@@ -1,9 +1,10 @@
 """The device-side tiers (tiers.json at the repo root): which files a board gets.
 
     tier    adds                                                    needs
-    slots   core/ (slot manager, journal), bootstub/, boards/       -
+    slots   core/ (slot manager, journal), bootstub/, boards/,      -
+            app.py (the stub builds its SlotManager there)
     agent   datamodel/, usp/, coap/ (no DTLS), mtp/coap, transfer   slots
-            coap/file/pull, app.py, agent_main.py
+            coap/file/pull, agent_main.py
     dtls    coap/dtls.py, mtp/coaps.py                              agent
     http    transfer/http.py                                        agent
 
