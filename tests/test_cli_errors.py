@@ -192,7 +192,7 @@ def test_usp_transport_failures_are_exit_3(silent_port):
 
 def test_usp_wrong_path_is_exit_3():
     """A CoAP server that is not a USP agent at that path answers 4.04: say so."""
-    from firmware_slots.host.demo_virtual import ImageServer  # (moving to tests/support or hil/)
+    from hil.peers import ImageServer
     srv = ImageServer({"x.img": b"x" * 100})
     try:
         line = one_line(cli("usp", "get", "coap://127.0.0.1:%d/nope" % srv.port, "Device.", "--timeout", "3"), 3)

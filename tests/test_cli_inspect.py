@@ -10,7 +10,7 @@ from mpy import requires_micropython
 from firmware_slots.host import view
 from firmware_slots.host.appimage import build
 from firmware_slots.host.cli import main
-from firmware_slots.host.demo_virtual import free_udp_port, wait_console  # (moving to tests/support or hil/)
+from hil.peers import free_udp_port, wait_console
 
 EID = "os::0044FF-inspect-1"
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from mpy import requires_micropython
 
 from firmware_slots.host.cli import main
-from firmware_slots.host.demo_virtual import free_udp_port, provision  # (moving to tests/support or hil/)
+from hil.peers import free_udp_port, provision
 
 EID = "os::0044FF-tp469-1"
 FW = "Device.DeviceInfo.FirmwareImage."
