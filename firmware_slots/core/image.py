@@ -13,7 +13,7 @@ fields little-endian (imgtool's default; big-endian images are refused by name).
 | 16                 | 4    | flags (encrypted / compressed / RAM-load are refused)   |
 | 20                 | 1+1+2+4 | version major, minor, revision (u16), build (u32)    |
 | 28                 | 4    | pad                                                     |
-| 32 .. hdr_size     |      | zero padding (--pad-header)                             |
+| 32 .. hdr_size     |      | padding (--pad-header writes 0xff, the erased value)    |
 | hdr_size           | img_size | payload: app-mode littlefs image or native firmware |
 | H=hdr+img          | 4    | protected info: magic 0x6908, u16 total incl. info      |
 | H+4 ..             |      | protected TLVs (SEC_CNT ...), covered by the hash       |

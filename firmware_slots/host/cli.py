@@ -511,6 +511,7 @@ def _add_usp():
 
 
 _add_usp()
+__import__("firmware_slots.host.image_cli").host.image_cli.register(image)  # image sign / show
 
 from firmware_slots.host import hil_cli  # noqa: E402  deploy, hil list
 
