@@ -310,3 +310,18 @@ def check_stream(read, length, keys=(), buf=None):
     info = s.finish()
     info["key"] = check_signature(info, keys) if keys else None
     return info
+
+
+def accept(stream, keys, min_sc):
+    """The slot manager's one call at the end of a write: (payload offset, payload length, counter).
+
+    `stream` has been fed the whole image. With `keys` the image must verify against one
+    of them; its security counter (0 when it has none) must not be below `min_sc`.
+    """
+    info = stream.finish()
+    if keys:
+        check_signature(info, keys)
+    sc = info["sc"] or 0
+    if sc < min_sc:
+        raise ImageError("security counter %d is below the device's minimum %d (anti-rollback)" % (sc, min_sc))
+    return info["hdr"], info["size"], sc
