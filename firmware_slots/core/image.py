@@ -279,7 +279,7 @@ def check_signature(info, keys):
                     try:
                         sha512 = hashlib.sha512
                     except AttributeError:  # MicroPython: the pure fallback
-                        from firmware_slots.sha2 import sha512
+                        from firmware_slots.core.sha2 import sha512
                     ok = ed25519.verify(key, sig, info["digest"], sha512)
                 else:
                     from firmware_slots.core import p256
