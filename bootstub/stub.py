@@ -69,7 +69,7 @@ def _explain(m, b, d, prev, bp):
 
 def _run(m, b, s, trial):
     from firmware_slots.core.appimage import mount
-    man = api.manifest = mount(m.regions[s].dev, m.image_length(s), MOUNT)
+    man = api.manifest = mount(*m.payload(s), point=MOUNT)
     if MOUNT not in sys.path:
         sys.path.insert(0, MOUNT)
     api.reads_at_start = b.reads()

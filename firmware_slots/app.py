@@ -10,6 +10,8 @@ must not differ between them live here once:
 | image format check (inspect)  | profile "mode": app -> littlefs manifest (appimage),  |
 |                               | native -> the adapter's own inspect, raw -> none      |
 | boot attempts                 | profile "boot"."max_attempts" (default 3)             |
+| trust keys, rollback floor    | profile "trust" {"keys": [PEM...], "min_security_counter"} |
+|                               | (absent: checksum-only installs, as before)           |
 | layout of a flash file FILE   | FILE.json beside it: a board profile (see below)      |
 
 A flash file's layout file is a board profile with "flash": {"device": "file", "sector",
@@ -82,7 +84,18 @@ def slot_manager(profile, b=None):
     b = b or board(profile)
     j, slots = b.devices()
     bp = profile.get("boot", {})
-    return SlotManager(slots, j, b.write_size, bp.get("max_attempts", 3), inspector(profile, b))
+    keys, floor = trust(profile)
+    return SlotManager(slots, j, b.write_size, bp.get("max_attempts", 3), inspector(profile, b), keys, floor)
+
+
+def trust(profile):
+    """(keys, min_security_counter) of the profile's "trust" entry; ([], 0) without one."""
+    t = profile.get("trust") or {}
+    ks = t.get("keys") or []
+    if not ks:
+        return [], t.get("min_security_counter", 0)
+    from firmware_slots.core.image import load_key  # only provisioned boards pay for it
+    return [load_key(k) for k in ks], t.get("min_security_counter", 0)
 
 
 def open_flash_file(path, profile=None):

@@ -313,7 +313,8 @@ def check_stream(read, length, keys=(), buf=None):
 
 
 def accept(stream, keys, min_sc):
-    """The slot manager's one call at the end of a write: (payload offset, payload length, counter).
+    """The slot manager's one call at the end of a write: (payload offset, payload length,
+    counter, version string without a zero build).
 
     `stream` has been fed the whole image. With `keys` the image must verify against one
     of them; its security counter (0 when it has none) must not be below `min_sc`.
@@ -324,4 +325,5 @@ def accept(stream, keys, min_sc):
     sc = info["sc"] or 0
     if sc < min_sc:
         raise ImageError("security counter %d is below the device's minimum %d (anti-rollback)" % (sc, min_sc))
-    return info["hdr"], info["size"], sc
+    v = info["version"]
+    return info["hdr"], info["size"], sc, version_str(v) if v[3] else "%d.%d.%d" % v[:3]

@@ -6,7 +6,10 @@ rules that keep a device bootable:
 - the running, last-known-good and BootFirmwareImage slots are never written;
 - an image is Available only after its length, requested checksum, read-back hash
   and format check all pass; a failure leaves a TR-181 failure status and a reason;
-- BootFirmwareImage only ever changes through set_boot().
+- BootFirmwareImage only ever changes through set_boot();
+- with trust keys provisioned an image is Available only when its MCUboot signature
+  verifies (core/image.py, checked once) and its security counter is not below the
+  device's minimum, which only confirm() raises (anti-rollback).
 
 Writing streams: erase each sector just before programming into it, hash while
 writing, never hold the image in RAM. Progress can be checkpointed in the journal so
@@ -20,7 +23,8 @@ from firmware_slots.core.state import (  # noqa: F401 (statuses are re-exported:
     DEVICE, MetaStore, D_BOOT, D_LKG, D_RAN, S_STATUS, S_NAME, S_VERSION, S_LENGTH, S_SHA256,
     S_AVAILABLE, S_LOG, S_ERROR, S_TRIAL_FAIL, S_ATTEMPTS, S_ALIAS, S_DOWNLOAD, PARAMS, STATUSES,
     NO_IMAGE, ACTIVE, DOWNLOADING, VALIDATING, AVAILABLE, DOWNLOAD_FAILED, VALIDATION_FAILED,
-    INSTALLATION_FAILED, ACTIVATION_FAILED, TEXT_MAX, LOG_MAX, CRASH_MAX, default_alias)
+    INSTALLATION_FAILED, ACTIVATION_FAILED, TEXT_MAX, LOG_MAX, CRASH_MAX, default_alias,
+    D_MIN_SC, S_OFFSET, S_PAYLOAD, S_COUNTER)
 
 CHUNK = 512  # read-back and re-hash buffer: the largest allocation while writing
 
@@ -77,9 +81,14 @@ def _hex(b):
 
 
 class SlotManager:
-    """N slots plus the journal. `inspect(dev, length) -> (name, version)` checks format."""
+    """N slots plus the journal. `inspect(dev, length) -> (name, version)` checks format.
 
-    def __init__(self, slot_devs, journal_dev, write_size=1, max_attempts=3, inspect=None):
+    keys: provisioned trust keys (core.image.load_key tuples); min_sc: the profile's
+    anti-rollback floor, below the journal's own minimum or above it."""
+
+    def __init__(self, slot_devs, journal_dev, write_size=1, max_attempts=3, inspect=None, keys=(), min_sc=0):
+        self.keys = list(keys)
+        self.min_floor = min_sc
         self.regions = [FlashRegion(d, write_size) for d in slot_devs]
         self.n = len(slot_devs)
         self.write_size = write_size
@@ -151,6 +160,16 @@ class SlotManager:
     def image_length(self, i):
         return self._slot(i).get(S_LENGTH, 0)
 
+    def min_counter(self):
+        """The lowest security counter an image may carry to be installed or booted."""
+        return max(self.min_floor, self.meta.get(DEVICE, D_MIN_SC, 0))
+
+    def payload(self, i):
+        """(device, length) of slot i's payload: past the MCUboot header for signed images."""
+        s = self._slot(i)
+        po = s.get(S_OFFSET, 0)
+        return _window(self.regions[i], po, s.get(S_PAYLOAD) if po else s.get(S_LENGTH, 0))
+
     # -- the boot stub's notes on a trial boot ---------------------------------------
     def note_trial_failure(self, i, why):
         """Why this trial boot of slot i is failing (the next boot decision logs it)."""
@@ -176,7 +195,7 @@ class SlotManager:
     def hash_slot(self, i, length, algorithm="SHA-256"):
         """Digest of the first `length` bytes of slot i, read in CHUNK pieces."""
         h = hashlib.sha256() if algorithm == "SHA-256" else _hashes().new(algorithm)
-        _feed(self.regions[i], 0, length, (h,))
+        _feed(self.regions[i], 0, length, (h.update,))
         return h.digest()
 
     def verify(self, i):
@@ -193,6 +212,10 @@ class SlotManager:
         if s.get(S_STATUS) != AVAILABLE or not s.get(S_AVAILABLE):
             raise NotAvailable("FirmwareImage.%d is %s%s: it cannot be the boot image" % (
                 i + 1, self.status(i), "" if s.get(S_AVAILABLE) else " and not Available"))
+        sc = s.get(S_COUNTER, 0)
+        if sc < self.min_counter():
+            raise NotAvailable("FirmwareImage.%d has security counter %d, below the minimum %d" % (
+                i + 1, sc, self.min_counter()))
         ch = {DEVICE: {D_BOOT: i}}
         if i != self.lkg:
             ch[i] = {S_ATTEMPTS: 0}
@@ -266,7 +289,8 @@ class SlotManager:
                 dl[k] = extra[k]
         self.meta.update({i: {S_STATUS: DOWNLOADING, S_AVAILABLE: False, S_ATTEMPTS: 0, S_LOG: None,
                               S_ERROR: None, S_NAME: None, S_VERSION: None, S_SHA256: None,
-                              S_LENGTH: None, S_DOWNLOAD: dl}})
+                              S_LENGTH: None, S_OFFSET: None, S_PAYLOAD: None, S_COUNTER: None,
+                              S_DOWNLOAD: dl}})
         return ImageWriter(self, i, dl, 0)
 
     def resume(self, i):
@@ -295,7 +319,8 @@ class SlotManager:
         r = self.regions[i]
         self.meta.update({i: {S_STATUS: NO_IMAGE, S_AVAILABLE: False, S_NAME: None, S_VERSION: None,
                               S_SHA256: None, S_LENGTH: None, S_DOWNLOAD: None, S_LOG: None,
-                              S_ERROR: None, S_ATTEMPTS: 0}})
+                              S_ERROR: None, S_ATTEMPTS: 0, S_OFFSET: None, S_PAYLOAD: None,
+                              S_COUNTER: None}})
         for s in range(r.sectors):
             r.erase(s)
 
@@ -330,7 +355,11 @@ class SlotManager:
         s = self._slot(r)
         if self.lkg == r and not s.get(S_ATTEMPTS):
             return False
-        self.meta.update({DEVICE: {D_LKG: r}, r: {S_ATTEMPTS: 0}})
+        ch = {DEVICE: {D_LKG: r}, r: {S_ATTEMPTS: 0}}
+        sc = s.get(S_COUNTER, 0)
+        if sc > self.meta.get(DEVICE, D_MIN_SC, 0):  # same record: the floor rises with the confirm
+            ch[DEVICE][D_MIN_SC] = sc
+        self.meta.update(ch)
         return True
 
 
@@ -340,7 +369,16 @@ def _hashes():
     return hashes
 
 
-def _feed(region, start, length, hashers, buf=None):
+def _window(region, po, length):
+    # the payload of an MCUboot image starts po bytes (whole blocks) into its slot
+    if not po:
+        return region.dev, length
+    from firmware_slots.core.flash import BlockWindow
+    bs = region.sector
+    return BlockWindow(region.dev, po // bs, max(1, (length + bs - 1) // bs)), length
+
+
+def _feed(region, start, length, sinks, buf=None):
     buf = buf or bytearray(CHUNK)
     mv = memoryview(buf)
     off = start
@@ -348,8 +386,8 @@ def _feed(region, start, length, hashers, buf=None):
     while off < end:
         n = min(len(buf), end - off)
         region.read(off, mv[:n])
-        for h in hashers:
-            h.update(mv[:n])
+        for f in sinks:
+            f(mv[:n])
         off += n
 
 
@@ -376,10 +414,24 @@ class ImageWriter:
         # the sector holding `offset` is usable only if the checkpoint left it erased
         # resume mid-sector only happens when the rest of that sector is still erased
         self.erased_to = offset if offset % sec == 0 else offset - offset % sec + sec
+        # MCUboot container: parsed while streaming; dropped (None) for a plain image without keys
+        from firmware_slots.core.image import ImageStream
+        self.img = ImageStream()
         if offset:
-            hs = [self.sha] + ([self.user] if self.user else [])
+            hs = [self.sha.update, self._container] + ([self.user.update] if self.user else [])
             _feed(self.region, 0, offset, hs)
         self.done = False
+
+    def _container(self, mv):
+        from firmware_slots.core.image import ImageError
+        if self.img is None:
+            return
+        try:
+            self.img.feed(mv)
+        except ImageError as e:
+            self.img = None
+            if self.mgr.keys:
+                raise InvalidImage("untrusted image: %s" % e)
 
     @property
     def received(self):
@@ -394,6 +446,10 @@ class ImageWriter:
             self.abort(ImageTooLarge("image exceeds FirmwareImage.%d capacity of %d bytes" % (
                 self.slot + 1, self.region.size)))
         mv = memoryview(data)
+        try:
+            self._container(mv)  # with keys, a non-MCUboot image stops at its first 32 bytes
+        except SlotError as e:
+            self.abort(e)
         self.sha.update(mv)
         if self.user:
             self.user.update(mv)
@@ -471,15 +527,33 @@ class ImageWriter:
         m = self.dl.get("m") or ["", ""]
         name = name or m[0]
         version = version or m[1]
+        signed = {}
+        if self.img is not None:
+            from firmware_slots.core import image
+            try:
+                po, pl, sc, vr = image.accept(self.img, mgr.keys, mgr.min_counter())
+            except image.ImageError as e:
+                self.abort(InvalidImage("untrusted image: %s" % e if mgr.keys else "bad MCUboot image: %s" % e))
+            if mgr.inspect and po % self.region.sector:
+                self.abort(InvalidImage("MCUboot header size 0x%x is not a multiple of the %d-byte flash block; "
+                                        "sign with --header-size 0x1000" % (po, self.region.sector)))
+            signed = {S_OFFSET: po, S_PAYLOAD: pl, S_COUNTER: sc}
+            version = vr  # the signed header's version beats hints; a manifest beats both
+        elif mgr.keys:
+            self.abort(InvalidImage("untrusted image: image is unsigned but trust keys are provisioned"))
         if mgr.inspect:
             try:
-                nm, vr = mgr.inspect(self.region.dev, total)
+                nm, vr = mgr.inspect(*_window(self.region, signed.get(S_OFFSET, 0), signed.get(S_PAYLOAD, total)))
             except Exception as e:
                 self.abort(InvalidImage("not a valid image: %s" % e))
             name = nm or name  # the image's own manifest wins over hints
             version = vr or version
         self.done = True
-        mgr.meta.update({i: {S_STATUS: AVAILABLE, S_AVAILABLE: True, S_LENGTH: total, S_SHA256: digest,
-                             S_NAME: (name or "unnamed")[:TEXT_MAX],
-                             S_VERSION: (version or "unknown")[:TEXT_MAX], S_ATTEMPTS: 0}})
+        ch = {S_STATUS: AVAILABLE, S_AVAILABLE: True, S_LENGTH: total, S_SHA256: digest,
+              S_NAME: (name or "unnamed")[:TEXT_MAX], S_VERSION: (version or "unknown")[:TEXT_MAX],
+              S_ATTEMPTS: 0}
+        for k in signed:
+            ch[k] = signed[k]
+        mgr.meta.update({i: ch})
         return mgr.info(i)
+

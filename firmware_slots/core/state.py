@@ -11,6 +11,8 @@ SlotManager's methods or MetaStore.agent()/agent_update() with the A_* names.
 |              | 'b'  | D_BOOT        | BootFirmwareImage slot (only set_boot() writes it)  |
 |              | 'k'  | D_LKG         | last-known-good slot, -1 none                       |
 |              | 'r'  | D_RAN         | slot the boot decision chose last                   |
+|              | 'sc' | D_MIN_SC      | anti-rollback floor: highest security counter of a  |
+|              |      |               | confirmed image (absent = 0; only confirm() raises) |
 | 0..N-1 slot  | 'st' | S_STATUS      | status code: index into STATUSES                    |
 |              | 'nm' | S_NAME        | Name (<= TEXT_MAX)                                  |
 |              | 'vr' | S_VERSION     | Version (<= TEXT_MAX)                               |
@@ -23,6 +25,9 @@ SlotManager's methods or MetaStore.agent()/agent_update() with the A_* names.
 |              |      |               | the next boot decision logs it; <= CRASH_MAX)       |
 |              | 'n'  | S_ATTEMPTS    | boot attempts of an unconfirmed image               |
 |              | 'al' | S_ALIAS       | Alias (<= TEXT_MAX; default cpe-<row>)              |
+|              | 'po' | S_OFFSET      | MCUboot image: payload offset (hdr_size); absent 0  |
+|              | 'pl' | S_PAYLOAD     | MCUboot image: payload length (img_size)            |
+|              | 'sc' | S_COUNTER     | MCUboot image: its security counter (SEC_CNT or 0)  |
 |              | 'dl' | S_DOWNLOAD    | download progress: {'o' offset,'z' size,'a' algo,   |
 |              |      |               | 'c' checksum,'m' [name, version], + fetcher keys}   |
 | -2 agent     | 'c'  | A_CONTROLLERS | Controller rows   } row formats: datamodel/         |
@@ -47,9 +52,10 @@ DEVICE = -1
 AGENT = -2
 FORMAT = 1
 
-D_FORMAT, D_BOOT, D_LKG, D_RAN = "v", "b", "k", "r"
+D_FORMAT, D_BOOT, D_LKG, D_RAN, D_MIN_SC = "v", "b", "k", "r", "sc"
 S_STATUS, S_NAME, S_VERSION, S_LENGTH, S_SHA256, S_AVAILABLE = "st", "nm", "vr", "ln", "h", "av"
 S_LOG, S_ERROR, S_TRIAL_FAIL, S_ATTEMPTS, S_ALIAS, S_DOWNLOAD = "lg", "er", "bf", "n", "al", "dl"
+S_OFFSET, S_PAYLOAD, S_COUNTER = "po", "pl", "sc"
 A_CONTROLLERS, A_SUBS, A_REQUESTS, A_NEXT, A_BOOT_CAUSE, A_PREV_VERSION = "c", "s", "q", "n", "b", "v"
 
 # TR-181 FirmwareImage.{i}.Status, spelled as the standard does; S_STATUS holds the index
