@@ -98,17 +98,21 @@ def flash():
               help="unconfirmed boots before falling back")
 @click.option("--mode", type=click.Choice(flashfile.MODES), default="app", show_default=True,
               help="what install accepts: app images (littlefs2 + manifest), native firmware, or raw blobs")
-def flash_init(path, nslots, slot_kib, sector_size, write_size, journal_sectors, max_attempts, mode):
+@click.option("--trust-key", "trust_keys", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="public key PEM: only images it signed install (repeatable)")
+def flash_init(path, nslots, slot_kib, sector_size, write_size, journal_sectors, max_attempts, mode, trust_keys):
     """Create PATH, an erased simulated NOR flash holding a journal and N slots.
 
     Its layout goes to PATH.json, a board profile (boards/profiles/ schema) that the
     virtual board and the agent read as well."""
     sector = int(sector_size)
     blocks = max(1, (slot_kib * 1024 + sector - 1) // sector)
+    from firmware_slots.host import image_cli
+    trust = image_cli.trust_entry(trust_keys)
     try:
         _, m = flashfile.create(path, mode=mode, sector_size=sector, write_size=int(write_size),
                                 journal_blocks=journal_sectors, slot_blocks=blocks, nslots=nslots,
-                                max_attempts=max_attempts)
+                                max_attempts=max_attempts, trust=trust)
     except flashfile.FlashFileError as e:
         fail(str(e))
     except OSError as e:
@@ -226,6 +230,10 @@ def install(path, image, slot, checksum, name, version, set_boot):
     alg, digest = parse_checksum(checksum) if checksum else ("", b"")
     _, m = open_flash(path)
     data = image.read()
+    if not m.keys:
+        click.echo("note: %s has no trust key: images are checked by checksum only" % path, err=True)
+    else:
+        __import__("firmware_slots.host.image_cli").host.image_cli.precheck(data, m.keys, m.min_counter())
     try:
         i = slot_arg(m, slot) if slot else m.pick_target()
         w = m.install(i, size=len(data), algorithm=alg, checksum=digest, name=name, version=version)

@@ -144,7 +144,10 @@ def create(path, mode="app", **layout):
         raise FlashFileError("folder %s does not exist (create it first)" % folder)
     if os.path.exists(path):
         raise FlashFileError("%s already exists (delete it first)" % path)
+    trust = layout.pop("trust", None)  # the profile's "trust" entry (fwslots flash init --trust-key)
     prof = normalise(profile(mode=mode, **{k: v for k, v in layout.items() if v is not None}))
+    if trust:
+        prof["trust"] = trust
     with open(sidecar(path), "w") as f:
         json.dump(prof, f, indent=1)
     return open_manager(path, create=True)
@@ -225,8 +228,10 @@ def open_manager(path, boot=False, create=False, layout=None, repair=False, read
     j = prof["journal"]
     jdev = BlockWindow(flash, j["first"], j["blocks"])
     sdevs = [BlockWindow(flash, s["first"], s["blocks"]) for s in prof["slots"]]
+    from firmware_slots.app import trust  # the profile's "trust" entry, read the device's way
+    keys, floor = trust(prof)
     m = SlotManager(sdevs, jdev, fl["write_size"], max_attempts=prof["boot"]["max_attempts"],
-                    inspect=inspector(prof["mode"]))
+                    inspect=inspector(prof["mode"]), keys=keys, min_sc=floor)
     m.profile = prof
     if boot:
         m.boot()

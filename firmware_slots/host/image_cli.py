@@ -82,6 +82,32 @@ def show_cmd(imagefile, keys, as_json):
         raise SystemExit(1)
 
 
+def precheck(data, keys, min_sc):
+    """The device's signature and rollback checks on image bytes before anything is written,
+    so a refused image leaves the flash file's slot table exactly as it was."""
+    from firmware_slots.core import image
+    s = image.ImageStream()
+    try:
+        s.feed(data)
+        image.accept(s, keys, min_sc)
+    except image.ImageError as e:
+        raise click.ClickException("untrusted image: %s" % e)
+
+
+def trust_entry(paths):
+    """The profile's "trust" entry for `fwslots flash init --trust-key` (None without keys)."""
+    if not paths:
+        return None
+    pems = []
+    for p in paths:
+        with open(p, "rb") as f:
+            try:
+                pems.append(signing.public_pem(f.read()))
+            except signing.SigningError as e:
+                raise click.BadParameter("%s: %s" % (p, e), param_hint="--trust-key")
+    return {"keys": pems, "min_security_counter": 0}
+
+
 def register(group):
     group.add_command(sign_cmd)
     group.add_command(show_cmd)
