@@ -12,6 +12,8 @@ must not differ between them live here once:
 | boot attempts                 | profile "boot"."max_attempts" (default 3)             |
 | trust keys, rollback floor    | profile "trust" {"keys": [PEM...], "min_security_counter"} |
 |                               | (absent: checksum-only installs, as before)           |
+| trusted controllers           | profile "trust" {"controllers": [EndpointID...]}: the |
+|                               | rest get the untrusted role (absent: all trusted)     |
 | layout of a flash file FILE   | FILE.json beside it: a board profile (see below)      |
 
 A flash file's layout file is a board profile with "flash": {"device": "file", "sector",
@@ -85,7 +87,9 @@ def slot_manager(profile, b=None):
     j, slots = b.devices()
     bp = profile.get("boot", {})
     keys, floor = trust(profile)
-    return SlotManager(slots, j, b.write_size, bp.get("max_attempts", 3), inspector(profile, b), keys, floor)
+    m = SlotManager(slots, j, b.write_size, bp.get("max_attempts", 3), inspector(profile, b), keys, floor)
+    m.controllers = (profile.get("trust") or {}).get("controllers")  # read by the USP agent
+    return m
 
 
 def trust(profile):

@@ -16,6 +16,11 @@ resets the device from inside poll() (platform.reboot), after its OperateResp is
 Notifications of a boot into an unconfirmed (trial) image are held until the image is
 confirmed (mgr.confirm(), done by the application): if it never is, the boot stub
 falls back and the agent of the fallback image reports the failure instead.
+
+Controller trust (datamodel/trust.py): with `controllers` (provisioned EndpointIDs; the
+board profile's "trust"."controllers") every request is checked against the sender's
+roles before it runs, 7006 when denied; unknown senders get the untrusted role and no
+Controller row. controllers=None keeps the first wave's open door (full access for all).
 """
 
 from firmware_slots.core.state import A_BOOT_CAUSE, A_PREV_VERSION
@@ -34,8 +39,10 @@ class BadRecord(ValueError):
 
 
 class UspAgent:
-    def __init__(self, mgr, endpoint_id, platform=None, store=None):
+    def __init__(self, mgr, endpoint_id, platform=None, store=None, controllers=None):
         self.mgr = mgr
+        self.controllers = controllers if controllers is not None else getattr(mgr, "controllers", None)
+        self.roles = (1,)  # the sender's ControllerTrust roles, set per message
         self.endpoint_id = endpoint_id
         self.platform = platform = platform or Platform()
         self.fw = Firmware(mgr, platform)
@@ -50,6 +57,7 @@ class UspAgent:
         self.reboot_due = None
         self.boot_pending = False
         self.current_eid = None
+        self.creds = {}  # Request.{i} -> (Username, Password) of a pending Download(): RAM only
 
     # -- lifecycle ------------------------------------------------------------------
     def startup(self):
@@ -167,7 +175,13 @@ class UspAgent:
         except codec.DecodeError as e:
             resp = codec.error_msg("", E_FAILED, "undecodable Msg: %s" % e)
             return [codec.make_record(sender, self.endpoint_id, codec.encode_msg(resp))]
-        self.la.seen(sender, reply_to)
+        if self.controllers is None:
+            self.roles = (1,)
+        else:
+            from firmware_slots.datamodel import trust
+            self.roles = trust.roles_for(sender, self.controllers)
+        if self.roles != (2,):  # untrusted senders get no persisted Controller row
+            self.la.seen(sender, reply_to)
         self.current_eid = sender
         try:
             resp = self.dispatch(msg)
@@ -187,6 +201,8 @@ class UspAgent:
         if h is None:
             return codec.error_msg(mid, E_NOT_SUPPORTED, "message type not supported")
         try:
+            if self.roles != (1,):
+                _authorize(self.roles, kind, body or {})
             out = h(self, body or {})
         except UspError as e:
             return codec.error_msg(mid, e.code, e.msg, getattr(e, "param_errs", None))
@@ -255,6 +271,27 @@ class UspAgent:
         if not req.get("send_resp", False):
             return None
         return "operate_resp", {"operation_results": results}
+
+
+def _authorize(roles, kind, body):
+    # every path the request names, checked as requested (Targets match its wildcards)
+    from firmware_slots.datamodel import trust
+    if kind == "get":
+        ps = [(p, "get") for p in body.get("param_paths", [])]
+    elif kind == "operate":
+        ps = [(body.get("command", ""), "operate")]
+    elif kind == "set":
+        ps = [(o.get("obj_path", "") + s.get("param", ""), "set")
+              for o in body.get("update_objs", []) for s in o.get("param_settings", [])]
+    elif kind == "add":
+        ps = [(o.get("obj_path", ""), "add") for o in body.get("create_objs", [])]
+    elif kind in ("delete", "get_instances", "get_supported_dm"):
+        ps = [(p, kind) for p in body.get("obj_paths", [])]
+    else:
+        ps = []
+    for p, op in ps:
+        if not trust.allowed(roles, p, op):
+            raise UspError(*trust.denial(p, op))
 
 
 def _handler(kind):

@@ -2,18 +2,19 @@
 
 An async command becomes a Device.LocalAgent.Request.{i}. row whose 'x' state is
 persisted, so its completion survives the reboot it causes:
-    Download  {'t':'d','sl' slot,'u' URL,'a' AutoActivate,'us','pw','z' FileSize,
+    Download  {'t':'d','sl' slot,'u' URL (<= URL_MAX, no userinfo),'a' AutoActivate,'z' FileSize,
                'ca' CheckSumAlgorithm,'cs' CheckSum hex,'ph' phase,'tc' TransferComplete! args}
     Activate  {'t':'a','sl' slot,'w' [[Start, End, mode, MaxRetries, UserMessage]...],
                't0' wall seconds at invocation,'ph' phase}
 phase 0 = waiting/running, 1 = rebooting into the image (reported after the boot).
+Username/Password live only in agent.creds (RAM) until the transfer starts.
 The boot cause goes to the agent state's A_BOOT_CAUSE = {'c' Cause,'r' Reason,'k' CommandKey}.
 """
 
 from firmware_slots.core import slots
 from firmware_slots import transfer
 from firmware_slots.usp import notify
-from firmware_slots.datamodel.dm import (UspError, E_CMD_ARGS, E_CMD_FAILURE, E_INVALID_PATH,
+from firmware_slots.datamodel.dm import (UspError, E_CMD_ARGS, E_CMD_FAILURE, E_INVALID_PATH, E_RESOURCES,
                                    ENUMS, obj_path, from_str, FW_IDX, FW_PATH, OBJS, iso_time)
 from firmware_slots.datamodel.firmware import MAX_WINDOWS, row_ref
 from firmware_slots.core.state import A_BOOT_CAUSE
@@ -90,6 +91,7 @@ def download(agent, keys, key, args):
         from firmware_slots.core import hashes
         if len(cs) != 2 * hashes.digest_size(alg) or any(c not in "0123456789abcdef" for c in cs):
             raise UspError(E_CMD_ARGS, "CheckSum is not a %s digest in hex" % alg)
+    _check_url(url)
     try:
         if transfer.scheme_of(url) not in transfer.SCHEMES:
             raise transfer.TransferError("unsupported URL scheme")
@@ -106,10 +108,24 @@ def download(agent, keys, key, args):
     st = {"t": "d", "sl": slot, "u": url, "a": auto, "z": size, "ca": alg, "cs": cs, "ph": 0}
     u = _arg(args, "Username", "s", default="")
     p = _arg(args, "Password", "s", default="")
-    if u or p:  # kept only while the request lives, to resume after a power cut
-        st["us"] = u
-        st["pw"] = p
-    return _request(agent, keys, "Download()", key, st)
+    if len(u) > 256 or len(p) > 256:
+        raise UspError(E_CMD_ARGS, "Username and Password are at most 256 characters")
+    path = _request(agent, keys, "Download()", key, st)
+    if u or p:  # RAM only, for this transfer: never in the journal, a Get or a report
+        agent.creds[int(path.rsplit(".", 1)[1])] = (u, p)
+    return path
+
+
+URL_MAX = 256  # persisted twice (request and slot download state): bounded by the journal budget
+
+
+def _check_url(url):
+    # TR-181 Download(): the URL MUST NOT include userinfo; refused here, before anything runs
+    a = url.split("://", 1)[-1].split("/", 1)[0]
+    if "@" in a:
+        raise UspError(E_CMD_ARGS, "URL must not include userinfo (user:password@); use Username and Password")
+    if len(url) > URL_MAX:
+        raise UspError(E_RESOURCES, "URL of %d characters exceeds the %d this agent can keep" % (len(url), URL_MAX))
 
 
 def parse_windows(args):
@@ -211,11 +227,12 @@ def run_download(agent, i):
         cs = binascii.unhexlify(x["cs"]) if x.get("cs") else b""
         # continues from the last checkpoint when a reset interrupted this same URL
         w, resumed = pull.writer_for(mgr, slot, x["u"], x.get("z", 0), x.get("ca", ""), cs)
+        us, pw = agent.creds.pop(i, ("", ""))  # a reset forgets them: the server then refuses
         try:
-            transfer.fetch(x["u"], w, x.get("us", ""), x.get("pw", ""), x.get("rt", 0))
+            transfer.fetch(x["u"], w, us, pw, x.get("rt", 0))
         except transfer.Restart:  # the remote image changed since the checkpoint
             w = mgr.install(slot, x.get("z", 0), x.get("ca", ""), cs, extra={"u": x["u"]})
-            transfer.fetch(x["u"], w, x.get("us", ""), x.get("pw", ""), x.get("rt", 0))
+            transfer.fetch(x["u"], w, us, pw, x.get("rt", 0))
         info = w.finish()
     except (slots.SlotError, transfer.TransferError, ValueError, OSError) as e:
         fault = str(e) or e.__class__.__name__
@@ -234,8 +251,6 @@ def run_download(agent, i):
     if not x.get("a"):
         return _finish(agent, i, None, tc)
     x["tc"] = tc
-    x.pop("us", None)
-    x.pop("pw", None)
     la.update_request(i, 1, x)
     _activate_now(agent, i, "Download() with AutoActivate")
 

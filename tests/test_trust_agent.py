@@ -1,0 +1,99 @@
+"""The USP agent under ControllerTrust: provisioned controllers act, others read the firmware
+table and get 7006 for everything else (and no Controller row); Download() URLs with userinfo
+are refused at Operate (7027); Username/Password never reach the journal or a report."""
+import hashlib
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "device"))
+
+from usp_loopback import AGENT_ID, CTRL_ID, T0, Controller, device, image, names, notifications  # noqa: E402
+
+from firmware_slots.usp.agent import UspAgent  # noqa: E402
+from firmware_slots.usp.platform import Platform  # noqa: E402
+
+FW = "Device.DeviceInfo.FirmwareImage."
+EVIL = "self::stranger"
+
+
+def agent_for(controllers):
+    flash, mgr = device("1.0")
+    a = UspAgent(mgr, AGENT_ID, Platform(wall_s=T0), controllers=controllers)
+    a.startup()
+    a.take_outbox()
+    return flash, mgr, a
+
+
+def err(res):
+    assert res[0] == "error", res
+    return res[1]["err_code"], res[1]["err_msg"]
+
+
+def test_unknown_controller_reads_but_gets_7006_for_the_rest(tmp_path):
+    flash, mgr, a = agent_for([CTRL_ID])
+    evil = Controller(a, EVIL)
+    assert evil.values(FW + "1.Status") == {FW + "1.Status": "Active"}
+    assert evil.values("Device.LocalAgent.EndpointID") == {"Device.LocalAgent.EndpointID": AGENT_ID}
+    url = "file://" + str(tmp_path / "v2.img")
+    (tmp_path / "v2.img").write_bytes(image("2.0"))
+    code, msg = err(evil.operate(FW + "2.Download()", {"URL": url, "AutoActivate": "true"}))
+    assert code == 7006 and "needs CommandEvent 'x'" in msg
+    assert err(evil.operate("Device.Reboot()"))[0] == 7006
+    assert err(evil.set([("Device.DeviceInfo.", {"BootFirmwareImage": FW + "1"})]))[0] == 7006
+    assert err(evil.add("Device.LocalAgent.Subscription.", {"NotifType": "Event"}))[0] == 7006
+    assert err(evil.call("delete", {"obj_paths": ["Device.LocalAgent.Controller.1."]}))[0] == 7006
+    assert err(evil.call("get", {"param_paths": ["Device.LocalAgent.Controller."]}))[0] == 7006
+    assert err(evil.call("get_supported_dm", {"obj_paths": ["Device."]}))[0] == 7006
+    assert a.la.ctrls == {}  # a stranger leaves no row to fill the table with
+    assert mgr.status(1) == "NoImage" and a.la.reqs == {}
+    # the provisioned controller's Download() runs
+    ok = Controller(a, CTRL_ID)
+    r = ok.operate(FW + "2.Download()", {"URL": url, "AutoActivate": "false"})["operation_results"][0]
+    assert r["req_obj_path"].startswith("Device.LocalAgent.Request.")
+    a.poll(0)
+    assert mgr.status(1) == "Available" and mgr.param(1, "Version") == "2.0"
+    assert ok.values("Device.LocalAgent.ControllerNumberOfEntries") == {"Device.LocalAgent.ControllerNumberOfEntries": "1"}
+
+
+def test_without_a_policy_everyone_keeps_full_access(tmp_path):
+    flash, mgr, a = agent_for(None)
+    evil = Controller(a, EVIL)
+    assert evil.operate("Device.Reboot()")["operation_results"][0]["executed_command"] == "Device.Reboot()"
+
+
+def test_userinfo_urls_refused_at_operate_and_long_urls_are_7005():
+    flash, mgr, a = agent_for([CTRL_ID])
+    c = Controller(a, CTRL_ID)
+
+    def failure(url):
+        r = c.operate(FW + "2.Download()", {"URL": url, "AutoActivate": "true"})["operation_results"][0]
+        return r["cmd_failure"]["err_code"], r["cmd_failure"]["err_msg"]
+
+    code, msg = failure("coap://user:pw@192.0.2.1/fw.img")
+    assert code == 7027 and "userinfo" in msg and "pw" not in msg.replace("password", "")
+    assert failure("http://a@h/x")[0] == 7027
+    assert failure("coap://h/" + "x" * 300)[0] == 7005
+    assert a.la.reqs == {} and mgr.status(1) == "NoImage"
+
+
+def test_password_never_persisted_or_reported(tmp_path):
+    flash, mgr, a = agent_for([CTRL_ID])
+    c = Controller(a, CTRL_ID)
+    c.subscribe("Event", "Device.LocalAgent.TransferComplete!")
+    (tmp_path / "v2.img").write_bytes(image("2.0"))
+    r = c.operate(FW + "2.Download()", {"URL": "file://" + str(tmp_path / "v2.img"), "AutoActivate": "false",
+                                        "Username": "ops", "Password": "s3cret-pw"}, key="k1")
+    req = r["operation_results"][0]["req_obj_path"]
+    seen = str(c.values(req + "."))
+    a.poll(0)
+    notes = notifications(a)
+    assert "TransferComplete!" in names(notes)
+    assert mgr.status(1) == "Available"
+    assert "s3cret-pw" not in seen and "s3cret-pw" not in str(notes)
+    raw = bytearray(flash.sector_size * flash.sectors)  # every byte of the flash, journal included
+    for s in range(flash.sectors):
+        flash.readblocks(s, memoryview(raw)[s * flash.sector_size:(s + 1) * flash.sector_size])
+    assert b"s3cret-pw" not in raw
+    assert a.creds == {}  # gone from RAM once the transfer has them
