@@ -191,3 +191,21 @@ except S.InvalidImage as e:
     assert lines[0] == "Available app 1.5.0"
     assert lines[1] == "1.5.0"
     assert lines[2].startswith("refused untrusted image: ecdsa-p256 signature does not verify")
+
+
+def test_trust_power_cut_sweep_catches_a_confirm_that_forgets_the_counter(monkeypatch):
+    """The trust sweep (tests/device/powercut.py) must notice a minimum that does not follow the confirm."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "device"))
+    import powercut
+    n, failures = powercut.sweep(powercut.GEOMETRIES[0], None, 7, trust=True)
+    assert n > 50 and failures == []
+    real = S.SlotManager.confirm
+
+    def forgetful(self, i=None):
+        ok = real(self, i)
+        self.meta.update({S.DEVICE: {"sc": None}})  # wrong: the floor falls back to 0
+        return ok
+
+    monkeypatch.setattr(S.SlotManager, "confirm", forgetful)
+    n, failures = powercut.sweep(powercut.GEOMETRIES[0], None, 7, trust=True)
+    assert any("anti-rollback minimum" in f for f in failures), failures[:3]

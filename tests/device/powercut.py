@@ -13,6 +13,13 @@ same starting flash, cut there, restore power, reboot with no faults and check:
 Cycle (starting from v1 confirmed in slot 0): boot; download v2 into slot 1; set_boot;
 three unconfirmed boots; the fallback boot; download v3 into slot 1; set_boot; boot;
 confirm; boot.
+
+The trust sweep runs the same cycle with a trust key provisioned and the three images
+signed MCUboot containers (Ed25519, signed here in pure Python from a fixed seed) with
+security counters 1, 3, 2: every install verifies a signature (resumed ones re-parse
+from flash), and the confirm of v3 raises the anti-rollback minimum from 1 to 2 in the
+same journal record that makes it last-known-good, so after any cut the minimum is 2
+exactly when slot 1 is last-known-good.
 """
 
 import hashlib
@@ -34,6 +41,55 @@ def image(tag, n):
     return bytes(b)
 
 
+def _mul(k, P):
+    from firmware_slots.core import ed25519 as E
+    R = (0, 1, 1, 0)
+    for i in range(255, -1, -1):
+        R = E._add(R, R)
+        if (k >> i) & 1:
+            R = E._add(R, P)
+    return R
+
+
+def _enc(P):
+    from firmware_slots.core import ed25519 as E
+    zi = pow(P[2], E._P - 2, E._P)
+    x, y = P[0] * zi % E._P, P[1] * zi % E._P
+    return (y | (x & 1) << 255).to_bytes(32, "little")
+
+
+def _sign(seed, msg):
+    # RFC 8032 Ed25519 signing, test-only: the device carries verification alone
+    from firmware_slots.core import ed25519 as E
+    from firmware_slots.core.sha2 import sha512
+    h = sha512(seed).digest()
+    a = int.from_bytes(h[:32], "little") & ((1 << 254) - 8) | (1 << 254)
+    B = (E._BX, E._BY, 1, E._BX * E._BY % E._P)
+    A = _enc(_mul(a, B))
+    r = int.from_bytes(sha512(h[32:] + msg).digest(), "little") % E._L
+    R = _enc(_mul(r, B))
+    k = int.from_bytes(sha512(R + A + msg).digest(), "little") % E._L
+    return A, R + ((r + k * a) % E._L).to_bytes(32, "little")
+
+
+SEED = bytes(range(32))
+SPKI_ED25519 = b"\x30\x2a\x30\x05\x06\x03\x2b\x65\x70\x03\x21\x00"
+
+
+def signed(payload, counter):
+    """An MCUboot image (32-byte header) of `payload`, SEC_CNT `counter`, signed with SEED."""
+    import struct
+    hdr = struct.pack("<IIHHIIBBHII", 0x96F3B83D, 0, 32, 12, len(payload), 0, 1, 0, 0, 0, 0)
+    prot = struct.pack("<HHHHI", 0x6908, 12, 0x50, 4, counter)
+    body = hdr + payload + prot
+    digest = hashlib.sha256(body).digest()
+    A, sig = _sign(SEED, digest)
+    kh = hashlib.sha256(SPKI_ED25519 + A).digest()
+    tlv = struct.pack("<HHHH", 0x6907, 4 + 36 + 36 + 68, 0x10, 32) + digest
+    tlv += struct.pack("<HH", 0x01, 32) + kh + struct.pack("<HH", 0x24, 64) + sig
+    return body + tlv, (("ed25519", kh, A),)
+
+
 class Geometry:
     def __init__(self, name, sector, write_size, journal_blocks, slot_blocks, image_size):
         self.name = name
@@ -52,11 +108,16 @@ GEOMETRIES = (
 
 
 class Rig:
-    def __init__(self, g, fill):
+    def __init__(self, g, fill, trust=False):
         self.g = g
+        self.keys = ()
         self.v1 = image(1, g.image_size)
         self.v2 = image(2, g.image_size - 300)
         self.v3 = image(3, g.image_size - 17)
+        if trust:  # the same payloads, signed, with room for the container
+            self.v1, self.keys = signed(self.v1[:-300], 1)
+            self.v2 = signed(self.v2[:-300], 3)[0]
+            self.v3 = signed(self.v3[:-300], 2)[0]
         self.known = {}
         for v in (self.v1, self.v2, self.v3):
             self.known[hashlib.sha256(v).digest()] = v
@@ -77,7 +138,7 @@ class Rig:
 
     def manager(self):
         j, s = carve(self.flash, self.g.journal_blocks, self.g.slot_blocks, 2)
-        return SlotManager(s, j, self.g.write_size)
+        return SlotManager(s, j, self.g.write_size, keys=self.keys)
 
     def restore(self):
         self.flash.store.mem[:] = self.base
@@ -153,6 +214,8 @@ def check(rig, at, kind, boots):
     k = m.lkg
     if k not in (0, 1) or not m.verify(k):
         return "last-known-good slot %r does not verify" % k
+    if rig.keys and m.min_counter() != (2 if k == 1 else 1):
+        return "anti-rollback minimum %d with last-known-good slot %d" % (m.min_counter(), k)
     d = m.boot()
     if d.slot is None:
         return "bricked: " + d.reason
@@ -176,9 +239,9 @@ def check(rig, at, kind, boots):
     return None
 
 
-def sweep(g, fill=None, stride=1, limit=None):
+def sweep(g, fill=None, stride=1, limit=None, trust=False):
     """Run every cut point of one geometry; returns (cut points tried, [failures])."""
-    rig = Rig(g, fill)
+    rig = Rig(g, fill, trust)
     rig.restore()
     log = []
     rig.flash.log = log
@@ -202,7 +265,8 @@ def sweep(g, fill=None, stride=1, limit=None):
             tried += 1
             why = check(rig, at, kind, boots)
             if why:
-                failures.append("%s fill=%r cut %d %s (%s): %s" % (g.name, fill, at, kind, op, why))
+                failures.append("%s%s fill=%r cut %d %s (%s): %s" % (
+                    g.name, " trust" if trust else "", fill, at, kind, op, why))
             if limit and tried >= limit:
                 return tried, failures
     return tried, failures
@@ -219,6 +283,12 @@ def run_all(stride=1, names=None):
             print("sweep", g.name, "fill", fill, "cut_points", n, "failures", len(f))
             total += n
             fails += f
+    g = GEOMETRIES[0]
+    if not names or g.name in names:  # signature checks and the counter update, one geometry
+        n, f = sweep(g, None, stride, trust=True)
+        print("sweep", g.name, "trust", "cut_points", n, "failures", len(f))
+        total += n
+        fails += f
     return total, fails
 
 
