@@ -97,3 +97,73 @@ def test_password_never_persisted_or_reported(tmp_path):
         flash.readblocks(s, memoryview(raw)[s * flash.sector_size:(s + 1) * flash.sector_size])
     assert b"s3cret-pw" not in raw
     assert a.creds == {}  # gone from RAM once the transfer has them
+
+
+@pytest.fixture(scope="module")
+def signer(tmp_path_factory):
+    import subprocess
+    from firmware_slots.host import signing
+    d = tmp_path_factory.mktemp("usp-keys")
+    imgtool = os.path.join(os.path.dirname(sys.executable), "imgtool")
+    for name in ("good", "other"):
+        subprocess.run([imgtool, "keygen", "-k", str(d / (name + ".pem")), "-t", "ecdsa-p256"], check=True)
+    return lambda name, version, sc: signing.sign(image(version), str(d / (name + ".pem")), version, sc), \
+        signing.load_public(str(d / "good.pem"))
+
+
+def test_download_of_signed_images_through_usp(signer, tmp_path):
+    from firmware_slots.sim.simdev import sim_device
+    sign, key = signer
+    flash, mgr = sim_device(slot_blocks=4, nslots=2, keys=[key])
+    w = mgr.install(0)
+    w.write(sign("good", "1.0.0", 1))
+    w.finish()
+    mgr.boot()
+    mgr.confirm()
+    a = UspAgent(mgr, AGENT_ID, Platform(wall_s=T0), controllers=[CTRL_ID])
+    a.startup()
+    a.take_outbox()
+    c = Controller(a, CTRL_ID)
+    c.subscribe("Event", "Device.LocalAgent.TransferComplete!")
+    c.subscribe("OperationComplete", FW + "*.Download()")
+    bad = bytearray(sign("good", "2.0.0", 2))
+    bad[4200] ^= 1
+    cases = ((sign("other", "2.0.0", 2), "untrusted image: image signed by an unknown key"),
+             (bytes(bad), "untrusted image: image hash mismatch"),
+             (image("2.0.0"), "untrusted image: not an MCUboot image"))
+    for data, why in cases:
+        (tmp_path / "x.img").write_bytes(data)
+        r = c.operate(FW + "2.Download()", {"URL": "file://" + str(tmp_path / "x.img"), "AutoActivate": "false"})
+        assert "req_obj_path" in r["operation_results"][0]
+        a.poll(0)
+        assert mgr.status(1) == "ValidationFailed" and mgr.info(1)["Error"].startswith(why)
+        assert mgr.status(0) == "Active" and (mgr.boot_slot, mgr.lkg) == (0, 0)
+    (tmp_path / "x.img").write_bytes(sign("good", "2.0.0", 2))
+    c.operate(FW + "2.Download()", {"URL": "file://" + str(tmp_path / "x.img"), "AutoActivate": "false"})
+    a.poll(0)
+    assert mgr.status(1) == "Available" and mgr.param(1, "Version") == "2.0.0"
+
+
+def test_refusal_is_reported_in_transfer_complete_and_operation_complete(signer, tmp_path):
+    from firmware_slots.sim.simdev import sim_device
+    sign, key = signer
+    flash, mgr = sim_device(slot_blocks=4, nslots=2, keys=[key])
+    w = mgr.install(0)
+    w.write(sign("good", "1.0.0", 1))
+    w.finish()
+    mgr.boot()
+    mgr.confirm()
+    a = UspAgent(mgr, AGENT_ID, Platform(wall_s=T0), controllers=[CTRL_ID])
+    a.startup()
+    a.take_outbox()
+    c = Controller(a, CTRL_ID)
+    c.subscribe("Event", "Device.LocalAgent.TransferComplete!")
+    c.subscribe("OperationComplete", FW + "2.Download()")
+    (tmp_path / "x.img").write_bytes(sign("other", "2.0.0", 2))
+    c.operate(FW + "2.Download()", {"URL": "file://" + str(tmp_path / "x.img"), "AutoActivate": "false"})
+    a.poll(0)
+    notes = [n for _, n in notifications(a)]
+    tc = [n["event"]["params"] for n in notes if n.get("event", {}).get("event_name") == "TransferComplete!"]
+    oc = [n["oper_complete"] for n in notes if "oper_complete" in n]
+    assert tc and "image signed by an unknown key" in tc[0]["FaultString"] and tc[0]["FaultCode"] != "0"
+    assert oc and "image signed by an unknown key" in oc[0]["cmd_failure"]["err_msg"]
