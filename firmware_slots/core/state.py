@@ -76,6 +76,11 @@ PARAMS = {"Alias": S_ALIAS, "Name": S_NAME, "Version": S_VERSION, "Available": S
           "BootFailureLog": S_LOG}
 
 
+def encoded_size(value):
+    """Bytes `value` takes in a record: what budget checks add before they change state."""
+    return len(cbor.dumps(value))
+
+
 def new_slot():
     return {S_STATUS: NO_IMAGE, S_AVAILABLE: False, S_ATTEMPTS: 0}
 
@@ -131,6 +136,10 @@ class MetaStore:
     def agent_bytes(self):
         """CBOR size of the agent section (its budget is checked by the data model)."""
         return len(cbor.dumps(self.state[AGENT]))
+
+    def state_bytes(self):
+        """CBOR size of the whole state: a snapshot record must hold it (journal.max_body)."""
+        return len(cbor.dumps(self.state))
 
     def update(self, changes):
         """Persist `changes` ({section: {key: value}}) as one record, then apply them."""

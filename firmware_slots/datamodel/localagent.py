@@ -14,7 +14,8 @@ The row formats are this module's own:
     'n' {obj idx: next instance number}
 """
 
-from firmware_slots.core.state import A_CONTROLLERS, A_SUBS, A_REQUESTS, A_NEXT, default_alias  # noqa: F401
+from firmware_slots.core.state import (A_CONTROLLERS, A_SUBS, A_REQUESTS, A_NEXT, default_alias,  # noqa: F401
+                                       encoded_size)
 from firmware_slots.datamodel.dm import (UspError, E_VALUE, E_INTERNAL, E_RESOURCES, E_NO_OBJECT,
                                          E_NOT_CREATABLE, iso_time, LA_ID,
                                          CT_ID as CT, MTP_ID as MTP, COAP_ID as COAP, BP_ID as BP,
@@ -26,6 +27,8 @@ MAX_BOOT_PARAMS = 4
 MAX_SUBSCRIPTIONS = 8
 MAX_REQUESTS = 4
 MAX_SECTION = 1800  # bytes of CBOR for the whole AGENT section
+EID_MAX = 64   # EndpointID of an auto-created Controller row (TR-369 gives no bound; the journal does)
+URL_MAX = 256  # a controller's reply-to URI
 STATUSES = ("Requested", "Active", "Canceling", "Canceled", "Success", "Error")
 CT_PATH = "Device.LocalAgent.Controller."
 
@@ -86,10 +89,15 @@ class LocalAgent:
         self.dirty = set()
         self.meta.agent_update(ch)
 
-    def room(self):
-        """UspError 7005 when the persisted tables would not fit one journal record."""
-        if self.meta.agent_bytes() > MAX_SECTION:
-            raise UspError(E_RESOURCES, "agent state is full")
+    def room(self, extra=0):
+        """UspError 7005 when the persisted tables (plus `extra` bytes) would not fit.
+
+        Two bounds: the agent section's own cap, and the journal's record size less a
+        quarter kept free for the slots' install and fallback records (512-byte sectors)."""
+        m = self.meta
+        cap = m.journal.max_body
+        if m.agent_bytes() + extra > MAX_SECTION or m.state_bytes() + extra > cap - cap // 4:
+            raise UspError(E_RESOURCES, "agent state is full (journal record of %d bytes)" % cap)
 
     def new_inst(self, idx, scope=""):
         key = "%d%s" % (idx, scope)
@@ -106,12 +114,20 @@ class LocalAgent:
         return None
 
     def seen(self, eid, reply_to):
-        """Note a message from controller eid; creates its row on first contact."""
+        """Note a message from controller eid; creates its row on first contact.
+
+        UspError 7005, with nothing changed, when the EndpointID or reply-to is longer
+        than its bound or the new row would not fit the state budget (room())."""
+        if len(eid) > EID_MAX:
+            raise UspError(E_RESOURCES, "EndpointID of %d characters exceeds %d" % (len(eid), EID_MAX))
+        if reply_to and len(reply_to) > URL_MAX:
+            raise UspError(E_RESOURCES, "reply-to of %d characters exceeds %d" % (len(reply_to), URL_MAX))
         i = self.controller_by_eid(eid)
         if i is None:
             if len(self.ctrls) >= MAX_CONTROLLERS:
                 self.current = None
                 return None
+            self.room(len(eid) + len(reply_to or "") + 24)  # the row's CBOR: strings plus keys
             i = self.new_inst(CT)
             c = dict(_DEFAULTS[CT])
             c["m"] = {}
@@ -122,6 +138,7 @@ class LocalAgent:
             self.dirty.add(A_CONTROLLERS)
         c = self.ctrls[i]
         if reply_to and c.get("u") != reply_to:
+            self.room(len(reply_to) - len(c.get("u") or ""))
             c["u"] = reply_to
             self.dirty.add(A_CONTROLLERS)
         self.current = i
@@ -286,9 +303,10 @@ class LocalAgent:
     def add_request(self, originator, command, key, state):
         if len(self.reqs) >= MAX_REQUESTS:
             raise UspError(E_RESOURCES, "too many pending requests")
-        self.room()
+        row = {"o": originator, "c": command, "k": key, "s": 0, "x": state}
+        self.room(encoded_size(row) + 4)
         i = self.new_inst(REQ)
-        self.reqs[i] = {"o": originator, "c": command, "k": key, "s": 0, "x": state}
+        self.reqs[i] = row
         self.dirty.add(A_REQUESTS)
         return i
 

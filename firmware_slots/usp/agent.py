@@ -181,7 +181,11 @@ class UspAgent:
             from firmware_slots.datamodel import trust
             self.roles = trust.roles_for(sender, self.controllers)
         if self.roles != (2,):  # untrusted senders get no persisted Controller row
-            self.la.seen(sender, reply_to)
+            try:
+                self.la.seen(sender, reply_to)
+            except UspError as e:  # no room for this controller: refused, state untouched
+                resp = codec.error_msg(codec.split_msg(msg)[0], e.code, e.msg)
+                return [codec.make_record(sender, self.endpoint_id, codec.encode_msg(resp))]
         self.current_eid = sender
         try:
             resp = self.dispatch(msg)
