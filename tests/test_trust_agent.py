@@ -217,3 +217,26 @@ def test_bounded_state_on_a_512_byte_journal(tmp_path):
     assert Controller(a, first.eid).values("Device.DeviceInfo.SoftwareVersion") == {
         "Device.DeviceInfo.SoftwareVersion": "1.0"}
     assert m.meta.state_bytes() <= m.meta.journal.max_body
+
+
+def test_controller_trust_objects_and_assigned_role():
+    flash, mgr, a = agent_for([CTRL_ID, "self::ops"])
+    c = Controller(a, CTRL_ID)
+    v = c.values("Device.LocalAgent.ControllerTrust.")
+    T = "Device.LocalAgent.ControllerTrust."
+    assert v[T + "UntrustedRole"] == T + "Role.2" and v[T + "RoleNumberOfEntries"] == "2"
+    assert v[T + "Role.1.Name"] == "Full Access" and v[T + "Role.2.Name"] == "Untrusted"
+    assert v[T + "Role.1.Permission.1.Targets"] == "Device." and v[T + "Role.1.Permission.1.CommandEvent"] == "rwxn"
+    assert v[T + "Role.2.Permission.1.CommandEvent"] == "----" and v[T + "Role.2.Permission.1.Param"] == "r---"
+    assert c.values("Device.LocalAgent.Controller.1.AssignedRole") == {
+        "Device.LocalAgent.Controller.1.AssignedRole": T + "Role.1"}
+    # an EndpointID a trusted controller adds becomes trusted (provisioned by a trusted controller)
+    later = Controller(a, "self::later")
+    assert err(later.operate("Device.Reboot()"))[0] == 7006
+    r = c.add("Device.LocalAgent.Controller.", {"EndpointID": "self::later"})
+    inst = r["created_obj_results"][0]["oper_status"]["oper_success"]["instantiated_path"]
+    assert c.values(inst + "AssignedRole") == {inst + "AssignedRole": T + "Role.1"}
+    assert later.operate("Device.Reboot()")["operation_results"][0]["executed_command"] == "Device.Reboot()"
+    # strangers may not even read the policy
+    assert err(Controller(a, EVIL).call("get", {"param_paths": [T]}))[0] == 7006
+    assert err(c.set([(T, {"UntrustedRole": T + "Role.1"})]))[0] in (7012, 7013, 7026)

@@ -46,6 +46,7 @@ E_CMD_ARGS = 7027
 _FW = const("Device.DeviceInfo.FirmwareImage.{i}.")
 _CT = const("Device.LocalAgent.Controller.{i}.")
 _SUM = const("SHA-1 SHA-224 SHA-256 SHA-384 SHA-512")
+_TR = const("Device.LocalAgent.ControllerTrust.")
 
 OBJS = (
     ("Device.", 0, "", (("Reboot()", 0, "Cause Reason", ""),), (("Boot!", "CommandKey Cause Reason FirmwareUpdated ParameterMap"),)),
@@ -59,7 +60,7 @@ OBJS = (
     ("Device.LocalAgent.", 0,
      "EndpointID:s SupportedProtocols:s ControllerNumberOfEntries:u SubscriptionNumberOfEntries:u RequestNumberOfEntries:u",
      (), (("TransferComplete!", "Command CommandKey Requestor TransferType Affected TransferURL StartTime CompleteTime FaultCode FaultString CheckSumAlgorithm CheckSum"),)),
-    (_CT, _MULTI | _ADD, "Alias:sw EndpointID:sw Enable:bw MTPNumberOfEntries:u BootParameterNumberOfEntries:u", (), ()),
+    (_CT, _MULTI | _ADD, "Alias:sw EndpointID:sw Enable:bw AssignedRole:s MTPNumberOfEntries:u BootParameterNumberOfEntries:u", (), ()),
     ("Device.LocalAgent.Controller.{i}.MTP.{i}.", _MULTI | _ADD, "Alias:sw Enable:bw Protocol:sw", (), ()),
     ("Device.LocalAgent.Controller.{i}.MTP.{i}.CoAP.", 0, "Host:sw Port:uw Path:sw", (), ()),
     ("Device.LocalAgent.Controller.{i}.BootParameter.{i}.", _MULTI | _ADD, "Alias:sw Enable:bw ParameterName:sw", (), ()),
@@ -67,6 +68,11 @@ OBJS = (
      "Alias:sw Enable:bw Recipient:s ID:sw CreationDate:t NotifType:sw ReferenceList:sw Persistent:bw TimeToLive:uw NotifRetry:bw NotifExpiration:uw",
      (), ()),
     ("Device.LocalAgent.Request.{i}.", _MULTI, "Alias:sw Originator:s Command:s CommandKey:s Status:s", (), ()),
+    # read-only: the roles are datamodel/trust.py's ROLES, the policy the board profile's
+    (_TR, 0, "UntrustedRole:s RoleNumberOfEntries:u", (), ()),
+    ("Device.LocalAgent.ControllerTrust.Role.{i}.", _MULTI, "Alias:s Enable:b Name:s PermissionNumberOfEntries:u", (), ()),
+    ("Device.LocalAgent.ControllerTrust.Role.{i}.Permission.{i}.", _MULTI,
+     "Alias:s Enable:b Order:u Targets:s Param:s Obj:s InstantiatedObj:s CommandEvent:s", (), ()),
 )
 
 
@@ -90,6 +96,9 @@ COAP_ID = obj_id(_CT + "MTP.{i}.CoAP.")
 BP_ID = obj_id(_CT + "BootParameter.{i}.")
 SUB_ID = obj_id("Device.LocalAgent.Subscription.{i}.")
 REQ_ID = obj_id("Device.LocalAgent.Request.{i}.")
+TRUST_ID = obj_id(_TR)
+ROLE_ID = obj_id(_TR + "Role.{i}.")
+PERM_ID = obj_id(_TR + "Role.{i}.Permission.{i}.")
 
 # enumerations checked on Set/Add/Operate
 ENUMS = {

@@ -19,7 +19,7 @@ from firmware_slots.core.state import (A_CONTROLLERS, A_SUBS, A_REQUESTS, A_NEXT
 from firmware_slots.datamodel.dm import (UspError, E_VALUE, E_INTERNAL, E_RESOURCES, E_NO_OBJECT,
                                          E_NOT_CREATABLE, iso_time, LA_ID,
                                          CT_ID as CT, MTP_ID as MTP, COAP_ID as COAP, BP_ID as BP,
-                                         SUB_ID as SUB, REQ_ID as REQ)
+                                         SUB_ID as SUB, REQ_ID as REQ, TRUST_ID, ROLE_ID, PERM_ID)
 
 MAX_CONTROLLERS = 4
 MAX_MTPS = 2
@@ -57,7 +57,9 @@ class LocalAgent:
     PATHS = ("Device.LocalAgent.", "Device.LocalAgent.Controller.{i}.",
              "Device.LocalAgent.Controller.{i}.MTP.{i}.", "Device.LocalAgent.Controller.{i}.MTP.{i}.CoAP.",
              "Device.LocalAgent.Controller.{i}.BootParameter.{i}.",
-             "Device.LocalAgent.Subscription.{i}.", "Device.LocalAgent.Request.{i}.")
+             "Device.LocalAgent.Subscription.{i}.", "Device.LocalAgent.Request.{i}.",
+             "Device.LocalAgent.ControllerTrust.", "Device.LocalAgent.ControllerTrust.Role.{i}.",
+             "Device.LocalAgent.ControllerTrust.Role.{i}.Permission.{i}.")
     KEYS = {CT: "Alias EndpointID", MTP: "Alias", BP: "Alias", SUB: "Alias", REQ: "Alias"}
 
     def __init__(self, meta, endpoint_id, platform):
@@ -196,9 +198,15 @@ class LocalAgent:
             return sorted(self.subs)
         if idx == REQ:
             return sorted(self.reqs)
+        if idx == ROLE_ID or idx == PERM_ID:
+            from firmware_slots.datamodel import trust
+            n = len(trust.ROLES) if idx == ROLE_ID else len(trust.ROLES[keys[0] - 1][1])
+            return list(range(1, n + 1))
         return []
 
     def get(self, idx, keys, name):
+        if idx in (TRUST_ID, ROLE_ID, PERM_ID) or (idx == CT and name == "AssignedRole"):
+            return self._trust(idx, keys, name)
         if idx == LA_ID:
             if name == "EndpointID":
                 return self.endpoint_id
@@ -226,6 +234,31 @@ class LocalAgent:
         if k == "al" and "al" not in r:
             return "cpe-%d" % keys[-1]
         return r.get(k, _DEFAULTS.get(idx, {}).get(k, ""))
+
+    def _trust(self, idx, keys, name):
+        # ControllerTrust. read from trust.ROLES; AssignedRole from the agent's policy
+        from firmware_slots.datamodel import trust
+        role = "Device.LocalAgent.ControllerTrust.Role.%d"
+        if idx == CT:  # a row exists only for a trusted controller (usp/agent.py)
+            self._row(idx, keys)
+            return role % trust.FULL_ACCESS
+        if idx == TRUST_ID:
+            return role % trust.UNTRUSTED if name == "UntrustedRole" else len(trust.ROLES)
+        r = trust.ROLES[keys[0] - 1]
+        if idx == ROLE_ID:
+            if name == "PermissionNumberOfEntries":
+                return len(r[1])
+            return r[0] if name == "Name" else True if name == "Enable" else "cpe-role-%d" % keys[0]
+        p = r[1][keys[1] - 1]
+        if name == "Targets":
+            return ",".join(p[1])
+        if name == "Order":
+            return p[0]
+        if name == "Enable":
+            return True
+        if name == "Alias":
+            return "cpe-perm-%d" % keys[1]
+        return p[("Param", "Obj", "InstantiatedObj", "CommandEvent").index(name) + 2]
 
     def set(self, idx, keys, name, value):
         r = self._row(idx, keys)

@@ -20,7 +20,8 @@ falls back and the agent of the fallback image reports the failure instead.
 Controller trust (datamodel/trust.py): with `controllers` (provisioned EndpointIDs; the
 board profile's "trust"."controllers") every request is checked against the sender's
 roles before it runs, 7006 when denied; unknown senders get the untrusted role and no
-Controller row. controllers=None keeps the first wave's open door (full access for all).
+Controller row, so every row is one a trusted controller made, and its EndpointID is trusted
+too ("added by a trusted controller", TR-181 ControllerTrust). controllers=None keeps the first wave's open door (full access for all).
 """
 
 from firmware_slots.core.state import A_BOOT_CAUSE, A_PREV_VERSION
@@ -179,7 +180,9 @@ class UspAgent:
             self.roles = (1,)
         else:
             from firmware_slots.datamodel import trust
-            self.roles = trust.roles_for(sender, self.controllers)
+            # provisioned: the profile's list, or a row a trusted controller created (the only kind)
+            known = self.la.controller_by_eid(sender) is not None
+            self.roles = trust.roles_for(sender, self.controllers) if not known else (trust.FULL_ACCESS,)
         if self.roles != (2,):  # untrusted senders get no persisted Controller row
             try:
                 self.la.seen(sender, reply_to)
