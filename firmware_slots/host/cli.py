@@ -233,7 +233,8 @@ def install(path, image, slot, checksum, name, version, set_boot):
     if not m.keys:
         click.echo("note: %s has no trust key: images are checked by checksum only" % path, err=True)
     else:
-        __import__("firmware_slots.host.image_cli").host.image_cli.precheck(data, m.keys, m.min_counter())
+        from firmware_slots.host import image_cli
+        image_cli.precheck(data, m.keys, m.min_counter())
     try:
         i = slot_arg(m, slot) if slot else m.pick_target()
         w = m.install(i, size=len(data), algorithm=alg, checksum=digest, name=name, version=version)
@@ -519,7 +520,8 @@ def _add_usp():
 
 
 _add_usp()
-__import__("firmware_slots.host.image_cli").host.image_cli.register(image)  # image sign / show
+from firmware_slots.host import image_cli  # noqa: E402 (fwslots image sign / show)
+image_cli.register(image)
 
 from firmware_slots.host import hil_cli  # noqa: E402  deploy, hil list
 
