@@ -111,7 +111,9 @@ def signer(tmp_path_factory):
         signing.load_public(str(d / "good.pem"))
 
 
-def test_download_of_signed_images_through_usp(signer, tmp_path):
+def trusted_device(signer):
+    """A trust-key device running signed v1, its agent, and a provisioned controller
+    subscribed to TransferComplete! and Download()'s OperationComplete."""
     from firmware_slots.sim.simdev import sim_device
     sign, key = signer
     flash, mgr = sim_device(slot_blocks=4, nslots=2, keys=[key])
@@ -126,6 +128,11 @@ def test_download_of_signed_images_through_usp(signer, tmp_path):
     c = Controller(a, CTRL_ID)
     c.subscribe("Event", "Device.LocalAgent.TransferComplete!")
     c.subscribe("OperationComplete", FW + "*.Download()")
+    return sign, mgr, a, c
+
+
+def test_download_of_signed_images_through_usp(signer, tmp_path):
+    sign, mgr, a, c = trusted_device(signer)
     bad = bytearray(sign("good", "2.0.0", 2))
     bad[4200] ^= 1
     cases = ((sign("other", "2.0.0", 2), "untrusted image: image signed by an unknown key"),
@@ -145,20 +152,7 @@ def test_download_of_signed_images_through_usp(signer, tmp_path):
 
 
 def test_refusal_is_reported_in_transfer_complete_and_operation_complete(signer, tmp_path):
-    from firmware_slots.sim.simdev import sim_device
-    sign, key = signer
-    flash, mgr = sim_device(slot_blocks=4, nslots=2, keys=[key])
-    w = mgr.install(0)
-    w.write(sign("good", "1.0.0", 1))
-    w.finish()
-    mgr.boot()
-    mgr.confirm()
-    a = UspAgent(mgr, AGENT_ID, Platform(wall_s=T0), controllers=[CTRL_ID])
-    a.startup()
-    a.take_outbox()
-    c = Controller(a, CTRL_ID)
-    c.subscribe("Event", "Device.LocalAgent.TransferComplete!")
-    c.subscribe("OperationComplete", FW + "2.Download()")
+    sign, mgr, a, c = trusted_device(signer)
     (tmp_path / "x.img").write_bytes(sign("other", "2.0.0", 2))
     c.operate(FW + "2.Download()", {"URL": "file://" + str(tmp_path / "x.img"), "AutoActivate": "false"})
     a.poll(0)
