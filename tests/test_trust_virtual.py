@@ -15,7 +15,7 @@ from hil.apps import app_image
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_dev_install_on_a_trust_key_board(make_dut, tmp_path):
+def test_dev_install_on_a_trust_key_board(fwslots_make_dut, tmp_path):
     imgtool = os.path.join(os.path.dirname(sys.executable), "imgtool")
     for name in ("good", "other"):
         subprocess.run([imgtool, "keygen", "-k", str(tmp_path / (name + ".pem")), "-t", "ed25519"], check=True)
@@ -23,7 +23,7 @@ def test_dev_install_on_a_trust_key_board(make_dut, tmp_path):
         p = json.load(f)
     p["trust"] = {"keys": [signing.public_pem((tmp_path / "good.pem").read_bytes())]}
     (tmp_path / "trusted.json").write_text(json.dumps(p))
-    d = make_dut(profile=str(tmp_path / "trusted.json"))
+    d = fwslots_make_dut(profile=str(tmp_path / "trusted.json"))
     v1 = signing.sign(app_image("demo", "1.0"), str(tmp_path / "good.pem"), "1.0.0", 1)
     info = d.install(0, v1)
     assert info["Status"] == "Available" and info["Name"] == "demo" and info["Version"] == "1.0", info
