@@ -234,3 +234,25 @@ def test_controller_trust_objects_and_assigned_role():
     # strangers may not even read the policy
     assert err(Controller(a, EVIL).call("get", {"param_paths": [T]}))[0] == 7006
     assert err(c.set([(T, {"UntrustedRole": T + "Role.1"})]))[0] in (7012, 7013, 7026)
+
+
+def test_set_that_would_overflow_a_512_byte_journal_is_7005():
+    from usp_loopback import inspect
+    from firmware_slots.sim import simdev
+    flash, mgr = simdev.sim_device(sector_size=512, slot_blocks=16, nslots=2, inspect=inspect)
+    v1 = image("1.0")
+    w = mgr.install(0, len(v1))
+    w.write(v1)
+    w.finish()
+    mgr.boot()
+    mgr.confirm()
+    a = UspAgent(mgr, AGENT_ID, Platform(wall_s=T0))
+    a.startup()
+    c = Controller(a, CTRL_ID)
+    c.subscribe("Event", "Device.Boot!")  # persistent: its strings live in the journal
+    before = mgr.meta.state_bytes()
+    r = c.set([("Device.LocalAgent.Subscription.1.", {"ReferenceList": "Device.DeviceInfo." + "x" * 230})])
+    assert isinstance(r, tuple) and r[1]["err_code"] == 7005, r
+    assert r[1]["param_errs"][0]["param_path"] == "Device.LocalAgent.Subscription.1.ReferenceList"
+    assert mgr.meta.state_bytes() == before
+    assert simdev.reopen(flash).meta.state_bytes() == before  # and nothing half-written

@@ -279,6 +279,8 @@ class LocalAgent:
             raise UspError(E_VALUE, "only the CoAP MTP is supported")
         if idx == COAP and k == "po" and not 0 < value < 65536:
             raise UspError(E_VALUE, "Port must be 1..65535")
+        if idx != SUB or r.get("p"):  # only persisted rows count against the journal
+            self.room(encoded_size(value) - encoded_size(r.get(k, "")))
         r[k] = value
         self.dirty.add(A_SUBS if idx == SUB else A_REQUESTS if idx == REQ else A_CONTROLLERS)
 
