@@ -27,6 +27,7 @@ from firmware_slots.core.state import (  # noqa: F401 (statuses are re-exported:
     D_MIN_SC, S_OFFSET, S_PAYLOAD, S_COUNTER)
 
 CHUNK = 512  # read-back and re-hash buffer: the largest allocation while writing
+_MAGIC = b"\x3d\xb8\xf3\x96"  # MCUboot header magic 0x96f3b83d, little-endian (core/image.py)
 
 
 class SlotError(Exception):
@@ -414,18 +415,23 @@ class ImageWriter:
         # the sector holding `offset` is usable only if the checkpoint left it erased
         # resume mid-sector only happens when the rest of that sector is still erased
         self.erased_to = offset if offset % sec == 0 else offset - offset % sec + sec
-        # MCUboot container: parsed while streaming; dropped (None) for a plain image without keys
-        from firmware_slots.core.image import ImageStream
-        self.img = ImageStream()
+        # MCUboot container: parsed while streaming. Without keys only an image that starts
+        # with its magic pays for the parser (False: not decided yet, None: a plain image)
+        self.img = False
         if offset:
             hs = [self.sha.update, self._container] + ([self.user.update] if self.user else [])
             _feed(self.region, 0, offset, hs)
         self.done = False
 
     def _container(self, mv):
-        from firmware_slots.core.image import ImageError
+        if self.img is False:
+            self.img = None
+            if self.mgr.keys or bytes(mv[:4]) == _MAGIC:
+                from firmware_slots.core.image import ImageStream
+                self.img = ImageStream()
         if self.img is None:
             return
+        from firmware_slots.core.image import ImageError
         try:
             self.img.feed(mv)
         except ImageError as e:
@@ -528,7 +534,7 @@ class ImageWriter:
         name = name or m[0]
         version = version or m[1]
         signed = {}
-        if self.img is not None:
+        if self.img:
             from firmware_slots.core import image
             try:
                 po, pl, sc, vr = image.accept(self.img, mgr.keys, mgr.min_counter())
