@@ -163,12 +163,11 @@ def test_refusal_is_reported_in_transfer_complete_and_operation_complete(signer,
     assert oc and "image signed by an unknown key" in oc[0]["cmd_failure"]["err_msg"]
 
 
-def test_bounded_state_on_a_512_byte_journal(tmp_path):
-    """Largest EndpointIDs until 7005 and a Download() that would not fit refused with 7005,
-    existing state untouched each time; an install, activation and fallback still fit."""
+def small_journal_device(**opts):
+    """v1 confirmed on a flash whose journal sectors are 512 bytes, and its agent (open policy)."""
     from usp_loopback import inspect
     from firmware_slots.sim import simdev
-    flash, mgr = simdev.sim_device(sector_size=512, slot_blocks=16, nslots=2, inspect=inspect, max_attempts=2)
+    flash, mgr = simdev.sim_device(sector_size=512, slot_blocks=16, nslots=2, inspect=inspect, **opts)
     v1 = image("1.0")
     w = mgr.install(0, len(v1))
     w.write(v1)
@@ -178,6 +177,14 @@ def test_bounded_state_on_a_512_byte_journal(tmp_path):
     a = UspAgent(mgr, AGENT_ID, Platform(wall_s=T0))
     a.startup()
     a.take_outbox()
+    return flash, mgr, a
+
+
+def test_bounded_state_on_a_512_byte_journal(tmp_path):
+    """Largest EndpointIDs until 7005 and a Download() that would not fit refused with 7005,
+    existing state untouched each time; an install, activation and fallback still fit."""
+    from firmware_slots.sim import simdev
+    flash, mgr, a = small_journal_device(max_attempts=2)
     first = Controller(a, "proto::" + "a" * 57)
     assert first.values("Device.DeviceInfo.SoftwareVersion")
     codes = []
@@ -237,17 +244,8 @@ def test_controller_trust_objects_and_assigned_role():
 
 
 def test_set_that_would_overflow_a_512_byte_journal_is_7005():
-    from usp_loopback import inspect
     from firmware_slots.sim import simdev
-    flash, mgr = simdev.sim_device(sector_size=512, slot_blocks=16, nslots=2, inspect=inspect)
-    v1 = image("1.0")
-    w = mgr.install(0, len(v1))
-    w.write(v1)
-    w.finish()
-    mgr.boot()
-    mgr.confirm()
-    a = UspAgent(mgr, AGENT_ID, Platform(wall_s=T0))
-    a.startup()
+    flash, mgr, a = small_journal_device()
     c = Controller(a, CTRL_ID)
     c.subscribe("Event", "Device.Boot!")  # persistent: its strings live in the journal
     before = mgr.meta.state_bytes()
