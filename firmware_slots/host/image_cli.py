@@ -53,19 +53,30 @@ def sign_cmd(infile, outfile, key, version, counter, header_size, align):
 @click.argument("imagefile", type=click.File("rb"))
 @click.option("-k", "--key", "keys", multiple=True, type=click.Path(dir_okay=False),
               help="public (or private) key PEM to verify against; repeatable")
+@click.option("--block-size", type=click.Choice(["512", "4096"]), default="4096", show_default=True,
+              help="littlefs block size of an app image")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object")
-def show_cmd(imagefile, keys, as_json):
-    """Print an MCUboot image's header, version, TLVs and, with --key, whether it verifies.
+def show_cmd(imagefile, keys, block_size, as_json):
+    """Print an image: an MCUboot container's header, version, TLVs and, with --key, whether
+    it verifies; an app image's manifest, files, size and SHA-256 (also inside a container).
 
     Checked by the device's own parser; exit 1 when the image is malformed or no key verifies.
     """
+    data = imagefile.read()
     try:
         ks = [signing.load_public(k) for k in keys]
-        info = signing.show(imagefile.read(), ks)
+        info = signing.show(data, ks)
     except signing.SigningError as e:
-        raise click.ClickException(str(e))
+        if not str(e).startswith("not an MCUboot image") or keys:
+            raise click.ClickException(str(e))
+        info = None  # a plain app image (unsigned): show its manifest
+    app = _app_view(data[info["header_size"]:info["header_size"] + info["image_size"]] if info else data,
+                    int(block_size), info is None)
     if as_json:
-        click.echo(json.dumps(info, sort_keys=True))
+        out = dict(info or {}, app=app) if info else app
+        click.echo(json.dumps(out, sort_keys=True, indent=None if info else 1))
+    elif info is None:
+        click.echo(json.dumps(app, indent=1))
     else:
         click.echo("version %s  security counter %s  header %d bytes  payload %d bytes  flags 0x%x" % (
             info["version"], info["security_counter"], info["header_size"], info["image_size"], info["flags"]))
@@ -75,11 +86,27 @@ def show_cmd(imagefile, keys, as_json):
             click.echo("signature %s by key hash %s" % (s["kind"], s["keyhash"]))
         if not info["signatures"]:
             click.echo("unsigned")
+        if app:
+            click.echo("payload: app image %s %s (%d files)" % (
+                app["manifest"].get("name"), app["manifest"].get("version"), len(app["files"])))
         if keys:
             click.echo("verified with key hash %s" % info["key"] if info["verified"]
                        else "NOT verified: %s" % info["error"])
     if keys and not info["verified"]:
         raise SystemExit(1)
+
+
+def _app_view(data, block_size, required):
+    """{manifest, files, size, sha256} of an app image; None (or, when required, exit 1) if not one."""
+    import hashlib
+    from firmware_slots.host import appimage
+    try:
+        m, paths = appimage.inspect(data, block_size)
+    except appimage.AppImageError as e:
+        if required:
+            raise click.ClickException("not an app image or an MCUboot image: %s" % e)
+        return None  # native firmware inside a container
+    return {"manifest": m, "files": paths, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def precheck(data, keys, min_sc):
