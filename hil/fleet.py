@@ -196,6 +196,13 @@ class Fleet:
         os.replace(tmp, path)
 
 
+def app_image(version, name="fleetapp", pad=0):
+    """A minimal app image (littlefs2 + manifest, 4 KiB blocks) reporting `version`."""
+    from firmware_slots.host import appimage
+    return appimage.build(files={"main.py": b"# fleet app\n" + b"#" * pad, "manifest.json": b"{}"},
+                          name=name, version=version)
+
+
 def fail_ratio(ratio, version):
     """fail(n, v): device n's self-test fails on `version` for a `ratio` share of the fleet
     (every round(1/ratio)-th device, so the count is exact and reproducible)."""
