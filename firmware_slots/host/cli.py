@@ -430,6 +430,8 @@ def _add_usp():
 
 
 _add_usp()
+from firmware_slots.host.campaign.cli import campaign as _campaign  # noqa: E402  fleet campaigns (issue 13)
+main.add_command(_campaign)
 
 if __name__ == "__main__":
     main()
