@@ -231,6 +231,9 @@ def main(argv=None):
     p.add_argument("--seconds", type=float, default=0, help="stop after N s (0: until stdin closes)")
     p.add_argument("--state", default="", help="on exit, write every device's slot table here (JSON)")
     a = p.parse_args(argv)
+    import faulthandler
+    import signal
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: every device's stack
     with open(a.image, "rb") as f:
         image = f.read()
     r0 = rss_kib()

@@ -101,9 +101,10 @@ class Campaign:
             try:
                 async with self.req_sem:
                     return await self.ctl.get_params(d["uri"], d["eid"], paths, self.cfg["usp_timeout"])
-            except (asyncio.TimeoutError, OSError, UspFailure, Exception) as e:  # aiocoap raises its own errors
-                if isinstance(e, UspFailure):
-                    raise
+            except UspFailure:
+                raise
+            except Exception as e:  # timeouts and aiocoap's own errors (ICMP unreachable, retransmits)
+                d["last_error"] = "%s %s" % (type(e).__name__, str(e)[:80])
                 await asyncio.sleep(min(POLL_S, 0.5 * (i + 1)))
         return None
 
@@ -207,6 +208,8 @@ class Campaign:
                 await self._download_one(d)
             except UspFailure as e:
                 self._final(i, "download_failed", detail=str(e)[:200])
+            except Exception as e:  # one device's trouble never stops the fleet
+                self._final(i, "unreachable", detail="%s: %s" % (type(e).__name__, str(e)[:150]))
             finally:
                 self.inflight -= 1
 
@@ -217,7 +220,8 @@ class Campaign:
         while True:
             p = await self._get(d, paths)
             if p is None:
-                return self._final(i, "unreachable", detail="no answer to Get during distribution")
+                return self._final(i, "unreachable", detail="no answer to Get during distribution (%s)"
+                                   % d.get("last_error"))
             if p.get(SV) == cfg["version"]:
                 return self._final(i, "updated", version=p.get(SV), detail="already running the new version")
             have, free = self._pick(p)
@@ -243,12 +247,17 @@ class Campaign:
                 d["state"], d["slot"] = "downloading", row
                 tries += 1
                 st.bump(i, "dl_issued")
-                async with self.req_sem:
-                    await self.ctl.operate(d["uri"], d["eid"], FW + "%d.Download()" % row, {
-                        "URL": self._url(d), "AutoActivate": "false", "FileSize": str(len(self.image)),
-                        "CheckSumAlgorithm": "SHA-256", "CheckSum": cfg["sha256"]},
-                        key=cfg["key"] + "-dl", timeout=cfg["usp_timeout"])
-                st.event(i, "Download()", "FirmwareImage.%d" % row)
+                try:
+                    async with self.req_sem:
+                        await self.ctl.operate(d["uri"], d["eid"], FW + "%d.Download()" % row, {
+                            "URL": self._url(d), "AutoActivate": "false", "FileSize": str(len(self.image)),
+                            "CheckSumAlgorithm": "SHA-256", "CheckSum": cfg["sha256"]},
+                            key=cfg["key"] + "-dl", timeout=cfg["usp_timeout"])
+                    st.event(i, "Download()", "FirmwareImage.%d" % row)
+                except UspFailure:
+                    raise
+                except Exception as e:  # unanswered: it may have started; the row's Status tells
+                    st.event(i, "Download() unanswered", type(e).__name__)
             if await self._wait_download(d, row):
                 st.set_device(i, state="downloaded", t_dl1=time.time())
                 return
@@ -347,7 +356,7 @@ class Campaign:
                             key=cfg["key"] + "-sw", timeout=cfg["usp_timeout"])
                 self.st.set_device(i, sent=1)
                 self.st.event(i, "switch", cfg["method"])
-        except (UspFailure, asyncio.TimeoutError, OSError) as e:
+        except Exception as e:
             # refused or unanswered: the device was not switched; find out what it runs
             self.st.event(i, "switch failed", str(e)[:200])
         await self._verify(d, path)

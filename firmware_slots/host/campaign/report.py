@@ -86,7 +86,8 @@ def timeline(snap):
     for k in range(5):  # axes: bytes/s left, downloads right, seconds below
         v = ymax * k / 4
         out.append('<text x="4" y="%.1f">%d B/s</text>' % (y(v) + 4, v))
-        out.append('<text x="%d" y="%.1f">%d</text>' % (L + pw + 6, y2(nmax * k / 4) + 4, round(nmax * k / 4)))
+        out.append('<text x="%d" y="%.1f">%s</text>' % (L + pw + 6, y2(nmax * k / 4) + 4,
+                                                      "%g" % round(nmax * k / 4, 0 if nmax >= 8 else 2)))
         out.append('<text x="%.1f" y="%d">%ds</text>' % (x(t0 + span * k / 4) - 8, H - B + 16, span * k / 4))
     out.append('<text x="%d" y="%d">blue: bandwidth, orange: downloads in flight (right axis), '
                'bands: switch waves (updated/fell back/unreachable)</text>' % (L, H - 6))
