@@ -159,9 +159,42 @@ class SimDevice:
                 "crashes": self.crashes, "error": self.error}
 
 
+def ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = f.read().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_ports(n, host="127.0.0.1", start=None):
+    """n UDP ports below the ephemeral range, free now: a device keeps its port across
+    reboots, and no ephemeral socket (a download's client) can take it while it reboots."""
+    import socket
+    lo = ephemeral_range()[0]
+    p = start or max(1024, lo - 12000 + (os.getpid() % 40) * 200)  # spread parallel fleets apart
+    out = []
+    while len(out) < n:
+        if p >= lo:
+            raise OSError("no %d free UDP ports below the ephemeral range %d" % (n, lo))
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind((host, p))
+            out.append(p)
+        except OSError:
+            pass
+        finally:
+            s.close()
+        p += 1
+    return out
+
+
 class Fleet:
-    def __init__(self, n, image, fail=None, host="127.0.0.1"):
+    def __init__(self, n, image, fail=None, host="127.0.0.1", base_port=None):
         self.devices = [SimDevice(i, image, fail, host) for i in range(n)]
+        for d, p in zip(self.devices, free_ports(n, host, base_port)):
+            d.port = p
 
     def start(self, timeout=120):
         old = threading.stack_size(STACK)
@@ -212,6 +245,17 @@ def fail_ratio(ratio, version):
     return lambda n, v: v == version and n % step == step // 2
 
 
+def _dump_stacks(path):
+    import traceback
+    frames = sys._current_frames()
+    with open(path, "w") as f:
+        for t in threading.enumerate():
+            fr = frames.get(t.ident)
+            if fr is not None:
+                f.write("%s: %s\n" % (t.name, " < ".join("%s:%d %s" % (os.path.basename(e.filename), e.lineno, e.name)
+                                                        for e in reversed(traceback.extract_stack(fr)))))
+
+
 def rss_kib():
     with open("/proc/self/status") as f:
         for line in f:
@@ -233,7 +277,8 @@ def main(argv=None):
     a = p.parse_args(argv)
     import faulthandler
     import signal
-    faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: every device's stack
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: the first 100 stacks
+    signal.signal(signal.SIGUSR2, lambda *_: _dump_stacks(a.fleet_file + ".stacks"))  # all, by device
     with open(a.image, "rb") as f:
         image = f.read()
     r0 = rss_kib()
