@@ -62,3 +62,50 @@ def test_a_failing_self_test_falls_back_and_reports_it():
         assert truth["running"] == 0 and truth["boot"] == 1  # a fallback never rewrites BootFirmwareImage
     finally:
         fleet.stop()
+
+
+def test_rebooted_endpoint_reusing_a_mid_is_not_stuck():
+    """After a reboot on the same port a device may draw a MID that aiocoap still holds in
+    its dedup cache: it answers with the cached ACK of our previous life (another token).
+    The device must resend under a new MID, not wait for a 'separate response' (it did:
+    one agent in a thousand hung its boot notifications for minutes)."""
+    import threading
+    import time
+    import aiocoap
+    import aiocoap.resource as resource
+    from firmware_slots.coap import numbers as N
+    from firmware_slots.coap.client import CoapClient
+    from firmware_slots.coap.protocol import CoapEndpoint
+
+    class Sink(resource.Resource):
+        async def render_post(self, request):
+            return aiocoap.Message(code=aiocoap.CHANGED)
+
+    srv_port, dev_port = free_ports(2)
+    ready, stop = threading.Event(), threading.Event()
+
+    async def serve():
+        site = resource.Site()
+        site.add_resource(["usp"], Sink())
+        ctx = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", srv_port))
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        await ctx.shutdown()
+
+    t = threading.Thread(target=lambda: asyncio.run(serve()))
+    t.start()
+    try:
+        assert ready.wait(10)
+        for life in range(2):  # two boots, same port, same first MID
+            ep = CoapEndpoint(UdpTransport("127.0.0.1", dev_port))
+            ep.next_mid._next = 4242
+            t0 = time.monotonic()
+            try:
+                r = CoapClient(ep, timeout_ms=5000).request(N.POST, "coap://127.0.0.1:%d/usp" % srv_port, b"x")
+            finally:
+                ep.close()
+            assert r.code == N.CHANGED and time.monotonic() - t0 < 2.0, life
+    finally:
+        stop.set()
+        t.join(10)
