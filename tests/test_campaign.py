@@ -232,3 +232,25 @@ def test_schedule_helpers():
     assert budget.parse_duration("8h") == 28800 and budget.parse_duration("1.5m") == 90
     # 10 s windows over whole seconds: 13 kB in the first 10 s over a 1 kB/s budget: 1.3
     assert budget.peak_ratio({0: 1000, 1: 12000, 5: 0, 20: 1000}, 1000) == pytest.approx(1.3)
+
+
+def test_image_from_a_url(images, tmp_path):
+    """--url: the agents pull from another server (here demo_virtual's aiocoap one); the
+    campaign serves nothing itself and still classifies every device."""
+    from firmware_slots.host.demo_virtual import ImageServer
+    v2 = open(images[V2], "rb").read()
+    srv = ImageServer({"v2.img": v2})
+    fleet = Fleet(4, open(images[V1], "rb").read()).start()
+    try:
+        ff = _fleet_file(str(tmp_path / "fleet.json"), fleet)
+        db = str(tmp_path / "c.db")
+        r = CliRunner().invoke(ccli.campaign, ["create", db, "--fleet", ff, "--image", images[V2], "--window", "1s",
+                                               "--url", srv.uri("v2.img"), "--waves", "100%"])
+        assert r.exit_code == 0, r.output
+        r = CliRunner().invoke(ccli.campaign, ["run", db, "-q"])
+        assert r.exit_code == 0 and "done: updated 4, fell back 0" in r.output, r.output
+        s = ccli.status(db)
+        assert s["blocks_served"] == 0 and len(srv.blocks["v2.img"]) == 4 * 20
+    finally:
+        fleet.stop()
+        srv.close()

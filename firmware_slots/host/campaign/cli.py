@@ -61,6 +61,8 @@ def create(db, fleet, image, version=None, controller_port=0, image_port=0, key=
         raise CampaignError("%s is not an app image with a manifest: give --version" % image)
     cfg = dict(DEFAULTS)
     cfg.update({k: v for k, v in opts.items() if v is not None})
+    if cfg.get("url") and not str(cfg["url"]).startswith(("coap://", "coaps://", "http://", "https://")):
+        raise CampaignError("--url must be a coap://, coaps://, http:// or https:// URL")
     if cfg["method"] not in ("activate", "reboot"):
         raise CampaignError("method must be activate or reboot")
     if not 0 <= cfg["halt_ratio"] <= 1:
@@ -145,15 +147,16 @@ def campaign():
 @click.option("--halt-ratio", type=float, default=None, help="halt when more than this share of a wave falls back")
 @click.option("--switch-window", callback=_duration, default=None, help="Activate() TimeWindow length")
 @click.option("--verify-timeout", callback=_duration, default=None, help="per wave device: unreachable after this")
+@click.option("--url", default=None, help="agents pull the image from this URL instead of from the campaign")
 @click.option("--controller-port", type=int, default=0, help="fixed UDP port of our USP endpoint")
 @click.option("--image-port", type=int, default=0, help="fixed UDP port of the image server")
 def create_cmd(db, fleet, image, version, window, budget, concurrency, waves, method, halt_ratio,
-               switch_window, verify_timeout, controller_port, image_port):
+               switch_window, verify_timeout, url, controller_port, image_port):
     """Create campaign DB from a fleet file and an image."""
     try:
         cfg = create(db, fleet, image, version, controller_port, image_port, window=window, budget=budget,
                      concurrency=concurrency, waves=waves, method=method, halt_ratio=halt_ratio,
-                     switch_window=switch_window, verify_timeout=verify_timeout)
+                     switch_window=switch_window, verify_timeout=verify_timeout, url=url)
     except CampaignError as e:
         _fail(e)
     st = Store(db, readonly=True)
