@@ -52,7 +52,7 @@ def done(images, tmp_path_factory):
         db = str(d / "c.db")
         ccli.create(db, ff, images[V2], window=3.0, budget=BUDGET, concurrency=12, waves="10,100%",
                     method="activate", halt_ratio=0.10, switch_window=60.0, verify_timeout=30.0,
-                    usp_timeout=1.5)
+                    usp_timeout=2.5)
         assert ccli.run(db) == "done"
         yield db, fleet, [n for n in range(N) if fail(n, V2)]
     finally:

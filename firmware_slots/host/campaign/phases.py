@@ -29,6 +29,7 @@ from firmware_slots.host.campaign.imageserver import ImageResource, FLUSH_S
 
 POLL_S = 3.0          # re-ask a busy device this often even without a notification
 MAX_DL_TRIES = 3      # Download() attempts per device before download_failed
+RESEND_S = 8.0        # a device still on the old image this long after its switch gets it again
 GET_TRIES = 4         # unanswered Gets in a row before a device counts as unreachable
 SV = "Device.DeviceInfo.SoftwareVersion"
 ACTIVE = "Device.DeviceInfo.ActiveFirmwareImage"
@@ -240,9 +241,12 @@ class Campaign:
                 if free is None:
                     return self._final(i, "download_failed", detail="no row that is neither Active nor Boot")
                 if not d["subs"]:
-                    await self._subscribe(d)
-                    st.set_device(i, subs=1)
-                    d["subs"] = 1
+                    try:  # notifications only speed things up: Gets decide
+                        await self._subscribe(d)
+                        st.set_device(i, subs=1)
+                        d["subs"] = 1
+                    except Exception as e:
+                        st.event(i, "subscribe failed", "%s %s" % (type(e).__name__, str(e)[:150]))
                 row = free
                 # committed before the request: a crash now leaves a row that the next run re-checks
                 st.set_device(i, state="downloading", slot=row, t_dl0=time.time())
@@ -337,31 +341,40 @@ class Campaign:
         return halted
 
     async def _switch_one(self, d):
-        i, cfg = d["id"], self.cfg
-        row = d["slot"]
-        path = FW + "%d" % row
-        try:
-            if not d["sent"]:
-                if not await self._still_ready(d, path):
-                    return
-                async with self.req_sem:
-                    if cfg["method"] == "activate":
-                        await self.ctl.operate(d["uri"], d["eid"], path + ".Activate()", {
-                            "TimeWindow.1.Start": "0", "TimeWindow.1.End": str(int(cfg["switch_window"])),
-                            "TimeWindow.1.Mode": "AnyTime", "TimeWindow.1.MaxRetries": "0"},
-                            key=cfg["key"] + "-sw", timeout=cfg["usp_timeout"])
-                    else:
-                        await self.ctl.set_param(d["uri"], d["eid"], "Device.DeviceInfo.", "BootFirmwareImage",
-                                                 path, cfg["usp_timeout"])
-                        await self.ctl.operate(d["uri"], d["eid"], "Device.Reboot()", {
-                            "Cause": "RemoteReboot", "Reason": "campaign " + cfg["key"]},
-                            key=cfg["key"] + "-sw", timeout=cfg["usp_timeout"])
-                self.st.set_device(i, sent=1)
-                self.st.event(i, "switch", cfg["method"])
-        except Exception as e:
-            # refused or unanswered: the device was not switched; find out what it runs
-            self.st.event(i, "switch failed", str(e)[:200])
+        path = FW + "%d" % d["slot"]
+        if not d["sent"]:
+            if not await self._still_ready(d, path):
+                return
+            await self._send_switch(d, path)
         await self._verify(d, path)
+
+    async def _send_switch(self, d, path):
+        """Activate() or Set + Reboot(); -> True once the agent accepted it."""
+        i, cfg = d["id"], self.cfg
+        try:
+            async with self.req_sem:
+                if cfg["method"] == "activate":
+                    await self.ctl.operate(d["uri"], d["eid"], path + ".Activate()", {
+                        "TimeWindow.1.Start": "0", "TimeWindow.1.End": str(int(cfg["switch_window"])),
+                        "TimeWindow.1.Mode": "AnyTime", "TimeWindow.1.MaxRetries": "0"},
+                        key=cfg["key"] + "-sw", timeout=cfg["usp_timeout"])
+                else:
+                    await self.ctl.set_param(d["uri"], d["eid"], "Device.DeviceInfo.", "BootFirmwareImage",
+                                             path, cfg["usp_timeout"])
+                    await self.ctl.operate(d["uri"], d["eid"], "Device.Reboot()", {
+                        "Cause": "RemoteReboot", "Reason": "campaign " + cfg["key"]},
+                        key=cfg["key"] + "-sw", timeout=cfg["usp_timeout"])
+        except UspFailure as e:
+            if "pending Activate" not in str(e):  # an earlier, unanswered Activate() did arrive
+                self.st.event(i, "switch refused", str(e)[:200])
+                return False
+        except Exception as e:  # unanswered: _verify re-sends while the device stays on the old image
+            self.st.event(i, "switch unanswered", "%s %s" % (type(e).__name__, str(e)[:150]))
+            return False
+        d["sent"] = 1
+        self.st.set_device(i, sent=1)
+        self.st.event(i, "switch", cfg["method"])
+        return True
 
     async def _still_ready(self, d, path):
         p = await self._get(d, [SV, path + ".Status", path + ".Version"])
@@ -377,6 +390,8 @@ class Campaign:
         i = d["id"]
         new = self.cfg["version"]
         deadline = time.time() + self.cfg["verify_timeout"]
+        resend_at = time.time() + (RESEND_S if d["sent"] else 0)
+        resends = 0
         last = None
         while time.time() < deadline:
             await self._poke_or_timeout(i, POLL_S)
@@ -392,5 +407,10 @@ class Campaign:
                 return self._final(i, "updated", version=new)
             if p.get(path + ".Status") == "ActivationFailed" and p.get(SV) != new:
                 return self._final(i, "fell_back", version=p.get(SV), boot_log=p.get(path + ".BootFailureLog", ""))
+            if p.get(path + ".Status") == "Available" and time.time() > resend_at and resends < 2:
+                # answering, still on the old image, nothing failed: the switch was lost
+                resends += 1
+                resend_at = time.time() + RESEND_S
+                await self._send_switch(d, path)
         self._final(i, "unreachable", detail="not classified within %.0f s (last: %s)" % (
             self.cfg["verify_timeout"], str(last)[:150]))

@@ -76,7 +76,7 @@ def timeline(snap):
                                                                      w["n"], w["updated"], w["fell_back"],
                                                                      w["unreachable"]))
     out.append('<line class="budget" x1="%d" x2="%d" y1="%.1f" y2="%.1f"/>' % (L, L + pw, y(rate), y(rate)))
-    out.append('<text x="%d" y="%.1f">budget %d B/s</text>' % (L + pw - 120, y(rate) - 4, rate))
+    out.append('<text x="%d" y="%.1f">budget %d B/s</text>' % (L + 4, y(rate) - 4, rate))
     if bw:
         pts = " ".join("%.1f,%.1f" % (x(t + 0.5), y(b)) for t, b, n in bw)
         out.append('<polyline class="bw" points="%s"><title>image bytes served per second</title></polyline>' % pts)
@@ -122,7 +122,7 @@ def render(snap):
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              "<title>fwslots campaign %s</title><style>%s</style></head><body>" % (_e(cfg.get("key")), CSS),
              "<h1>Campaign %s</h1>" % _e(cfg.get("key")),
-             '<section id="summary"><h2>Summary</h2>%s</section>' % _table("summary-table", ("", ""), summary),
+             '<section id="summary"><h2>Summary</h2>%s</section>' % _table("summary-table", ("what", "value"), summary),
              '<section id="timeline"><h2>Timeline</h2>%s</section>' % timeline(snap),
              '<section id="waves"><h2>Switch waves</h2>%s</section>' % _table(
                  "waves-table", ("wave", "start", "devices", "updated", "fell back", "unreachable", ""), wv),
