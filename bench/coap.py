@@ -29,7 +29,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from mpy import micropython_exe  # noqa: E402
-from test_coap_support import free_udp_port, pattern  # noqa: E402
+from support.coap_peers import free_udp_port, pattern  # noqa: E402
 
 MIB = 1 << 20
 ENV = dict(os.environ, MICROPYPATH=os.pathsep.join([ROOT, ".frozen"]))
@@ -37,9 +37,9 @@ AGENT_ID = "os::0044FF-bench"
 
 PULL = r'''
 import sys, time, binascii
-from firmware_slots import layout
+from firmware_slots.sim import simdev
 from firmware_slots.transfer import pull
-flash, mgr = layout.sim_device(sector_size=4096, journal_blocks=4, slot_blocks=260, nslots=2, path=sys.argv[1])
+flash, mgr = simdev.sim_device(sector_size=4096, journal_blocks=4, slot_blocks=260, nslots=2, path=sys.argv[1])
 t = time.ticks_ms()
 info = pull.pull(mgr, 1, sys.argv[2], %d, "SHA-256", binascii.unhexlify(sys.argv[3]))
 print("MS", time.ticks_diff(time.ticks_ms(), t), info["SHA256"])
@@ -47,7 +47,9 @@ print("MS", time.ticks_diff(time.ticks_ms(), t), info["SHA256"])
 
 AGENT = r'''
 import sys, gc, time
-from firmware_slots import layout, slots, agent_main
+from firmware_slots.core import slots
+from firmware_slots.sim import simdev
+from firmware_slots import app
 gc.collect()
 PEAK = [0]
 _w = slots.ImageWriter.write
@@ -68,9 +70,9 @@ def finish(self, *a):
     print("PEAK", PEAK[0], r["Length"], r["SHA256"])
     return r
 slots.ImageWriter.finish = finish
-flash, mgr = layout.sim_device(sector_size=4096, journal_blocks=4, slot_blocks=260, nslots=2, path=sys.argv[1])
+flash, mgr = simdev.sim_device(sector_size=4096, journal_blocks=4, slot_blocks=260, nslots=2, path=sys.argv[1])
 mgr.boot()
-mtp = agent_main.build(mgr, %r, "127.0.0.1", int(sys.argv[2]))
+mtp = app.agent(mgr, %r, "127.0.0.1", int(sys.argv[2]))
 gc.collect()
 print("READY", gc.mem_alloc())
 mtp.startup()
@@ -217,9 +219,9 @@ def m():
     gc.collect()
     return gc.mem_alloc()
 b = m()
-import firmware_slots.slots, firmware_slots.layout
+import firmware_slots.core.slots, firmware_slots.core.layout
 c = m()
-import firmware_slots.coap.protocol, firmware_slots.coap.client, firmware_slots.mtp_coap
+import firmware_slots.coap.protocol, firmware_slots.coap.client, firmware_slots.mtp.coap
 d = m()
 import firmware_slots.usp.agent
 e = m()

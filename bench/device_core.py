@@ -27,8 +27,8 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 from mpy import micropython_exe  # noqa: E402
 
 COUNTERS = r"""
-from firmware_slots.layout import sim_device, reopen
-from firmware_slots.norsim import NorFlash
+from firmware_slots.sim.simdev import sim_device, reopen
+from firmware_slots.sim.norsim import NorFlash
 import time
 flash, m = sim_device(sector_size=4096, journal_blocks=2, slot_blocks=80, nslots=2, max_attempts=10**6)
 img = bytes(range(256)) * 1024  # 256 KiB
@@ -82,8 +82,8 @@ print("RATIO", f / r, r, f)
 
 HEAP = r"""
 import gc
-from firmware_slots.layout import carve
-from firmware_slots.slots import SlotManager
+from firmware_slots.core.layout import carve
+from firmware_slots.core.slots import SlotManager
 class FileDev:
     # a plain file-backed block device, like a real port's driver: no simulator bookkeeping
     def __init__(self, path, blocks):

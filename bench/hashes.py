@@ -19,7 +19,7 @@ def _measure():
     import json
     import time
 
-    from firmware_slots import hashes, sha2
+    from firmware_slots.core import hashes, sha2
 
     data = bytes(i * 131 & 0xFF for i in range(CHUNK))
 

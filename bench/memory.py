@@ -10,7 +10,7 @@ runtime_bytes           import_bytes - import_load_only_bytes: globals dicts, fu
                         (roughly) stays in RAM: bytecode, qstrs and constants live in flash
 agent_heap_bytes        heap held (gc.collect()) after: core_imports (layout, slots, agent_main),
                         core_and_flash_sim (+ the file-backed 2-slot simulated flash, mgr.boot()),
-                        after_build (+ agent_main.build(): every agent module, the model,
+                        after_build (+ app.agent(): every agent module, the model,
                         the socket), after_startup (+ mtp.startup())
 agent_resident_bytes    = agent_heap_bytes.after_startup
 frozen_estimate_bytes   agent_resident_bytes - sum(load-only parts of the modules loaded)
@@ -43,12 +43,14 @@ def m():
     gc.collect()
     return gc.mem_alloc()
 b = m()
-from firmware_slots import layout, slots, agent_main
+from firmware_slots.core import slots
+from firmware_slots.sim import simdev
+from firmware_slots import app
 a = m()
-flash, mgr = layout.sim_device(sector_size=4096, journal_blocks=4, slot_blocks=260, nslots=2, path=%r)
+flash, mgr = simdev.sim_device(sector_size=4096, journal_blocks=4, slot_blocks=260, nslots=2, path=%r)
 mgr.boot()
 c = m()
-mtp = agent_main.build(mgr, "os::0044FF-bench", "127.0.0.1", 0)
+mtp = app.agent(mgr, "os::0044FF-bench", "127.0.0.1", 0)
 d = m()
 mtp.startup()
 e = m()

@@ -24,7 +24,7 @@ MP_CODE = r"""
 import gc, time
 gc.collect()
 base = gc.mem_alloc()
-from firmware_slots import layout
+from firmware_slots.sim import simdev
 from firmware_slots.usp import codec, schema
 from firmware_slots.usp.agent import UspAgent
 from firmware_slots.usp.platform import Platform
@@ -32,7 +32,7 @@ from firmware_slots.usp.platform import Platform
 def inspect(dev, length):
     return "app", "1.0"
 
-flash, mgr = layout.sim_device(slot_blocks=2, inspect=inspect)
+flash, mgr = simdev.sim_device(slot_blocks=2, inspect=inspect)
 data = b"z" * 2000
 w = mgr.install(0, len(data))
 w.write(data)

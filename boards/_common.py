@@ -1,6 +1,6 @@
 """Pieces shared by the hardware adapters (esp32, rp2, stm32)."""
 
-from firmware_slots.flash import BlockWindow
+from firmware_slots.core.layout import windows as carve  # noqa: F401 (one carving rule for every board)
 
 CAUSES = ("PWRON_RESET", "HARD_RESET", "WDT_RESET", "DEEPSLEEP_RESET", "SOFT_RESET")
 NAMES = ("power", "reset", "wdt", "deepsleep", "soft")
@@ -29,11 +29,6 @@ class TimerDeadline:
         self.t.deinit()
 
 
-def carve(dev, profile):
-    """Journal and slot windows from a profile's block numbers over one device."""
-    j = profile["journal"]
-    journal = BlockWindow(dev, j["first"], j["blocks"])
-    return journal, [BlockWindow(dev, s["first"], s["blocks"]) for s in profile["slots"]]
 
 
 class AppBoard:

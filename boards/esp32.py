@@ -10,7 +10,7 @@ Name/Version come from the ESP-IDF app descriptor (esp_app_desc_t) in the image.
 """
 
 from boards._common import AppBoard, carve
-from firmware_slots.flash import BlockWindow
+from firmware_slots.core.flash import BlockWindow
 
 IMAGE_MAGIC = 0xE9
 DESC_MAGIC = 0xABCD5432

@@ -15,8 +15,8 @@ import os
 import sys
 import time
 
-from firmware_slots.norsim import NorFlash
-from boards._common import carve
+from firmware_slots.sim.norsim import NorFlash
+from firmware_slots.core.layout import windows as carve
 
 RESET_EXIT = 75
 
@@ -57,7 +57,7 @@ class Board:
         self.profile = profile
         fl = profile["flash"]
         self.write_size = fl.get("write_size", 1)
-        path = os.getenv("FWSLOTS_FLASH") or "fwslots.flash"
+        path = fl.get("path") or os.getenv("FWSLOTS_FLASH") or "fwslots.flash"
         self.flash = CutFlash(fl["sector"], fl["sectors"], self.write_size, path)
         cut = os.getenv("FWSLOTS_CUT_AT")
         if cut:

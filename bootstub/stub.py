@@ -9,7 +9,6 @@ import sys
 
 import bootstub as api
 
-FAILED = 8  # slots.ACTIVATION_FAILED
 MOUNT = "/app"
 
 
@@ -28,15 +27,11 @@ def main(t0):
 
 def _boot():
     import boards
-    from firmware_slots.slots import SlotManager
+    from firmware_slots import app
     p = boards.load()
-    b = api.board = boards.board(p)
-    j, slots = b.devices()
+    b = api.board = app.board(p)
     bp = p.get("boot", {})
-    insp = getattr(b, "inspect", None)
-    if insp is None:
-        from firmware_slots.appimage import inspect as insp
-    m = api.mgr = SlotManager(slots, j, b.write_size, bp.get("max_attempts", 3), insp)
+    m = api.mgr = app.slot_manager(p, b)
     prev = m.running
     if b.mode == "native":
         d = m.decide()
@@ -59,22 +54,22 @@ def _boot():
 
 
 def _explain(m, b, d, prev, bp):
-    """Add why the last attempt failed to the BootFailureLog of a slot that just failed."""
-    for i in d.changes:
-        ch = d.changes[i]
-        if i < 0 or ch.get("st") != FAILED or not ch.get("lg", "").startswith("not confirmed"):
+    """Add why the last attempt failed to the BootFailureLog of a slot out of attempts."""
+    from firmware_slots.core.bootdecision import ATTEMPTS
+    for i, cause in d.failed:
+        if cause != ATTEMPTS:
             continue
-        why = m.meta.get(i, "bf")
+        why = m.trial_failure(i)
         if prev == i and not why:
             c = b.reset_cause()
             why = ("watchdog reset: not confirmed within %d ms" % bp.get("confirm_ms", 10000)
                    if c == "wdt" else "%s before confirm" % ("power lost" if c == "power" else c + " reset"))
-        m.meta.update({i: {"lg": (ch["lg"] + "; last attempt: " + (why or "no confirm"))[:200], "bf": None}})
+        m.log_last_attempt(i, why or "no confirm")
 
 
 def _run(m, b, s, trial):
-    from firmware_slots.appimage import mount
-    man = api.manifest = mount(m.regions[s].dev, m.meta.get(s, "ln"), MOUNT)
+    from firmware_slots.core.appimage import mount
+    man = api.manifest = mount(m.regions[s].dev, m.image_length(s), MOUNT)
     if MOUNT not in sys.path:
         sys.path.insert(0, MOUNT)
     api.reads_at_start = b.reads()
@@ -92,7 +87,7 @@ def _run(m, b, s, trial):
     except Exception as e:
         sys.print_exception(e)
         if trial and not api.confirmed:
-            m.meta.update({s: {"bf": ("crashed: %s: %s" % (type(e).__name__, e))[:120]}})
+            m.note_trial_failure(s, "crashed: %s: %s" % (type(e).__name__, e))
             print("fwslots: trial app crashed; reset")
             b.reset()
         print("fwslots: app crashed; console only")

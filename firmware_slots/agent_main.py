@@ -14,11 +14,17 @@ Options: --host 127.0.0.1 --port 5683 --path usp --endpoint-id ID --flash PATH
                  a client certificate chaining to it mandatory)
 Prints "READY <port>" once serving. A reboot asked by USP (Reboot(), activation) ends
 the process with exit code 75 (the unix-virtual launcher restarts it = a reset).
-From a boot stub: run(mgr, endpoint_id, port=...) with the stub's SlotManager.
+The wiring itself is firmware_slots.app (the composition root); this is only its command line.
 """
 import sys
 
-RESET_EXIT = 75
+from firmware_slots.app import RESET_EXIT  # noqa: F401 (launchers read it here)
+
+
+def usage_error(msg):
+    """One line on stderr, exit 2 (bad usage): the same on MicroPython and CPython."""
+    sys.stderr.write("agent_main: %s (see the module docstring for options)\n" % msg)
+    sys.exit(2)
 
 
 def parse_args(argv):
@@ -30,39 +36,50 @@ def parse_args(argv):
     while i < len(argv):
         a = argv[i]
         if not a.startswith("--"):
-            raise SystemExit("unexpected argument %r" % a)
+            usage_error("unexpected argument %r" % a)
         k = a[2:]
         if "=" in k:
             k, v = k.split("=", 1)
         else:
             i += 1
-            v = argv[i] if i < len(argv) else ""
+            if i >= len(argv):
+                usage_error("option --%s needs a value" % k)
+            v = argv[i]
         if k not in opts:
-            raise SystemExit("unknown option --%s" % k)
+            usage_error("unknown option --%s" % k)
         opts[k] = v
         i += 1
+    for k in ("port", "sector", "slot-blocks", "nslots", "journal-blocks", "seconds"):
+        try:
+            int(opts[k])
+        except ValueError:
+            usage_error("--%s wants a number, got %r" % (k, opts[k]))
     return opts
 
 
 def manager(opts):
-    """SlotManager over the file-backed simulated flash (or the board profile's flash)."""
-    if opts.get("board") and opts["board"] != "unix-virtual-file":
+    """SlotManager of the board profile (--board) or of the flash file and its layout file."""
+    from firmware_slots import app
+    if opts.get("board"):
+        import boards
         try:
-            import boards
-            b = boards.board(opts["board"])
-            return b.manager() if hasattr(b, "manager") else _file_manager(opts)
-        except ImportError:
-            pass
-    return _file_manager(opts)
-
-
-def _file_manager(opts):
-    from firmware_slots import layout
-    flash, mgr = layout.sim_device(sector_size=int(opts["sector"]),
-                                   journal_blocks=int(opts["journal-blocks"]),
-                                   slot_blocks=int(opts["slot-blocks"]),
-                                   nslots=int(opts["nslots"]), path=opts["flash"])
-    return mgr
+            p = boards.load(opts["board"])
+        except OSError:
+            usage_error("no board profile %r" % opts["board"])
+        return app.slot_manager(p)
+    path = opts["flash"]
+    p = app.read_profile(path)
+    if p is None:
+        p = app.profile_from_numbers(int(opts["sector"]), None, 1, int(opts["journal-blocks"]),
+                                     int(opts["slot-blocks"]), int(opts["nslots"]))
+        try:
+            import json
+            with open(path + ".json", "w") as f:
+                json.dump(p, f)  # every later tool reads the same layout
+        except OSError as e:
+            sys.stderr.write("agent_main: cannot create %s.json: %s\n" % (path, e))
+            sys.exit(1)
+    return app.open_flash_file(path, p)[1]
 
 
 def _read(path):
@@ -70,54 +87,6 @@ def _read(path):
         return None
     with open(path, "rb") as f:
         return f.read()
-
-
-def build(mgr, endpoint_id, host="127.0.0.1", port=5683, path="usp", reply_host=None,
-          dtls_client=None, platform=None):
-    """-> CoapMtp serving `mgr`'s agent on host:port (port 0: any free one)."""
-    from firmware_slots.coap.protocol import CoapEndpoint
-    from firmware_slots.coap.transport import UdpTransport
-    from firmware_slots.usp.agent import UspAgent
-    from firmware_slots.mtp_coap import CoapMtp
-    agent = UspAgent(mgr, endpoint_id, platform)
-    ep = CoapEndpoint(UdpTransport(host, port))
-    if reply_host is None and host not in ("0.0.0.0", "::"):
-        reply_host = host
-    mtp = CoapMtp(agent, ep, path, reply_host=reply_host, dtls_client=dtls_client)
-    mtp.serve_images(mgr)
-    return mtp
-
-
-def run(mgr, endpoint_id, host="127.0.0.1", port=5683, path="usp", seconds=0, coaps=None, **kw):
-    """Serve until `seconds` pass (0 = forever). Returns RESET_EXIT when USP asked for a reboot.
-
-    coaps=(port, cert, key, ca): also listen for DTLS sessions (mtp_coaps) on that port.
-    """
-    from firmware_slots.usp.platform import Rebooting
-    mtp = build(mgr, endpoint_id, host, port, path, **kw)
-    lst = None
-    if coaps:
-        from firmware_slots.mtp_coaps import CoapsListener
-        lst = CoapsListener(mtp.agent, host, coaps[0], coaps[1], coaps[2], coaps[3], path)
-    print("READY", mtp.endpoint.transport.local_port)
-    try:
-        mtp.startup()
-        if lst is None:
-            mtp.serve(seconds * 1000 if seconds else None)
-        else:
-            from firmware_slots.coap._compat import ticks_add, ticks_diff, ticks_ms
-            end = ticks_add(ticks_ms(), seconds * 1000) if seconds else None
-            while end is None or ticks_diff(end, ticks_ms()) > 0:
-                mtp.step(50)
-                lst.step(20)
-    except Rebooting as e:
-        print("REBOOT", e)
-        return RESET_EXIT
-    finally:
-        if lst:
-            lst.close()
-        mtp.close()
-    return 0
 
 
 def main(argv=None):
@@ -135,12 +104,13 @@ def main(argv=None):
     coaps = None
     if opts["coaps-port"]:
         if not (opts["dtls-cert"] and opts["dtls-key"]):
-            raise SystemExit("--coaps-port needs --dtls-cert and --dtls-key (DER or PEM)")
-        from firmware_slots.dtls import pem_to_der
+            usage_error("--coaps-port needs --dtls-cert and --dtls-key (DER or PEM)")
+        from firmware_slots.coap.dtls import pem_to_der
         der = lambda p: pem_to_der(_read(p))[0] if p else None  # noqa: E731
         coaps = (int(opts["coaps-port"]), der(opts["dtls-cert"]), der(opts["dtls-key"]), der(opts["dtls-ca"]))
-    return run(mgr, opts["endpoint-id"], opts["host"], int(opts["port"]), opts["path"],
-               int(opts["seconds"]), coaps=coaps, reply_host=opts["reply-host"] or None, dtls_client=dc)
+    from firmware_slots import app
+    return app.serve(mgr, opts["endpoint-id"], opts["host"], int(opts["port"]), opts["path"],
+                     int(opts["seconds"]), coaps=coaps, reply_host=opts["reply-host"] or None, dtls_client=dc)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""Host-side harness: serial transport, device operations, the virtual board, pytest plugin.
+"""Host-side harness: serial transport (serialdev), device operations over the board's command
+set (device), the virtual board (virtual), deploy, hardware maps (hwmap), labgrid places
+(farm), the pytest plugin `fwslots` (pytest_plugin), the kill sweep.
 
 For the CLI:
     board = start_virtual(workdir, nslots=2)   # VirtualBoard: .port .link .pid .flash_path, .stop()
@@ -13,9 +15,12 @@ def start_virtual(workdir, **options):
     return VirtualBoard(workdir, **options).start()
 
 
-def connect(target, baud=115200, timeout=10.0):
-    """A Dut on a VirtualBoard or on a serial port path."""
+def connect(target, baud=None, timeout=10.0):
+    """A Dut on a VirtualBoard or on a serial port path (or pyserial URL); baud default
+    $FWSLOTS_BAUD, else 115200 (so every `fwslots dev` verb honours it)."""
+    import os
     from hil.device import Dut
+    baud = baud or int(os.environ.get("FWSLOTS_BAUD") or 115200)
     if hasattr(target, "link"):
         return Dut(target.link, target, baud, timeout)
     return Dut(target, None, baud, timeout)

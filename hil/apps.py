@@ -27,8 +27,8 @@ def app_image(name="demo", version="1.0", behaviour="confirm", confirm="explicit
 
 AGENT_MAIN = """import bootstub
 print('APP %s %s boot_us=%d' % ({name!r}, {version!r}, bootstub.elapsed_us()))
-from firmware_slots.usp import stubplatform
-{health}stubplatform.serve({eid!r}, {port!r}, health={hname})
+from bootstub import agentapp
+{health}agentapp.serve({eid!r}, {port!r}, health={hname})
 """
 
 AGENT_HEALTH = {
@@ -43,7 +43,7 @@ AGENT_HEALTH = {
 def agent_app(name="agent", version="1.0", port=5683, endpoint_id="os::000000-fwslots",
               behaviour="confirm", pad=0, block_size=4096):
     """An app image whose main.py runs the USP agent over CoAP on 127.0.0.1:`port` with the
-    stub's SlotManager (firmware_slots.usp.stubplatform.serve) and confirms once serving.
+    stub's SlotManager (bootstub.agentapp.serve) and confirms once serving.
     behaviour: "confirm"; "crash" (raises after the agent started, before confirming);
     "noconfirm" (serves without confirming, for the watchdog)."""
     h = AGENT_HEALTH[behaviour]

@@ -28,6 +28,18 @@ V2BAD = app_image("demo", "2.1", "crash")
 KNOWN = {hashlib.sha256(x).hexdigest(): x for x in (V1, V2, V2BAD)}
 
 
+class HarnessError(Exception):
+    """The sweep's own machinery failed (a board would not start): not evidence of a brick."""
+
+
+def _booted(d, timeout=30):
+    """wait_boot, but a missed prompt is not fatal: a board that answers the raw REPL is up."""
+    try:
+        d.wait_boot(timeout)
+    except DeviceTimeout:
+        d.exec("pass", timeout=5)  # DeviceTimeout again: it really did not come back
+
+
 class Sweep:
     def __init__(self, workdir=None, seed=1, points=110, workers=2):
         self.dir = workdir or tempfile.mkdtemp(prefix="fwslots-killsweep-")
@@ -37,16 +49,27 @@ class Sweep:
         self.results = []
 
     def _board(self, name, flash=None):
-        d = os.path.join(self.dir, name)
-        shutil.rmtree(d, ignore_errors=True)
-        os.makedirs(d)
-        path = os.path.join(d, "flash.bin")
-        if flash:
-            shutil.copyfile(flash, path)
-        b = VirtualBoard(d, flash=path).start()
-        dut = Dut(b.link, b)
-        dut.wait_boot(20)
-        return b, dut
+        """A started board on a copy of `flash`; a failed start is retried once (a loaded
+        machine can miss a boot prompt), then it is a harness error, not a brick."""
+        for attempt in (1, 2):
+            d = os.path.join(self.dir, name)
+            shutil.rmtree(d, ignore_errors=True)
+            os.makedirs(d)
+            path = os.path.join(d, "flash.bin")
+            if flash:
+                shutil.copyfile(flash, path)
+            b = VirtualBoard(d, flash=path).start()
+            dut = None
+            try:
+                dut = Dut(b.link, b)
+                dut.wait_boot(20)
+                return b, dut
+            except Exception as e:
+                if dut is not None:
+                    dut.close()
+                b.stop()
+                if attempt == 2:
+                    raise HarnessError("board start failed twice: %s: %s" % (type(e).__name__, e))
 
     def prepare(self):
         """Flash files for the three starting states, and the write phase's op count."""
@@ -106,8 +129,12 @@ class Sweep:
     def run_point(self, point):
         i, kind, at = point
         start = self.s0 if kind == "write" else self.s1 if kind == "upgrade" else self.s2
-        b, d = self._board("p%d" % (i % (self.workers * 2)), start)
         res = {"i": i, "kind": kind, "at": at}
+        try:
+            b, d = self._board("p%d" % (i % (self.workers * 2)), start)
+        except HarnessError as e:
+            res.update(ok=None, harness_error=str(e))
+            return res
         try:
             gen = b.generation
             if kind == "write":
@@ -118,18 +145,17 @@ class Sweep:
                 except (DeviceReset, DeviceTimeout, DeviceError):
                     pass
                 if b.wait_generation(gen, 2):
-                    d.wait_boot(30)
+                    _booted(d)
             else:
-                t0 = time.monotonic()
                 d.reset()
-                b.power_cut(at)
-                d.wait_boot(30)
+                cut = b.power_cut(at)
+                _booted(d)
                 g1 = b.generation
-                left = at - (time.monotonic() - t0)
-                if left > -0.05:
-                    time.sleep(max(0.0, left) + 0.05)
-                if b.generation != g1:  # the cut came after the prompt: boot again
-                    d.wait_boot(30)
+                cut.join(at + 10)
+                # the cut came after that prompt: wait for its power-up and boot again
+                if cut.killed is not None and cut.killed >= g1:
+                    b.wait_generation(cut.killed, 10)
+                    _booted(d)
             res["cut"] = any(e["cause"] == "power" for e in b.events)
             st = d.status()
             run = st["running"]
@@ -142,8 +168,10 @@ class Sweep:
             res["v1_intact"] = lkg == 1 or (rows[0]["SHA256"] == hashlib.sha256(V1).hexdigest() and d.verify(0))
             res["boot_slot_ok"] = st["boot"] in (0, 1)
             res["ok"] = res["boot_ok"] and res["lkg_ok"] and res["v1_intact"] and res["boot_slot_ok"]
-        except Exception as e:  # a board that does not come back is bricked
+        except (DeviceTimeout, DeviceError, DeviceReset) as e:  # the board did not come back: bricked
             res.update(ok=False, error="%s: %s" % (type(e).__name__, e))
+        except Exception as e:  # our side broke (pty, thread, file): counted apart from bricks
+            res.update(ok=None, harness_error="%s: %s" % (type(e).__name__, e))
         finally:
             d.close()
             b.stop()
@@ -158,13 +186,15 @@ class Sweep:
     def summary(self):
         rs = self.results
         return {
-            "kill_points_tested": len(rs),
+            "kill_points_tested": sum(1 for r in rs if r.get("ok") is not None),
             "power_cuts_landed": sum(1 for r in rs if r.get("cut")),
-            "bricked": sum(1 for r in rs if not r.get("ok")),
+            "bricked": sum(1 for r in rs if r.get("ok") is False),
+            "harness_errors": sum(1 for r in rs if r.get("ok") is None),
             "by_kind": {k: sum(1 for r in rs if r["kind"] == k) for k in ("write", "upgrade", "failing")},
             "write_ops": self.write_ops,
             "seed": self.seed,
-            "failures": [r for r in rs if not r.get("ok")][:5],
+            "failures": [r for r in rs if r.get("ok") is False][:5],
+            "harness_failures": [r for r in rs if r.get("ok") is None][:5],
         }
 
     def cleanup(self):

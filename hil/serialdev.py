@@ -33,9 +33,13 @@ class SerialDevice:
     """A board's console. `watch()` (optional) returns True once the device has restarted,
     so a wait ends at once instead of at its timeout (the virtual board provides it)."""
 
-    def __init__(self, port, baud=115200, timeout=10.0, watch=None):
+    def __init__(self, port, baud=115200, timeout=10.0, watch=None, log=None):
         self.port = port
-        self.ser = serial.Serial(port, baud, timeout=0.02, write_timeout=timeout)
+        # a path, or a pyserial URL (rfc2217://host:port from ser2net or a labgrid exporter)
+        url = "://" in port
+        self.ser = serial.serial_for_url(port, baud, timeout=0.02,
+                                         write_timeout=None if url else timeout)  # rfc2217: unsupported
+        self.log = open(log, "ab") if log else None  # everything read, for the per-DUT log
         self.timeout = timeout
         self.watch = watch
         self.raw = False
@@ -44,6 +48,8 @@ class SerialDevice:
 
     def close(self):
         self.ser.close()
+        if self.log:
+            self.log.close()
 
     def write(self, data):
         for i in range(0, len(data), 2048):
@@ -54,8 +60,19 @@ class SerialDevice:
         if self._buf:
             b, self._buf = bytes(self._buf), bytearray()
             return b
+        return self.pull(False)
+
+    def pull(self, keep=True):
+        """Read what the port has now (into console and the log); keep=True leaves it for
+        the next reader too (expect() looks at the console without consuming it)."""
         b = self.ser.read(max(1, self.ser.in_waiting))
-        self.console += b
+        if keep and b:
+            self._buf += b
+        if b:
+            self.console += b
+            if self.log:
+                self.log.write(b)
+                self.log.flush()
         return b
 
     def read_until(self, marker, timeout=None, watch=True):
@@ -63,6 +80,11 @@ class SerialDevice:
         end = time.monotonic() + (timeout or self.timeout)
         buf = bytearray()
         while True:
+            # checked before each read: after a restart nothing of the new boot is consumed here
+            if watch and self.watch and self.watch():
+                self.raw = False
+                self._buf[:0] = buf
+                raise DeviceReset(bytes(buf).decode(errors="replace"))
             chunk = self._read()
             if chunk:
                 buf += chunk
@@ -71,9 +93,6 @@ class SerialDevice:
                     self._buf += buf[i + len(marker):]  # kept for the next read
                     return bytes(buf[:i + len(marker)])
                 continue
-            if watch and self.watch and self.watch():
-                self.raw = False
-                raise DeviceReset(bytes(buf).decode(errors="replace"))
             if time.monotonic() > end:
                 raise DeviceTimeout("no %r within %.1fs; got %r" % (marker, timeout or self.timeout, bytes(buf[-300:])))
 
@@ -101,6 +120,11 @@ class SerialDevice:
 
     def exec(self, code, timeout=None):
         """Run `code` in the raw REPL; return its stdout (str). DeviceError on an exception."""
+        self.start(code, timeout)
+        return self.finish(timeout)
+
+    def start(self, code, timeout=None):
+        """Send `code` and wait for the raw REPL's OK: the code now runs and reads our stdin."""
         if not self.raw:
             self.enter_raw(timeout)
         if isinstance(code, str):
@@ -109,6 +133,9 @@ class SerialDevice:
         ok = self.read_until(b"OK", timeout)
         if not ok.endswith(b"OK"):
             raise DeviceError(ok.decode(errors="replace"))
+
+    def finish(self, timeout=None):
+        """The rest of a start()ed run: its stdout (str); DeviceError with its stderr."""
         out = self.read_until(b"\x04", timeout)[:-1]
         err = self.read_until(b"\x04>", timeout)[:-2]
         if err:

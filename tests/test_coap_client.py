@@ -13,7 +13,7 @@ import pytest
 
 from firmware_slots.coap import numbers as N
 from mpy import run_mp, requires_micropython
-from test_coap_support import MpServer, UdpProxy, free_udp_port, pattern, sha256_hex, PAT
+from support.coap_peers import MpServer, UdpProxy, free_udp_port, pattern, sha256_hex, PAT
 
 aiocoap = pytest.importorskip("aiocoap")
 import aiocoap.resource as resource  # noqa: E402

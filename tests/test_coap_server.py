@@ -11,7 +11,7 @@ import pytest
 from firmware_slots.coap import numbers as N
 from firmware_slots.coap.message import CoapMessage, decode, block_encode
 from mpy import requires_micropython
-from test_coap_support import MpServer, pattern, sha256_hex
+from support.coap_peers import MpServer, pattern, sha256_hex
 
 aiocoap = pytest.importorskip("aiocoap")
 pytestmark = requires_micropython

@@ -15,10 +15,10 @@ sys.path.insert(0, DEVICE_TESTS)
 import lifecycle  # noqa: E402
 import powercut  # noqa: E402
 
-from firmware_slots.flash import BlockWindow, FlashError, FlashRegion  # noqa: E402
+from firmware_slots.core.flash import BlockWindow, FlashError, FlashRegion  # noqa: E402
 from firmware_slots.host import journal as host_journal  # noqa: E402
-from firmware_slots.metastore import MetaStore  # noqa: E402
-from firmware_slots.norsim import FaultPlan, NorFlash, PowerCut  # noqa: E402
+from firmware_slots.core.state import MetaStore  # noqa: E402
+from firmware_slots.sim.norsim import FaultPlan, NorFlash, PowerCut  # noqa: E402
 
 
 @pytest.mark.parametrize("scenario", lifecycle.SCENARIOS, ids=lambda f: f.__name__)
@@ -107,7 +107,7 @@ def test_power_cut_sweep_cpython_and_micropython():
 
 def test_sweep_catches_a_broken_journal(monkeypatch):
     """The sweep must fail when the journal erases its own head sector."""
-    from firmware_slots import journal
+    from firmware_slots.core import journal
 
     def bad_snapshot(self, body):
         rec = self._encode(journal.SNAPSHOT, body)
@@ -199,9 +199,9 @@ def test_metadata_erases_only_on_wrap():
 
 def test_large_state_snapshots_and_oversize_refusal():
     """A near-sector-sized state still rotates; a state that cannot fit is refused whole."""
-    from firmware_slots.journal import JournalError
-    from firmware_slots.layout import reopen, sim_device
-    from firmware_slots.metastore import AGENT
+    from firmware_slots.core.journal import JournalError
+    from firmware_slots.sim.simdev import reopen, sim_device
+    from firmware_slots.core.state import AGENT
     flash, m = sim_device(nslots=4, slot_blocks=2)
     for i in range(1, 4):
         w = m.install(i, extra={"u": "coap://[2001:db8::1]:5683/" + "x" * 200})
@@ -220,7 +220,7 @@ def test_large_state_snapshots_and_oversize_refusal():
 
 
 def test_pick_target_prefers_an_empty_or_failed_slot_over_a_spare_image():
-    from firmware_slots.layout import sim_device
+    from firmware_slots.sim.simdev import sim_device
     flash, m = sim_device(nslots=3)
     lifecycle.install(m, 0, lifecycle.img(1, 3000))
     m.set_boot(0)

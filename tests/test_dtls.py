@@ -1,4 +1,4 @@
-"""DTLS 1.2 for the CoAP MTP (firmware_slots/dtls.py) against libcoap + OpenSSL.
+"""DTLS 1.2 for the CoAP MTP (firmware_slots/coap/dtls.py) against libcoap + OpenSSL.
 
 Everything runs on loopback with keys and certificates made here by `cryptography`:
 a CA (EC P-256 or RSA-2048) with a server and a client certificate, plus a rogue CA
@@ -176,7 +176,7 @@ def coap_server(pki):
 # ver 1, CON, TKL 2 | code 0.01 | MID 0x1234 | token 0xBEEF |
 # Uri-Path(11) ".well-known" (delta 11, len 11 = 0xBB) | Uri-Path "core" (delta 0, len 4)
 MP_PRELUDE = r"""
-from firmware_slots import dtls
+from firmware_slots.coap import dtls
 def rd(p):
     with open(p, "rb") as f:
         return f.read()
@@ -313,7 +313,7 @@ print("OK")
 
 
 SERVER_SCRIPT = r"""
-from firmware_slots import dtls
+from firmware_slots.coap import dtls
 def rd(p):
     with open(p, "rb") as f:
         return f.read()
@@ -390,7 +390,7 @@ def test_server_needs_client_id_root_cause():
 import sys
 sys.path.append(".frozen")  # MICROPYPATH replaces the default path; ssl.py is frozen
 import tls, ssl, socket
-from firmware_slots import dtls
+from firmware_slots.coap import dtls
 assert dtls.supported() == (True, True), dtls.supported()
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 ctx = tls.SSLContext(tls.PROTOCOL_DTLS_SERVER)
@@ -413,7 +413,7 @@ print("OK")
 
 
 def test_cpython_raises_dtls_unsupported():
-    from firmware_slots import dtls
+    from firmware_slots.coap import dtls
 
     assert dtls.supported() == (False, False)
     with pytest.raises(dtls.DtlsUnsupported, match="MicroPython"):
@@ -424,7 +424,7 @@ def test_cpython_raises_dtls_unsupported():
 
 
 def test_pem_to_der(pki):
-    from firmware_slots import dtls
+    from firmware_slots.coap import dtls
 
     g = pki["good"]
     with open(g["ca.pem"], "rb") as f:
@@ -441,6 +441,6 @@ def test_compiles_with_mpy_cross(tmp_path):
     if exe is None:
         pytest.skip("mpy-cross not installed")
     subprocess.run(
-        [exe, "-o", str(tmp_path / "dtls.mpy"), os.path.join(ROOT, "firmware_slots", "dtls.py")],
+        [exe, "-o", str(tmp_path / "dtls.mpy"), os.path.join(ROOT, "firmware_slots", "coap", "dtls.py")],
         check=True, timeout=30,
     )

@@ -29,6 +29,7 @@ from mpy import micropython_exe
 aiocoap = pytest.importorskip("aiocoap")
 
 from firmware_slots.host import demo_virtual as dv  # noqa: E402
+from hil import peers  # noqa: E402
 from firmware_slots.host.controller import UspCoapController  # noqa: E402
 from hil.apps import agent_app  # noqa: E402
 
@@ -89,7 +90,7 @@ def libcoap(tmp_path):
     """coap-server-notls on loopback; put(name, bytes) -> coap:// URL of that image."""
     if COAP_SERVER is None or COAP_CLIENT is None:
         pytest.skip("libcoap3-bin (coap-server-notls, coap-client-notls) not installed")
-    port = dv.free_udp_port()
+    port = peers.free_udp_port()
     p = subprocess.Popen([COAP_SERVER, "-A", "127.0.0.1", "-p", str(port), "-d", "10", "-v", "0"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     counters = []
@@ -115,13 +116,13 @@ def libcoap(tmp_path):
 
 
 @pytest.fixture
-def rig(make_virtual_board):
+def rig(fwslots_make_virtual_board):
     """make(v1 image options) -> (board, agent port): a virtual board with the v1 agent app
     installed over the serial console into FirmwareImage.1, booted and confirmed."""
     def make(max_attempts=None, confirm_ms=8000):
-        port = dv.free_udp_port()
-        b = make_virtual_board(nslots=2, confirm_ms=confirm_ms, max_attempts=max_attempts)
-        dv.provision(b, agent_app("agent", "1.0", port, AGENT_ID), 0)
+        port = peers.free_udp_port()
+        b = fwslots_make_virtual_board(nslots=2, confirm_ms=confirm_ms, max_attempts=max_attempts)
+        peers.provision(b, agent_app("agent", "1.0", port, AGENT_ID), 0)
         return b, port
     return make
 
@@ -171,9 +172,9 @@ def test_tp469_download_autoactivate_on_virtual_board(rig, libcoap, record_prope
     assert p["Device.DeviceInfo.SoftwareVersion"] == "2.0"
     assert p[FW + "2.Status"] == "Active" and p[FW + "1.Status"] == "Available"
     # the reset went through the stub: v2 ran as a trial first, then confirmed
-    at = dv.wait_console(board, "REBOOT RemoteReboot: Download() with AutoActivate")
-    at = dv.wait_console(board, "fwslots: boot image 2 (trial 1/3)", at)
-    dv.wait_console(board, "APP confirmed", dv.wait_console(board, "fwslots: run image 2 agent 2.0", at))
+    at = peers.wait_console(board, "REBOOT RemoteReboot: Download() with AutoActivate")
+    at = peers.wait_console(board, "fwslots: boot image 2 (trial 1/3)", at)
+    peers.wait_console(board, "APP confirmed", peers.wait_console(board, "fwslots: run image 2 agent 2.0", at))
     assert [e["cause"] for e in board.events][-1] == "reset"
     blocks = counter.gets
     assert blocks == (len(v2) + 1023) // 1024, blocks
@@ -233,7 +234,7 @@ def test_power_cut_mid_download_resumes(rig):
             cut["at"] = board.generation
             board.power_cut()  # SIGKILL now, before block 14 is answered
 
-    srv = dv.ImageServer({"v2.img": v2}, on_block=on_block)
+    srv = peers.ImageServer({"v2.img": v2}, on_block=on_block)
     try:
         async def go():
             async with UspCoapController("self::ctl-e2e-cut") as ctl:

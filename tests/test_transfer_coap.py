@@ -13,7 +13,7 @@ import time
 import pytest
 
 from mpy import ROOT, micropython_exe, requires_micropython
-from test_coap_support import UdpProxy, free_udp_port, pattern
+from support.coap_peers import UdpProxy, free_udp_port, pattern
 
 COAP_SERVER = shutil.which("coap-server-notls")
 COAP_CLIENT = shutil.which("coap-client-notls")
@@ -22,12 +22,12 @@ MIB = 1 << 20
 # Runs under MicroPython: pull URL into slot 1 of a file-backed flash, resuming if interrupted.
 PULL_APP = r'''
 import sys, binascii
-from firmware_slots import layout
+from firmware_slots.sim import simdev
 from firmware_slots.coap import numbers as N
 from firmware_slots.transfer import coap as tc, pull
 A = dict(a.split("=", 1) for a in sys.argv[1:])
 tc.PARAMS = N.TransmissionParams(ack_timeout_ms=int(A.get("ack", "2000")))
-flash, mgr = layout.sim_device(sector_size=4096, journal_blocks=4, slot_blocks=int(A["slot_blocks"]),
+flash, mgr = simdev.sim_device(sector_size=4096, journal_blocks=4, slot_blocks=int(A["slot_blocks"]),
                                nslots=2, path=A["flash"])
 size = int(A["size"])
 w, resumed = pull.writer_for(mgr, 1, A["url"], size, "SHA-256", binascii.unhexlify(A["sha"]))

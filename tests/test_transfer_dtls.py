@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from mpy import ROOT, micropython_exe, requires_micropython, run_mp
-from test_coap_support import pattern
+from support.coap_peers import pattern
 
 COAP_SERVER = shutil.which("coap-server-openssl")
 COAP_CLIENT = shutil.which("coap-client-openssl")
@@ -46,13 +46,13 @@ def test_coaps_pull_certificate_mode(dtls_server, tmp_path):
     sha = hashlib.sha256(pattern(SIZE)).hexdigest()
     out = run_mp(r'''
 import binascii
-from firmware_slots import layout
+from firmware_slots.sim import simdev
 from firmware_slots.transfer import coap as tc, pull
 def rd(p):
     with open(p, "rb") as f:
         return f.read()
 tc.set_dtls(rd(%r), rd(%r), rd(%r))
-flash, mgr = layout.sim_device(sector_size=4096, journal_blocks=2, slot_blocks=20, nslots=2, path=%r)
+flash, mgr = simdev.sim_device(sector_size=4096, journal_blocks=2, slot_blocks=20, nslots=2, path=%r)
 info = pull.pull(mgr, 1, "coaps://127.0.0.1:%d/fw/img", %d, "SHA-256", binascii.unhexlify(%r))
 print("DONE", info["Length"], info["SHA256"], tc.STATS["blocks"])
 ''' % (g["ca.der"], g["client.crt.der"], g["client.key.der"], str(tmp_path / "f.flash"), port, SIZE, sha),
@@ -66,13 +66,14 @@ def test_coaps_refuses_unknown_ca(dtls_server, tmp_path):
     import test_dtls as T
     rogue = T._write_pki(str(tmp_path), "ec", "rogue-", "Rogue CA")
     out = run_mp(r'''
-from firmware_slots import layout, transfer
+from firmware_slots.sim import simdev
+from firmware_slots import transfer
 from firmware_slots.transfer import coap as tc, pull
 def rd(p):
     with open(p, "rb") as f:
         return f.read()
 tc.set_dtls(rd(%r), rd(%r), rd(%r))
-flash, mgr = layout.sim_device(sector_size=4096, journal_blocks=2, slot_blocks=20, nslots=2, path=%r)
+flash, mgr = simdev.sim_device(sector_size=4096, journal_blocks=2, slot_blocks=20, nslots=2, path=%r)
 try:
     pull.pull(mgr, 1, "coaps://127.0.0.1:%d/fw/img")
     print("PULLED")

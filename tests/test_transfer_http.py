@@ -13,16 +13,17 @@ import time
 import pytest
 
 from mpy import ROOT, micropython_exe, requires_micropython
-from test_coap_support import pattern
+from support.coap_peers import pattern
 
 SIZE = 300 * 1024
 
 APP = r'''
 import sys, binascii, time
-from firmware_slots import layout, transfer
+from firmware_slots.sim import simdev
+from firmware_slots import transfer
 from firmware_slots.transfer import pull
 A = dict(a.split("=", 1) for a in sys.argv[1:])
-flash, mgr = layout.sim_device(sector_size=4096, journal_blocks=4, slot_blocks=80, nslots=2, path=A["flash"])
+flash, mgr = simdev.sim_device(sector_size=4096, journal_blocks=4, slot_blocks=80, nslots=2, path=A["flash"])
 w, resumed = pull.writer_for(mgr, 1, A["url"], int(A["size"]), "SHA-256", binascii.unhexlify(A["sha"]))
 print("START", w.offset, resumed)
 t = time.ticks_ms()

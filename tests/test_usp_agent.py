@@ -71,7 +71,7 @@ def test_get_param_and_partial_and_wildcard(dev):
     assert v[FW + "1.Status"] == "Active" and v[FW + "2.Status"] == "NoImage"
     assert v[FW + "1.Available"] == "true" and v[FW + "1.Name"] == "app"
     assert c.values(FW + "*.Version") == {FW + "1.Version": "1.0", FW + "2.Version": ""}
-    assert c.values(FW + "2.Alias") == {FW + "2.Alias": "cpe-slot1"}
+    assert c.values(FW + "2.Alias") == {FW + "2.Alias": "cpe-2"}
     assert set(c.values(FW)) == set(c.values(FW + "*."))
     assert c.values("Device.LocalAgent.EndpointID") == {"Device.LocalAgent.EndpointID": AGENT_ID}
 
@@ -130,7 +130,7 @@ def test_set_allow_partial_and_rollback(dev):
     # allow_partial false: one failure undoes everything, even the valid Alias
     kind, err = c.set([(FW + "2.", {"Alias": "spare"}), (FW + "1.", {"Name": "x"})])
     assert kind == "error" and err["err_code"] == 7013
-    assert c.values(FW + "2.Alias") == {FW + "2.Alias": "cpe-slot1"}
+    assert c.values(FW + "2.Alias") == {FW + "2.Alias": "cpe-2"}
     # allow_partial true: per-object results
     r = c.set([(FW + "2.", {"Alias": "spare"}), (FW + "1.", {"Name": "x"})], allow_partial=True)
     ok = _oper(r, 0)["oper_success"]["updated_inst_results"][0]
@@ -204,7 +204,7 @@ def test_get_instances(dev):
     r = c.call("get_instances", {"obj_paths": [FW, "Device.DeviceInfo.", FW + "5.", "Device.X."]})
     res = r["req_path_results"]
     assert [x["instantiated_obj_path"] for x in res[0]["curr_insts"]] == [FW + "1.", FW + "2."]
-    assert res[0]["curr_insts"][1]["unique_keys"] == {"Alias": "cpe-slot1"}
+    assert res[0]["curr_insts"][1]["unique_keys"] == {"Alias": "cpe-2"}
     assert len(res[1]["curr_insts"]) == 2
     assert res[2]["err_code"] == 7016 and res[3]["err_code"] == 7026
 

@@ -267,7 +267,7 @@ def test_download_interrupted_before_it_started_runs_after_reboot(tmp_path):
 
 
 def test_download_cut_by_power_loss_resumes_from_checkpoint(tmp_path):
-    from firmware_slots.norsim import FaultPlan, PowerCut
+    from firmware_slots.sim.norsim import FaultPlan, PowerCut
     data = image("2.0", size=14000)
     flash, mgr, agent, c, url, digest = setup(tmp_path, data=data)
     download(c, url, digest, auto="false")

@@ -1,7 +1,7 @@
 """Build app-mode images on the host: a littlefs2 image holding an application and its manifest.
 
 The device mounts such an image read-only, straight from the slot's block device
-(firmware_slots/appimage.py), so the littlefs block size must equal the device's block
+(firmware_slots/core/appimage.py), so the littlefs block size must equal the device's block
 size (4096 on SPI NOR, esp32 and rp2; 512 on stm32 internal flash through pyb.Flash).
 
 Manifest (`manifest.json` at the image root):
@@ -35,8 +35,14 @@ def read_manifest(folder):
     p = os.path.join(folder, MANIFEST)
     if not os.path.exists(p):
         return {}
-    with open(p) as f:
-        return json.load(f)
+    try:
+        with open(p) as f:
+            m = json.load(f)
+    except ValueError as e:
+        raise AppImageError("%s is not valid JSON: %s" % (p, e))
+    if not isinstance(m, dict):
+        raise AppImageError("%s must be a JSON object like {\"name\": ..., \"version\": ...}" % p)
+    return m
 
 
 def _files(folder):
@@ -87,6 +93,8 @@ def build(folder=None, files=None, name=None, version=None, entry=None, confirm=
     else:
         content = {k: (v.encode() if isinstance(v, str) else bytes(v)) for k, v in files.items()}
         manifest = json.loads(content.pop(MANIFEST, b"{}") or b"{}")
+        if not isinstance(manifest, dict):
+            raise AppImageError("%s must be a JSON object" % MANIFEST)
         for k, v in (("name", name), ("version", version), ("entry", entry), ("confirm", confirm)):
             if v:
                 manifest[k] = v
@@ -130,18 +138,50 @@ def _format(content, block_size, block_count):
 
 
 def inspect(image, block_size=4096):
-    """(manifest dict, [file paths]) of an image built by build() (host-side check)."""
+    """(manifest dict, [file paths]) of an image built by build() (host-side check).
+    AppImageError when `image` is not a littlefs2 image with a readable manifest."""
+    if not image or len(image) % block_size:
+        raise AppImageError("%d bytes is not a whole number of %d-byte blocks: not an app image"
+                            % (len(image), block_size))
     fs = LittleFS(block_size=block_size, block_count=len(image) // block_size, mount=False,
                   read_size=READ_SIZE, prog_size=PROG_SIZE, lookahead_size=LOOKAHEAD)
     fs.context.buffer = bytearray(image)
-    fs.mount()
-    with fs.open(MANIFEST, "r") as f:
-        manifest = json.loads(f.read())
+    try:
+        fs.mount()
+    except errors.LittleFSError as e:
+        raise AppImageError("no littlefs2 file system (%s): not an app image" % e)
+    try:
+        with fs.open(MANIFEST, "r") as f:
+            manifest = json.loads(f.read())
+    except (errors.LittleFSError, ValueError) as e:
+        raise AppImageError("unreadable %s: %s" % (MANIFEST, e))
+    if not isinstance(manifest, dict):
+        raise AppImageError("%s is not a JSON object" % MANIFEST)
     paths = []
     for root, dirs, names in fs.walk("/"):
         for n in names:
             paths.append((root.rstrip("/") + "/" + n).lstrip("/"))
     return manifest, sorted(paths)
+
+
+def inspect_device(dev, length):
+    """SlotManager's format check on CPython, the rules of firmware_slots/appimage.inspect
+    (the device's, which needs MicroPython's vfs): whole blocks, littlefs2, a manifest with
+    name and version, the entry module present. -> (Name, Version)."""
+    from firmware_slots.core.flash import IOCTL_BLOCK_SIZE
+    bs = dev.ioctl(IOCTL_BLOCK_SIZE, 0)
+    if length <= 0 or length % bs:
+        raise AppImageError("image length %d is not a whole number of %d-byte blocks" % (length, bs))
+    buf = bytearray(length)
+    for b in range(length // bs):
+        dev.readblocks(b, memoryview(buf)[b * bs:(b + 1) * bs])
+    m, paths = inspect(bytes(buf), bs)
+    if not m.get("name") or not m.get("version"):
+        raise AppImageError("manifest needs name and version")
+    entry = m.get("entry", "main")
+    if not any(p in paths for p in (entry + ".py", entry + ".mpy", entry + "/__init__.py")):
+        raise AppImageError("entry module %r missing" % entry)
+    return m["name"], m["version"]
 
 
 def main(argv=None):
@@ -175,9 +215,9 @@ def main(argv=None):
             m, paths = inspect(img, a.block_size)
             print(json.dumps({"manifest": m, "files": paths, "size": len(img),
                               "sha256": hashlib.sha256(img).hexdigest()}, indent=1))
-    except AppImageError as e:
+    except (AppImageError, OSError) as e:
         print("error: %s" % e, file=sys.stderr)
-        return 2
+        return 1
     return 0
 
 

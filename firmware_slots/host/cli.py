@@ -1,20 +1,25 @@
-"""fwslots: inspect and drive firmware slots.
+"""fwslots: inspect and drive firmware slots on flash files, boards and USP agents.
 
 Slots are numbered from 1 everywhere in this CLI, exactly like the TR-181 rows
 Device.DeviceInfo.FirmwareImage.1, .2, ... that a USP controller sees.
 
-Exit codes: 0 success; 1 the device refused or the operation failed (the reason is
-printed on one line); 2 bad usage (unknown option, missing file, value out of range).
+Exit codes (README "Exit codes"):
+    0  success
+    1  the device refused, the operation failed, or the flash is damaged (one line says why)
+    2  bad usage: unknown option, missing file, value out of range
+    3  transport failure (USP over CoAP): bad URI, no route, no answer within --timeout
 """
 import binascii
 import hashlib
 import json
+import os
 import sys
 
 import click
 
-from firmware_slots import slots as S
-from firmware_slots.host import flashfile
+from firmware_slots.core import slots as S
+from firmware_slots.host import flashfile, view
+from firmware_slots.host.progress import progress
 
 
 def fail(msg):
@@ -27,85 +32,51 @@ def slot_arg(m, n):
     return n - 1
 
 
-def open_flash(path, boot=False):
+def open_flash(path, boot=False, **kw):
+    """(flash, manager) or a one-line error: usage (2) for a missing/unknown file, 1 for damage."""
     try:
-        return flashfile.open_manager(path, boot=boot)
+        return flashfile.open_manager(path, boot=boot, **kw)
+    except flashfile.FlashDamaged as e:
+        fail(str(e))
     except flashfile.FlashFileError as e:
         raise click.UsageError(str(e))
+    except OSError as e:
+        fail("%s: %s" % (path, e.strerror or e))
 
 
-def human(n):
-    for unit in ("B", "KiB", "MiB"):
-        if n < 1024 or unit == "MiB":
-            return ("%d %s" % (n, unit)) if unit == "B" else ("%.1f %s" % (n, unit))
-        n /= 1024.0
+human = view.human
 
 
-class _NoBar:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
-
-    def update(self, n):
-        pass
+def show_progress():
+    ctx = click.get_current_context(silent=True)
+    root = ctx.find_root() if ctx else None
+    return (root.obj or {}).get("progress") if root else None
 
 
-def _progress(total, label):
-    """A progress bar on a terminal; nothing when stderr is a pipe (scripts, CI logs)."""
-    if sys.stderr.isatty():
-        return click.progressbar(length=total, label=label, file=sys.stderr)
-    return _NoBar()
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def slot_rows(m):
-    return [m.info(i) for i in range(m.n)]
-
-
-def print_table(m, out=None):
-    print_rows(slot_rows(m), out)
-
-
-def print_rows(rows, out=None):
-    """The slot table from SlotManager.info() rows (a flash file's or a board's)."""
-    out = out or click.echo
-    hdr = "%-4s %-17s %-12s %-10s %-9s %-12s %-14s %s" % (
-        "#", "Status", "Name", "Version", "Size", "SHA-256", "Role", "Why")
-    out(click.style(hdr, bold=True))
-    for r in rows:
-        roles = []
-        if r["Boot"]:
-            roles.append("boot")
-        if r["Running"]:
-            roles.append("active")
-        if r["LastKnownGood"]:
-            roles.append("lkg")
-        if r["Status"] not in ("NoImage",) and r["Attempts"]:
-            roles.append("try%d" % r["Attempts"])
-        why = r["BootFailureLog"] or r["Error"]
-        status = r["Status"]
-        color = {"Active": "green", "Available": None, "NoImage": None}.get(status, "red")
-        if status in ("Downloading", "Validating"):
-            color = "yellow"
-        out("%-4d %s %-12s %-10s %-9s %-12s %-14s %s" % (
-            r["slot"] + 1, click.style("%-17s" % status, fg=color), r["Name"][:12], r["Version"][:10],
-            human(r["Length"]) if r["Length"] else "-", r["SHA256"][:12] or "-",
-            ",".join(roles) or "-", why))
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="firmware-slots")
-def main():
-    """Inspect and drive N-slot firmware images (TR-181 FirmwareImage) on devices and flash files.
+@click.group(cls=view.HelpGroup, context_settings=CONTEXT)
+@click.version_option(package_name="firmware-slots", prog_name="fwslots")
+@click.option("--progress/--no-progress", "progress_", default=None,
+              help="progress with rate and ETA on stderr (default: only when stderr is a terminal)")
+@click.pass_context
+def main(ctx, progress_):
+    """Inspect and drive N-slot firmware images (TR-181 FirmwareImage) on flash files,
+    boards on a serial console and USP agents over CoAP.
 
     \b
     Quick start:
-      fwslots demo                        run the whole story on a simulated device
-      fwslots flash init dev.flash        make a simulated 2-slot flash
-      fwslots install dev.flash app.img   write an image into a free slot
-      fwslots slots dev.flash             show the slot table
+      fwslots demo                         run the whole story on a simulated device
+      fwslots flash init dev.flash         make a simulated 2-slot flash
+      fwslots image build app/ -o app.img  build an app image from a folder
+      fwslots install dev.flash app.img    write it into a free slot (checked as the device does)
+      fwslots inspect dev.flash            the slot table (also: a serial port, coap://host/usp)
     """
+    ctx.obj = {"progress": progress_}
+    if os.environ.get("FWSLOTS_LOG"):  # e.g. FWSLOTS_LOG=debug: aiocoap's exchanges on stderr
+        import logging
+        logging.basicConfig(level=os.environ["FWSLOTS_LOG"].upper(), format="%(relativeCreated)6d %(name)s %(message)s")
 
 
 # -- flash files --------------------------------------------------------------------
@@ -125,38 +96,112 @@ def flash():
 @click.option("--journal-sectors", type=click.IntRange(2, 64), default=2, show_default=True)
 @click.option("--max-attempts", type=click.IntRange(1, 100), default=3, show_default=True,
               help="unconfirmed boots before falling back")
-def flash_init(path, nslots, slot_kib, sector_size, write_size, journal_sectors, max_attempts):
-    """Create PATH, an erased simulated NOR flash holding a journal and N slots."""
+@click.option("--mode", type=click.Choice(flashfile.MODES), default="app", show_default=True,
+              help="what install accepts: app images (littlefs2 + manifest), native firmware, or raw blobs")
+def flash_init(path, nslots, slot_kib, sector_size, write_size, journal_sectors, max_attempts, mode):
+    """Create PATH, an erased simulated NOR flash holding a journal and N slots.
+
+    Its layout goes to PATH.json, a board profile (boards/profiles/ schema) that the
+    virtual board and the agent read as well."""
     sector = int(sector_size)
     blocks = max(1, (slot_kib * 1024 + sector - 1) // sector)
     try:
-        _, m = flashfile.create(path, sector_size=sector, write_size=int(write_size), journal_blocks=journal_sectors,
-                                slot_blocks=blocks, nslots=nslots, max_attempts=max_attempts)
+        _, m = flashfile.create(path, mode=mode, sector_size=sector, write_size=int(write_size),
+                                journal_blocks=journal_sectors, slot_blocks=blocks, nslots=nslots,
+                                max_attempts=max_attempts)
     except flashfile.FlashFileError as e:
         fail(str(e))
-    click.echo("created %s: %d slots of %s, journal %d x %d B sectors" % (
-        path, nslots, human(blocks * sector), journal_sectors, sector))
+    except OSError as e:
+        fail("cannot create %s: %s" % (path, e.strerror or e))
+    click.echo("created %s: %d slots of %s, journal %d x %d B sectors, %s mode (layout %s)" % (
+        path, nslots, human(blocks * sector), journal_sectors, sector, mode, flashfile.sidecar(path)))
 
 
-@main.command("slots")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="print the table as JSON")
-def show_slots(path, as_json):
-    """Show the slot table of a flash file (what FirmwareImage.{i} reports)."""
-    _, m = open_flash(path)
+def _is_serial(target):
+    import re
+    return target.startswith("/dev/") or re.match(r"(?i)^COM\d+$", target) is not None or os.path.islink(target) and \
+        os.path.realpath(target).startswith("/dev/")
+
+
+def read_view(target, profile=None, repair=False, agent_id=None, timeout=10.0, controller_id=None, bind=None,
+              ca=None, cert=None, key=None):
+    """The view (host/view.py) of TARGET: flash file, serial port or coap[s]:// agent."""
+    if "://" in target:
+        from firmware_slots.host import usp_cli as U
+        from firmware_slots.host.controller import DEFAULT_ID
+        t = U.Target(target, agent_id or U.DEFAULT_AGENT_ID, controller_id or DEFAULT_ID, bind, timeout,
+                     cert, key, ca)
+        return view.from_params(target, U.get_params_sync(t, ["Device.DeviceInfo."]))
+    if os.path.isdir(target) and os.path.exists(os.path.join(target, "console")):
+        target = os.path.join(target, "console")  # a virtual board's folder: its console
+    if _is_serial(target):
+        return view.from_status(target, _on_device(lambda: _dut(target, timeout).status()))
+    if not os.path.exists(target):
+        raise click.UsageError("%s: no such flash file, serial port or coap:// URI" % target)
+    _, m = open_flash(target, layout=profile, repair=repair, readonly=not repair)
+    return view.from_manager(target, m)
+
+
+def inspect_options(f):
+    for deco in reversed([
+        click.option("--json", "as_json", is_flag=True, help="print the view as JSON (schema in the README)"),
+        click.option("--profile", default=None, metavar="NAME|FILE.json",
+                     help="layout of a raw dump without FILE.json: a boards/profiles name or a profile file"),
+        click.option("--repair", is_flag=True, help="pad a truncated flash file and re-format a corrupt journal "
+                                                    "(loses its metadata; slot contents stay)"),
+        click.option("--agent-id", envvar="FWSLOTS_AGENT_ID", default=None, help="coap targets: the agent's EndpointID"),
+        click.option("--controller-id", envvar="FWSLOTS_CONTROLLER_ID", default=None,
+                     help="coap targets: our EndpointID"),
+        click.option("--bind", metavar="HOST:PORT", default=None, help="coap targets: our reply-to address"),
+        click.option("--ca", type=click.Path(exists=True, dir_okay=False), help="coaps targets: the agent's CA"),
+        click.option("--cert", type=click.Path(exists=True, dir_okay=False), help="coaps targets: our certificate"),
+        click.option("--key", type=click.Path(exists=True, dir_okay=False), help="coaps targets: our private key"),
+        click.option("--timeout", type=click.FloatRange(0.1, 3600), default=10, show_default=True,
+                     help="serial and coap targets: seconds to wait for the device"),
+    ]):
+        f = deco(f)
+    return f
+
+
+def _inspect(target, as_json, **kw):
+    v = read_view(target, **kw)
     if as_json:
-        click.echo(json.dumps({"boot": m.boot_slot + 1, "active": m.running + 1 if m.running >= 0 else None,
-                               "last_known_good": m.lkg + 1 if m.lkg >= 0 else None,
-                               "slots": slot_rows(m)}, indent=1))
+        click.echo(json.dumps(v, indent=1))
     else:
-        print_table(m)
+        view.print_table(v)
+
+
+@main.command("inspect")
+@click.argument("target", metavar="TARGET")
+@inspect_options
+def inspect_cmd(target, as_json, **kw):
+    """Show the slot table of TARGET: a flash file or raw dump, a serial port, or an agent URI.
+
+    \b
+    fwslots inspect dev.flash                       flash file (layout in dev.flash.json)
+    fwslots inspect dump.bin --profile esp32-app    raw dump, layout from a board profile
+    fwslots inspect /dev/ttyACM0                    a board running the boot stub
+    fwslots inspect run/vb                          a virtual board (its folder or run/vb/console)
+    fwslots inspect coap://192.0.2.7/usp --agent-id os::0044FF-dev1
+    A damaged flash file (truncated, corrupt journal) is reported and never written."""
+    _inspect(target, as_json, **kw)
+
+
+@main.command("slots", hidden=False)
+@click.argument("target", metavar="TARGET")
+@inspect_options
+def show_slots(target, as_json, **kw):
+    """Same as inspect (kept for scripts)."""
+    _inspect(target, as_json, **kw)
 
 
 def parse_checksum(spec):
     """'SHA-256:hex' (or just hex, taken as SHA-256) -> (algorithm, digest bytes)."""
-    from firmware_slots import hashes
+    from firmware_slots.core import hashes
     alg, _, hx = spec.rpartition(":")
     alg = alg or "SHA-256"
+    canon = {a.replace("-", "").upper(): a for a in hashes.ALGORITHMS}
+    alg = canon.get(alg.replace("-", "").upper(), alg)  # sha256, SHA256, sha-256 -> SHA-256
     try:
         return alg, hashes.parse_checksum(alg, hx)
     except ValueError as e:
@@ -173,14 +218,18 @@ def parse_checksum(spec):
 @click.option("--version", "version", default="", help="Version when the image has no manifest")
 @click.option("--set-boot", is_flag=True, help="make it the BootFirmwareImage once Available")
 def install(path, image, slot, checksum, name, version, set_boot):
-    """Write IMAGE into a slot of a flash file, validating as the device does."""
+    """Write IMAGE into a slot of a flash file, validating as the device does.
+
+    The checks are the device's own for the flash's mode (PATH.json): an app image must be
+    littlefs2 with a manifest naming it; --checksum is compared; the slot is read back.
+    A refused image leaves the slot with a failure status; no other slot changes."""
+    alg, digest = parse_checksum(checksum) if checksum else ("", b"")
     _, m = open_flash(path)
     data = image.read()
-    alg, digest = parse_checksum(checksum) if checksum else ("", b"")
     try:
         i = slot_arg(m, slot) if slot else m.pick_target()
         w = m.install(i, size=len(data), algorithm=alg, checksum=digest, name=name, version=version)
-        with _progress(len(data), "slot %d" % (i + 1)) as bar:
+        with progress(len(data), "slot %d" % (i + 1), show_progress()) as bar:
             for p in range(0, len(data), 4096):
                 w.write(data[p:p + 4096])
                 w.checkpoint()
@@ -235,17 +284,20 @@ def confirm(path):
 
 @main.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
-@click.option("--json", "as_json", is_flag=True)
-def journal(path, as_json):
-    """Decode the metadata journal of a flash file (independently, with cbor2)."""
+@click.option("--json", "as_json", is_flag=True, help="print the records as JSON")
+@click.option("--profile", default=None, metavar="NAME|FILE.json", help="layout of a raw dump without FILE.json")
+def journal(path, as_json, profile):
+    """Decode the metadata journal of a flash file (independently, with cbor2; read only).
+
+    Exit 1 when a record is BAD (torn by a power cut, or corrupt) or no valid snapshot exists."""
     from firmware_slots.host import journal as hj
     try:
-        lay = flashfile.load_layout(path)
+        lay = flashfile.load_layout(path, profile)
     except flashfile.FlashFileError as e:
         raise click.UsageError(str(e))
-    with open(path, "rb") as f:
-        raw = f.read(lay["sector_size"] * lay["journal_blocks"])
-    recs = hj.records(raw, lay["sector_size"], lay["write_size"])
+    fl = lay["flash"]
+    raw = flashfile.journal_bytes(path, lay)
+    recs = hj.records(raw, fl["sector"], fl["write_size"])
 
     def plain(v):
         if isinstance(v, bytes):
@@ -257,11 +309,18 @@ def journal(path, as_json):
         return v
     if as_json:
         click.echo(json.dumps([plain(r) for r in recs], indent=1))
-        return
-    for r in recs:
-        click.echo("sector %d +%-5d %-8s seq %-6s %s %s" % (
-            r["sector"], r["offset"], r["kind"], r["seq"], "ok " if r["valid"] else "BAD",
-            json.dumps(plain(r["body"]))[:100] if r["body"] is not None else ""))
+    else:
+        for r in recs:
+            click.echo("sector %d +%-5d %-8s seq %-6s %s %s" % (
+                r["sector"], r["offset"], r["kind"], r["seq"], "ok " if r["valid"] else "BAD",
+                json.dumps(plain(r["body"]))[:100] if r["body"] is not None else ""))
+    bad = [r for r in recs if not r["valid"]]
+    damage = flashfile.check(path, lay)
+    if damage:
+        fail(damage)
+    if bad:
+        fail("%d BAD record(s) (first: sector %d +%d): a write torn by a power cut or corruption; "
+             "the device recovers the newest valid state" % (len(bad), bad[0]["sector"], bad[0]["offset"]))
 
 
 # -- app images ----------------------------------------------------------------------
@@ -280,15 +339,36 @@ def image():
 def image_build(folder, output, name, version, block_size):
     """Build an image from FOLDER (its manifest.json gives name, version, entry)."""
     from firmware_slots.host import appimage
+    out_dir = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(out_dir):
+        raise click.UsageError("folder %s for --output does not exist (create it first)" % out_dir)
     try:
         data = appimage.build(folder, name=name, version=version, block_size=int(block_size))
+        with open(output, "wb") as f:
+            f.write(data)
     except (appimage.AppImageError, ValueError) as e:
         fail(str(e))
-    with open(output, "wb") as f:
-        f.write(data)
-    m = appimage.inspect(data, int(block_size))
+    except OSError as e:
+        fail("cannot write %s: %s" % (output, e.strerror or e))
+    m, _ = appimage.inspect(data, int(block_size))
     click.echo("%s: %s %s, %d bytes, sha256 %s" % (output, m.get("name"), m.get("version"), len(data),
                                                     hashlib.sha256(data).hexdigest()))
+
+
+@image.command("show")
+@click.argument("image_file", metavar="IMAGE", type=click.Path(exists=True, dir_okay=False))
+@click.option("--block-size", type=click.Choice(["512", "4096"]), default="4096", show_default=True)
+def image_show(image_file, block_size):
+    """Print an app image's manifest, files, size and SHA-256 as JSON."""
+    from firmware_slots.host import appimage
+    with open(image_file, "rb") as f:
+        data = f.read()
+    try:
+        m, paths = appimage.inspect(data, int(block_size))
+    except appimage.AppImageError as e:
+        fail("%s: %s" % (image_file, e))
+    click.echo(json.dumps({"manifest": m, "files": paths, "size": len(data),
+                           "sha256": hashlib.sha256(data).hexdigest()}, indent=1))
 
 
 # -- boards over serial --------------------------------------------------------------
@@ -308,13 +388,15 @@ def board_start(workdir, slots):
     sys.exit(virtual.main(args))
 
 
-def _dut(port):
+def _dut(port, timeout=10.0):
     import hil
     from hil.serialdev import DeviceError, DeviceTimeout
     try:
-        return hil.connect(port)
+        return hil.connect(port, timeout=timeout)
     except (OSError, DeviceError, DeviceTimeout) as e:
-        raise click.UsageError("cannot open %s: %s" % (port, e))
+        why = getattr(e, "strerror", None) or str(e).split(":")[-1].strip() or type(e).__name__
+        fail("cannot open serial port %s: %s (is the board plugged in? `fwslots board start` for a virtual one)"
+             % (port, why))
 
 
 def _on_device(fn):
@@ -327,6 +409,8 @@ def _on_device(fn):
         fail("device did not answer: %s" % e)
     except DeviceReset:
         fail("device reset during the operation")
+    except OSError as e:
+        fail("serial port: %s" % (e.strerror or e))
 
 
 port_option = click.option("--port", "-p", required=True, envvar="FWSLOTS_PORT",
@@ -340,14 +424,14 @@ def dev():
 
 @dev.command("slots")
 @port_option
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="print the view as JSON (as `fwslots inspect`)")
 def dev_slots(port, as_json):
-    """Show the board's slot table."""
-    st = _on_device(lambda: _dut(port).status())
+    """Show the board's slot table (same as `fwslots inspect PORT`)."""
+    v = view.from_status(port, _on_device(lambda: _dut(port).status()))
     if as_json:
-        click.echo(json.dumps(st, indent=1))
-        return
-    print_rows(st["slots"])
+        click.echo(json.dumps(v, indent=1))
+    else:
+        view.print_table(v)
 
 
 @dev.command("install")
@@ -364,14 +448,11 @@ def dev_install(port, image_file, slot, set_boot):
     if slot is not None and not 1 <= slot <= n:
         raise click.BadParameter("slot %d does not exist (this device has slots 1..%d)" % (slot, n))
     if slot is None:  # the device's own rule for which slots are protected
-        slot = _on_device(lambda: d.eval_json("import bootstub\nprint(bootstub.mgr.pick_target())")) + 1
-    with _progress(len(data), "slot %d" % slot) as bar:
-        last = [0]
-
-        def progress(done, total):
-            bar.update(done - last[0])
-            last[0] = done
-        info = _on_device(lambda: d.install(slot - 1, data, progress))
+        slot = st["target"] + 1
+        if slot == 0:
+            fail("every slot is running, last-known-good or the boot target")
+    with progress(len(data), "slot %d" % slot, show_progress()) as bar:
+        info = _on_device(lambda: d.install(slot - 1, data, lambda done, total: bar.to(done)))
     if set_boot:
         _on_device(lambda: d.set_boot(slot - 1))
     click.echo("slot %d: %s %s %s sha256 %s" % (slot, info["Status"], info["Name"], info["Version"], info["SHA256"]))
@@ -394,7 +475,7 @@ def dev_reset(port, timeout):
     d = _dut(port)
     _on_device(d.reset)
     rep = _on_device(lambda: d.wait_boot(timeout))
-    click.echo(rep.text.strip().splitlines()[-2] if rep.text.strip() else "booted")
+    click.echo("; ".join(rep.stub) if rep.stub else "booted (the console showed no boot stub lines)")
 
 
 @dev.command("confirm")
@@ -432,6 +513,10 @@ def _add_usp():
 _add_usp()
 from firmware_slots.host.campaign.cli import campaign as _campaign  # noqa: E402  fleet campaigns (issue 13)
 main.add_command(_campaign)
+
+from firmware_slots.host import hil_cli  # noqa: E402  deploy, hil list
+
+hil_cli.add_to(main)
 
 if __name__ == "__main__":
     main()

@@ -19,6 +19,37 @@ import aiocoap.resource as resource
 from firmware_slots.usp import codec, schema
 
 CF_USP = 42
+DEFAULT_ID = "self::fwslots-controller"
+
+
+class TransportError(Exception):
+    """The agent could not be reached (no route, no answer, not a USP endpoint): exit 3."""
+
+
+def check_uri(uri):
+    """A one-line reason `uri` cannot name a USP agent on the CoAP MTP, or None."""
+    from urllib.parse import urlsplit
+    u = urlsplit(uri)
+    if u.scheme not in ("coap", "coaps"):
+        return "%r is not a coap:// or coaps:// URI (e.g. coap://192.0.2.7:5683/usp)" % uri
+    if not u.hostname:
+        return "%r names no host (e.g. coap://192.0.2.7:5683/usp)" % uri
+    return None
+
+
+def _coap_failure(uri, e):
+    import aiocoap.error as ae
+    name = type(e).__name__
+    if isinstance(e, ae.ResolutionError):
+        return TransportError("cannot resolve the host of %s" % uri)
+    if isinstance(e, ae.ConRetransmitsExceeded):
+        return TransportError("no CoAP answer from %s (nothing listening there?)" % uri)
+    if isinstance(e, ae.NetworkError):
+        import os
+        cause = e.__cause__
+        why = os.strerror(cause.errno) if isinstance(cause, OSError) and cause.errno else (str(e) or name)
+        return TransportError("cannot reach %s: %s (is the agent running on that host and port?)" % (uri, why))
+    return TransportError("%s: %s %s" % (uri, name, e))
 
 
 class _UspResource(resource.Resource):
@@ -49,8 +80,37 @@ class _UspResource(resource.Resource):
         return aiocoap.Message(code=aiocoap.CHANGED)
 
 
+class BlockFile(resource.Resource):
+    """A file served block-wise (RFC 7959 Block2, up to 1024-byte blocks) from memory."""
+
+    def __init__(self, data, on_block=None):
+        super().__init__()
+        import hashlib
+        self.data = data
+        self.on_block = on_block
+        self.etag = hashlib.sha256(data).digest()[:8]
+
+    async def needs_blockwise_assembly(self, request):
+        return False  # sliced here: each block is counted, and a resume at block N works
+
+    async def render_get(self, request):
+        from aiocoap.optiontypes import BlockOption
+        b2 = request.opt.block2
+        num, szx = (b2.block_number, min(b2.size_exponent, 6)) if b2 is not None else (0, 6)
+        size = 1 << (szx + 4)
+        if num * size >= len(self.data) and num:
+            return aiocoap.Message(code=aiocoap.BAD_OPTION)
+        chunk = self.data[num * size:(num + 1) * size]
+        if self.on_block:
+            self.on_block(num * size + len(chunk), len(self.data))
+        m = aiocoap.Message(payload=chunk, etag=self.etag)
+        m.opt.block2 = BlockOption.BlockwiseTuple(num, (num + 1) * size < len(self.data), szx)
+        m.opt.size2 = len(self.data)
+        return m
+
+
 class UspCoapController:
-    def __init__(self, endpoint_id="self::fwslots-controller", host="127.0.0.1", port=0, path="usp"):
+    def __init__(self, endpoint_id=DEFAULT_ID, host="127.0.0.1", port=0, path="usp"):
         self.endpoint_id = endpoint_id
         self.host = host
         self.port = port
@@ -61,13 +121,16 @@ class UspCoapController:
         self._ids = itertools.count(1)
 
     async def start(self):
-        site = resource.Site()
+        site = self.site = resource.Site()
         site.add_resource([".well-known", "core"],
                           resource.WKCResource(site.get_resources_as_linkheader))
         site.add_resource(self.path.split("/"), _UspResource(self))
         if not self.port:
             self.port = self._free_port()
-        self.ctx = await aiocoap.Context.create_server_context(site, bind=(self.host, self.port))
+        try:
+            self.ctx = await aiocoap.Context.create_server_context(site, bind=(self.host, self.port))
+        except OSError as e:
+            raise TransportError("cannot bind the controller to %s:%d: %s" % (self.host, self.port, e.strerror or e))
         return self
 
     def _free_port(self):
@@ -90,35 +153,74 @@ class UspCoapController:
     async def __aexit__(self, *exc):
         await self.close()
 
+    advertise = None  # host put in reply-to and image URLs when bound to a wildcard
+
+    @property
+    def public_host(self):
+        h = self.advertise or (self.host if self.host not in ("", "0.0.0.0", "::") else "127.0.0.1")
+        return "[%s]" % h if ":" in h else h
+
     @property
     def reply_to(self):
-        return "coap://%s:%d/%s" % (self.host, self.port, self.path)
+        return "coap://%s:%d/%s" % (self.public_host, self.port, self.path)
+
+    def serve_bytes(self, name, data, on_block=None):
+        """Serve `data` at /fw/<name> on our own endpoint, Block2 sliced here so every block
+        served is seen (on_block(offset, total) drives a progress bar); -> its coap:// URL."""
+        self.site.add_resource(["fw", name], BlockFile(data, on_block))
+        return "coap://%s:%d/fw/%s" % (self.public_host, self.port, name)
 
     def _deliver(self, rec, reply_to, raw):
         self.received.append((rec, reply_to))
         self.inbox.put_nowait(rec)
 
     # -- sending ----------------------------------------------------------------------
-    async def post_record(self, agent_uri, record, reply_to=None, content_format=CF_USP):
-        """POST raw Record bytes; -> the CoAP response (2.04 expected, no payload)."""
+    async def post_record(self, agent_uri, record, reply_to=None, content_format=CF_USP, timeout=None):
+        """POST raw Record bytes; -> the CoAP response (2.04 expected, no payload).
+
+        timeout bounds the whole exchange: aiocoap's own retransmissions (up to 93 s) are
+        cancelled with it. Failures to reach the agent raise TransportError."""
+        import aiocoap.error as ae
+        bad = check_uri(agent_uri)
+        if bad:
+            raise TransportError(bad)
         sep = "&" if "?" in agent_uri else "?"
         uri = agent_uri + sep + "reply-to=" + (reply_to or self.reply_to)
-        req = aiocoap.Message(code=aiocoap.POST, uri=uri, payload=bytes(record))
+        try:
+            req = aiocoap.Message(code=aiocoap.POST, uri=uri, payload=bytes(record))
+        except ValueError as e:
+            raise TransportError("%s: %s" % (agent_uri, e))
         if content_format is not None:
             req.opt.content_format = content_format
-        return await self.ctx.request(req).response
+        pending = self.ctx.request(req)
+        try:
+            return await asyncio.wait_for(pending.response, timeout)
+        except asyncio.TimeoutError:
+            raise TransportError("no CoAP answer from %s within %g s" % (agent_uri, timeout))
+        except ae.Error as e:
+            raise _coap_failure(agent_uri, e)
 
     async def request(self, agent_uri, agent_id, kind, body, timeout=10):
-        """Send one USP request Msg; -> the decoded reply Msg (response or error)."""
+        """Send one USP request Msg; -> the decoded reply Msg (response or error).
+
+        The whole round trip (CoAP POST, 2.04, the agent's reply POST) ends within timeout."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
         mid = "c%d" % next(self._ids)
         mtype = getattr(schema, kind.upper()) if kind != "get_supported_protocol" \
             else schema.GET_SUPPORTED_PROTO
         msg = codec.new_msg(mid, mtype, "request", kind, body)
         rec = codec.make_record(agent_id, self.endpoint_id, codec.encode_msg(msg))
-        resp = await self.post_record(agent_uri, rec)
+        resp = await self.post_record(agent_uri, rec, timeout=timeout)
         if resp.code != aiocoap.CHANGED:
-            raise RuntimeError("agent answered %s: %r" % (resp.code, resp.payload))
-        return await self.expect(lambda m: m.get("header", {}).get("msg_id") == mid, timeout)
+            hint = " (no USP endpoint at this path; ours serve /usp)" if resp.code == aiocoap.NOT_FOUND else ""
+            raise TransportError("%s answered %s%s%s" % (agent_uri, resp.code, hint, (": " + resp.payload.decode(
+                "utf-8", "replace")[:80]) if resp.payload else ""))
+        try:
+            return await self.expect(lambda m: m.get("header", {}).get("msg_id") == mid, max(0.0, end - loop.time()))
+        except asyncio.TimeoutError:
+            raise TransportError("%s took the request (2.04) but sent no USP reply to %s within %g s "
+                                 "(wrong --agent-id, or it cannot reach us: --bind)" % (agent_uri, self.reply_to, timeout))
 
     async def expect(self, match=None, timeout=10):
         """Next reply/notification Msg (decoded) for which match(msg) is true."""

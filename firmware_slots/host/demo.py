@@ -11,11 +11,11 @@ import tempfile
 
 import click
 
-from firmware_slots import slots as S
+from firmware_slots.core import slots as S
 from firmware_slots import transfer
 from firmware_slots.host import flashfile
-from firmware_slots.host.cli import print_table
-from firmware_slots.norsim import FaultPlan, PowerCut
+from firmware_slots.host import view
+from firmware_slots.sim.norsim import FaultPlan, PowerCut
 
 
 def image(tag, size):
@@ -43,7 +43,7 @@ class Story:
         return flash, m, d
 
     def table(self, m):
-        print_table(m, lambda s: click.echo("  " + s))
+        view.print_table(view.from_manager(self.path, m), lambda s: click.echo("  " + s))
 
     def expect(self, cond, what):
         mark = click.style("ok", fg="green") if cond else click.style("FAILED", fg="red")
@@ -84,7 +84,7 @@ def _install(m, slot, data, url=None, checksum=None, version=""):
 
 def _story(st, workdir):
     st.step("A fresh device: 2 slots of 64 KiB on 4 KiB-sector NOR flash, journal in 2 sectors")
-    flashfile.create(st.path, slot_blocks=16, nslots=2)
+    flashfile.create(st.path, mode="raw", slot_blocks=16, nslots=2)  # raw blobs: no app-image format
     flash, m = flashfile.open_manager(st.path)
     v1, v2, v3 = image("v1", 40000), image("v2", 52000), image("v3", 47000)
     info = _install(m, 0, v1, version="1.0")
@@ -125,13 +125,14 @@ def _story(st, workdir):
     st.expect(m.boot_slot == 0, "BootFirmwareImage still points at slot 1 (a fallback never rewrites it)")
     st.expect(m.status(0) == "ActivationFailed", "slot 1 ActivationFailed: %s" % m.info(0)["BootFailureLog"])
 
-    st.step("Power cut in the middle of a download, then resume")
-    w = m.install(0, size=len(v1), algorithm="SHA-256", checksum=hashlib.sha256(v1).digest(),
+    st.step("Power cut in the middle of a download of v1.1, then resume")
+    v11 = image("v1.1", 44000)  # a new build: its own bytes and hash, not v1.0 again
+    w = m.install(0, size=len(v11), algorithm="SHA-256", checksum=hashlib.sha256(v11).digest(),
                   name="blinky", version="1.1")
     flash.arm(FaultPlan(flash.ops + 9, "torn", seed=7))
     try:
-        for p in range(0, len(v1), 1024):
-            w.write(v1[p:p + 1024])
+        for p in range(0, len(v11), 1024):
+            w.write(v11[p:p + 1024])
             if p % 4096 == 3072:
                 w.checkpoint()
         st.expect(False, "power cut happened")
@@ -140,7 +141,7 @@ def _story(st, workdir):
     flash, m, d = st.reset()
     w = m.resume(0)
     click.echo("  resuming slot 1 at byte %d" % w.offset)
-    w.write(v1[w.offset:])
+    w.write(v11[w.offset:])
     info = w.finish()
     st.expect(info["Status"] == "Available" and m.verify(0), "resumed image verifies (%s)" % info["SHA256"][:16])
     st.expect(m.status(1) == "Active" and m.verify(1), "v2.0 kept running throughout")

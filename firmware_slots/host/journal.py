@@ -1,6 +1,6 @@
 """Host-side journal reader: decodes a raw journal dump with struct, zlib and cbor2.
 
-Written independently of firmware_slots/journal.py (the device's writer and the single
+Written independently of firmware_slots/core/journal.py (the device's writer and the single
 source of truth for the format, documented there) so tests can cross-check the two.
 """
 import struct

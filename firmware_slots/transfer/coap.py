@@ -13,7 +13,7 @@ and omits ETag/Size2 on a cold resume at block N>0, aiocoap sends no Size2; the
 TR-181 CheckSum, computed while streaming, is the last line of defence.
 
 rate: bytes per second cap, enforced by sleeping between blocks.
-coaps: DTLS Certificate mode via firmware_slots.dtls; credentials from
+coaps: DTLS Certificate mode via firmware_slots.coap.dtls; credentials from
 set_dtls(cadata, cert, key) (NoSec is plain coap://).
 Costs: one block buffer (1 KiB) plus the CoAP client and a socket while it runs.
 """
@@ -37,7 +37,7 @@ def _client(u):
     if u.scheme == "coaps":
         if DTLS is None:
             raise TransferError("coaps:// needs DTLS credentials (transfer.coap.set_dtls)")
-        from firmware_slots.mtp_coap import dtls_client
+        from firmware_slots.coap.coaps import dtls_client
         try:
             return dtls_client(u.host, u.port, *DTLS, timeout_ms=TIMEOUT_MS)
         except (OSError, ValueError) as e:

@@ -8,7 +8,7 @@ otherwise it starts from 0. A fetcher's Restart (remote file changed) starts ove
 once. Returns the slot's info dict from ImageWriter.finish(); raises TransferError
 or SlotError.
 """
-from firmware_slots import slots
+from firmware_slots.core import slots
 from firmware_slots.transfer import fetch, Restart
 
 

@@ -18,12 +18,12 @@ confirmed (mgr.confirm(), done by the application): if it never is, the boot stu
 falls back and the agent of the fallback image reports the failure instead.
 """
 
-from firmware_slots.metastore import AGENT
+from firmware_slots.core.state import A_BOOT_CAUSE, A_PREV_VERSION
 from firmware_slots.usp import codec, schema, notify
-from firmware_slots.usp.dm import (Model, UspError, obj_path, to_str, E_FAILED, E_INVALID_PATH,
-                                   E_NOT_SUPPORTED, E_INTERNAL)
-from firmware_slots.usp.firmware import Firmware
-from firmware_slots.usp.localagent import LocalAgent
+from firmware_slots.datamodel.dm import (Model, UspError, obj_path, to_str, E_FAILED, E_INVALID_PATH,
+                                   E_NOT_SUPPORTED, E_INTERNAL, SUB_ID)
+from firmware_slots.datamodel.firmware import Firmware
+from firmware_slots.datamodel.localagent import LocalAgent
 from firmware_slots.usp.platform import Platform
 
 PROTOCOL_VERSIONS = "1.0,1.1,1.2,1.3"
@@ -41,7 +41,7 @@ class UspAgent:
         self.fw = Firmware(mgr, platform)
         self.la = LocalAgent(mgr.meta, endpoint_id, platform)
         fw, la = self.fw, self.la
-        self.model = Model((fw, fw, fw, la, la, la, la, la, la, la))
+        self.model = Model(fw, la)
         self.outbox = []
         self.seq = 0
         self.boot_s = int(platform.now_s())
@@ -66,10 +66,10 @@ class UspAgent:
         if self.la.reqs:  # requests persisted across the reboot (none: nothing to load)
             from firmware_slots.usp import commands
             commands.after_boot(self)
-        sec = mgr.meta.section(AGENT)
-        b = sec.get("b") or {"c": "LocalReboot", "r": "", "k": ""}
+        meta = mgr.meta
+        b = meta.agent(A_BOOT_CAUSE) or {}
         cur = self.fw.software_version()
-        pv = sec.get("v")
+        pv = meta.agent(A_PREV_VERSION)
         updated = pv is not None and cur != pv and mgr.running == mgr.boot_slot
         args = {"CommandKey": b.get("k", ""), "Cause": b.get("c", "LocalReboot"),
                 "Reason": b.get("r", ""), "FirmwareUpdated": to_str(updated)}
@@ -79,12 +79,12 @@ class UspAgent:
                 notify.emit(self, s, eid, "value_change",
                             {"param_path": "Device.DeviceInfo.SoftwareVersion", "param_value": cur})
         ch = {}
-        if "b" in sec:
-            ch["b"] = None
+        if meta.agent(A_BOOT_CAUSE) is not None:
+            ch[A_BOOT_CAUSE] = None
         if pv != cur:
-            ch["v"] = cur
+            ch[A_PREV_VERSION] = cur
         if ch:
-            mgr.meta.update({AGENT: ch})
+            meta.agent_update(ch)
 
     def _parameter_map(self, eid, args):
         import json
@@ -138,7 +138,7 @@ class UspAgent:
         for i in list(la.subs):
             s = la.subs[i]
             if s.get("tl") and now_s >= s.get("cd", 0) + s["tl"]:
-                la.delete(8, (i,))
+                la.delete(SUB_ID, (i,))
                 notify.obj_deleted(self, "Device.LocalAgent.Subscription.%d." % i)
         la.flush()
 

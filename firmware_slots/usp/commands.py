@@ -7,15 +7,16 @@ persisted, so its completion survives the reboot it causes:
     Activate  {'t':'a','sl' slot,'w' [[Start, End, mode, MaxRetries, UserMessage]...],
                't0' wall seconds at invocation,'ph' phase}
 phase 0 = waiting/running, 1 = rebooting into the image (reported after the boot).
-The boot cause goes to AGENT 'b' = {'c' Cause,'r' Reason,'k' CommandKey}.
+The boot cause goes to the agent state's A_BOOT_CAUSE = {'c' Cause,'r' Reason,'k' CommandKey}.
 """
 
-from firmware_slots import slots, transfer
+from firmware_slots.core import slots
+from firmware_slots import transfer
 from firmware_slots.usp import notify
-from firmware_slots.usp.dm import (UspError, E_CMD_ARGS, E_CMD_FAILURE, E_INVALID_PATH,
-                                   ENUMS, obj_path, from_str, FW_IDX, iso_time)
-from firmware_slots.usp.firmware import MAX_WINDOWS, row_ref
-from firmware_slots.metastore import AGENT
+from firmware_slots.datamodel.dm import (UspError, E_CMD_ARGS, E_CMD_FAILURE, E_INVALID_PATH,
+                                   ENUMS, obj_path, from_str, FW_IDX, FW_PATH, OBJS, iso_time)
+from firmware_slots.datamodel.firmware import MAX_WINDOWS, row_ref
+from firmware_slots.core.state import A_BOOT_CAUSE
 
 MODES = ENUMS["Mode"].split()
 CONFIRM_INTERVAL_S = 10   # between two ConfirmationNeeded questions
@@ -38,11 +39,12 @@ def _arg(args, name, t, mandatory=False, default=None):
 
 def run(agent, idx, keys, name, key, args):
     """Start command `name` on object (idx, keys). Returns ('sync', out) or ('async', req path)."""
-    if idx == 0 and name == "Reboot()":
+    c = OBJS[idx][0] + name  # commands are registered by their supported path
+    if c == "Device.Reboot()":
         return "sync", reboot(agent, key, args)
-    if idx == FW_IDX and name == "Download()":
+    if c == FW_PATH + "Download()":
         return "async", download(agent, keys, key, args)
-    if idx == FW_IDX and name == "Activate()":
+    if c == FW_PATH + "Activate()":
         return "async", activate(agent, keys, key, args)
     raise UspError(E_INVALID_PATH, "no command %s" % name)
 
@@ -52,7 +54,7 @@ def reboot(agent, key, args):
     if cause not in ENUMS["Cause"].split():
         raise UspError(E_CMD_ARGS, "Cause must be LocalReboot or RemoteReboot")
     reason = _arg(args, "Reason", "s", default="")
-    agent.mgr.meta.update({AGENT: {"b": {"c": cause, "r": reason, "k": key}}})
+    agent.mgr.meta.agent_update({A_BOOT_CAUSE: {"c": cause, "r": reason, "k": key}})
     agent.reboot_due = (cause, reason)  # after the OperateResp has gone out: poll()
     return {}
 
@@ -85,7 +87,7 @@ def download(agent, keys, key, args):
     if cs:
         if not alg:
             raise UspError(E_CMD_ARGS, "CheckSum needs a CheckSumAlgorithm")
-        from firmware_slots import hashes
+        from firmware_slots.core import hashes
         if len(cs) != 2 * hashes.digest_size(alg) or any(c not in "0123456789abcdef" for c in cs):
             raise UspError(E_CMD_ARGS, "CheckSum is not a %s digest in hex" % alg)
     try:
@@ -187,7 +189,7 @@ def _activate_now(agent, i, why):
     x["ph"] = 1
     la.update_request(i, 1, x)
     la.flush()
-    agent.mgr.meta.update({AGENT: {"b": {"c": "RemoteReboot", "r": why, "k": r.get("k", "")}}})
+    agent.mgr.meta.agent_update({A_BOOT_CAUSE: {"c": "RemoteReboot", "r": why, "k": r.get("k", "")}})
     agent.platform.reboot("RemoteReboot", why)
 
 

@@ -3,7 +3,7 @@
 The supported data model (SupportedObjectResult dicts) is built from dm.OBJS only
 while answering GetSupportedDM; nothing of it is kept.
 """
-from firmware_slots.usp.dm import (UspError, OBJS, ADD, MULTI, VTYPE, obj_path, children,
+from firmware_slots.datamodel.dm import (UspError, OBJS, ADD, MULTI, VTYPE, obj_path, children,
                                    match_template, params_of, E_INVALID_PATH)
 
 DM_URI = "urn:broadband-forum-org:tr-181-2-19-1-usp"

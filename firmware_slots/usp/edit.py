@@ -5,9 +5,9 @@ qstrs are ~8 KB of heap as a .mpy). Handlers take the UspAgent and the request b
 and return (response kind, body) or raise UspError, like UspAgent.h_get.
 """
 from firmware_slots.usp import notify
-from firmware_slots.usp.dm import (UspError, OBJS, ADD, MULTI, obj_path, to_str, split_path,
+from firmware_slots.datamodel.dm import (UspError, OBJS, ADD, MULTI, obj_path, to_str, split_path,
                                    match_template, param_spec, E_INVALID_PATH, E_NOT_CREATABLE,
-                                   E_DELETE)
+                                   E_DELETE, SUB_ID)
 
 
 def _objects(agent, path, table_ok=False):
@@ -148,7 +148,7 @@ def h_add(agent, req):
             la.delete(idx, keys)
         raise UspError(first.code, first.msg)
     for idx, keys in made:
-        if idx == 8:
+        if idx == SUB_ID:
             agent.vc.pop(keys[0], None)
         notify.obj_created(agent, obj_path(idx, keys), agent.model.unique_keys(idx, keys))
     return "add_resp", {"created_obj_results": results}

@@ -6,7 +6,7 @@ matches everything below it) names the event, command, object or parameter.
 """
 
 from firmware_slots.usp import codec, schema
-from firmware_slots.usp.dm import to_str, obj_path, params_of, UspError
+from firmware_slots.datamodel.dm import to_str, obj_path, params_of, UspError
 
 
 def match(ref, path):

@@ -4,7 +4,7 @@ Runs under MicroPython: run(profile, image_path) -> summary line."""
 import os
 import sys
 
-from firmware_slots.norsim import NorFlash
+from firmware_slots.sim.norsim import NorFlash
 
 
 class Reset(SystemExit):
@@ -153,8 +153,8 @@ def run_app(profile, image_path):
     install_fakes()
     import bootstub as api
     import boards
-    from firmware_slots import appimage
-    from firmware_slots.slots import SlotManager
+    from firmware_slots.core import appimage
+    from firmware_slots.core.slots import SlotManager
     with open(image_path, "rb") as f:
         img = f.read()
     b = boards.board(boards.load(profile))
@@ -190,7 +190,7 @@ def run_native():
     import bootstub as api
     import boards
     b = boards.board(boards.load("esp32-native"))
-    from firmware_slots.slots import SlotManager
+    from firmware_slots.core.slots import SlotManager
     j, slots = b.devices()
     m = SlotManager(slots, j, 1, max_attempts=1, inspect=b.inspect)
     info = write(m, 0, esp_image("micropython", "v1.29.0"))

@@ -6,8 +6,8 @@ summary string; tests compare summaries across interpreters.
 
 import hashlib
 
-from firmware_slots import slots as S
-from firmware_slots.layout import reopen, sim_device
+from firmware_slots.core import slots as S
+from firmware_slots.sim.simdev import reopen, sim_device
 
 
 def img(tag, n):
@@ -81,7 +81,7 @@ def scenario_checksum_mismatch():
 
 
 def _sha512(b):
-    from firmware_slots import hashes
+    from firmware_slots.core import hashes
     return hashes.new("SHA-512", b).digest()
 
 
@@ -117,7 +117,7 @@ def scenario_protected():
     assert "running" in msg, msg
     expect(S.SlotBusy, m.set_available, 0, False)
     expect(S.NoSuchSlot, m.install, 5)
-    from firmware_slots.hashes import UnsupportedAlgorithm
+    from firmware_slots.core.hashes import UnsupportedAlgorithm
     expect(UnsupportedAlgorithm, m.install, 1, algorithm="MD5")
     expect(ValueError, m.install, 1, algorithm="SHA-256", checksum=b"\x00" * 5)
     assert m.status(1) == "NoImage"

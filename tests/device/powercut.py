@@ -17,10 +17,10 @@ confirm; boot.
 
 import hashlib
 
-from firmware_slots.journal import MAX_DELTAS
-from firmware_slots.layout import carve
-from firmware_slots.norsim import FaultPlan, NorFlash, PowerCut
-from firmware_slots.slots import DOWNLOADING, SlotManager
+from firmware_slots.core.journal import MAX_DELTAS
+from firmware_slots.core.layout import carve
+from firmware_slots.sim.norsim import FaultPlan, NorFlash, PowerCut
+from firmware_slots.core.slots import DOWNLOADING, SlotManager
 
 CHUNK = 128
 

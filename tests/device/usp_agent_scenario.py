@@ -4,7 +4,7 @@ Prints one line per step: "name <sorted JSON>" so the two interpreters can be co
 """
 import json
 
-from firmware_slots import layout
+from firmware_slots.sim import simdev
 from firmware_slots.usp import codec, schema
 from firmware_slots.usp.agent import UspAgent
 from firmware_slots.usp.platform import Platform, Rebooting
@@ -53,7 +53,7 @@ def show(name, o):
 
 
 def main(path):
-    flash, mgr = layout.sim_device(slot_blocks=2, inspect=inspect)
+    flash, mgr = simdev.sim_device(slot_blocks=2, inspect=inspect)
     put(mgr, 0, "1.0")
     mgr.boot()
     mgr.confirm()
@@ -84,7 +84,7 @@ def main(path):
         print("no reboot")
     except Rebooting as e:
         print("rebooting", str(e))
-    mgr = layout.reopen(flash)
+    mgr = simdev.reopen(flash)
     mgr.boot()
     mgr.confirm()
     agent = UspAgent(mgr, AGENT, Platform(wall_s=1700000100))

@@ -3,7 +3,7 @@ passes them to agent.handle() and decodes the replies. Also the simulated device
 images carrying a tiny manifest ("FWIMG:name:version\\n" + payload)."""
 import hashlib
 
-from firmware_slots import layout
+from firmware_slots.sim import simdev
 from firmware_slots.usp import codec, schema
 from firmware_slots.usp.agent import UspAgent
 from firmware_slots.usp.platform import Platform, Rebooting
@@ -32,7 +32,7 @@ def image(version, size=6000):
 
 def device(version="1.0", nslots=2):
     """(flash, mgr) with `version` installed in slot 0, booted and confirmed."""
-    flash, mgr = layout.sim_device(slot_blocks=4, nslots=nslots, inspect=inspect)
+    flash, mgr = simdev.sim_device(slot_blocks=4, nslots=nslots, inspect=inspect)
     data = image(version)
     w = mgr.install(0, len(data), "SHA-256", hashlib.sha256(data).digest())
     w.write(data)
@@ -44,7 +44,7 @@ def device(version="1.0", nslots=2):
 
 def reboot(flash, platform=None, confirm=True):
     """What a reset does: a new SlotManager, the boot stub's mgr.boot(), a new agent."""
-    mgr = layout.reopen(flash)
+    mgr = simdev.reopen(flash)
     mgr.boot()
     if confirm:
         mgr.confirm()

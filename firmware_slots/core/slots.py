@@ -1,7 +1,7 @@
 """Slots: N firmware image slots, their TR-181 status, image writing and booting.
 
 A slot is a block device (usually a flash.BlockWindow). SlotManager keeps every fact
-about the slots in the MetaStore (see metastore.py for the keys) and enforces the
+about the slots in the MetaStore (see state.py for the keys) and enforces the
 rules that keep a device bootable:
 - the running, last-known-good and BootFirmwareImage slots are never written;
 - an image is Available only after its length, requested checksum, read-back hash
@@ -15,18 +15,14 @@ an interrupted download resumes (ImageWriter.resume) instead of starting again.
 
 import hashlib
 
-from firmware_slots.flash import FlashRegion
-from firmware_slots.metastore import DEVICE, MetaStore
-
-STATUSES = (
-    "NoImage", "Active", "Downloading", "Validating", "Available",
-    "DownloadFailed", "ValidationFailed", "InstallationFailed", "ActivationFailed",
-)
-NO_IMAGE, ACTIVE, DOWNLOADING, VALIDATING, AVAILABLE = 0, 1, 2, 3, 4
-DOWNLOAD_FAILED, VALIDATION_FAILED, INSTALLATION_FAILED, ACTIVATION_FAILED = 5, 6, 7, 8
+from firmware_slots.core.flash import FlashRegion
+from firmware_slots.core.state import (  # noqa: F401 (statuses are re-exported: slots.AVAILABLE)
+    DEVICE, MetaStore, D_BOOT, D_LKG, D_RAN, S_STATUS, S_NAME, S_VERSION, S_LENGTH, S_SHA256,
+    S_AVAILABLE, S_LOG, S_ERROR, S_TRIAL_FAIL, S_ATTEMPTS, S_ALIAS, S_DOWNLOAD, PARAMS, STATUSES,
+    NO_IMAGE, ACTIVE, DOWNLOADING, VALIDATING, AVAILABLE, DOWNLOAD_FAILED, VALIDATION_FAILED,
+    INSTALLATION_FAILED, ACTIVATION_FAILED, TEXT_MAX, LOG_MAX, CRASH_MAX, default_alias)
 
 CHUNK = 512  # read-back and re-hash buffer: the largest allocation while writing
-LOG_MAX = 200  # stored failure texts are bounded: the whole state must fit one journal sector
 
 
 class SlotError(Exception):
@@ -91,7 +87,7 @@ class SlotManager:
         self.inspect = inspect
         self.meta = MetaStore(FlashRegion(journal_dev, write_size), self.n)
         self.meta.load()
-        self.running = self.meta.get(DEVICE, "r", -1)
+        self.running = self.meta.get(DEVICE, D_RAN, -1)
         self._verified = {}
 
     # -- reading state ------------------------------------------------------------
@@ -102,14 +98,14 @@ class SlotManager:
 
     @property
     def boot_slot(self):
-        return self.meta.get(DEVICE, "b", 0)
+        return self.meta.get(DEVICE, D_BOOT, 0)
 
     @property
     def lkg(self):
-        return self.meta.get(DEVICE, "k", -1)
+        return self.meta.get(DEVICE, D_LKG, -1)
 
     def status_code(self, i):
-        st = self._slot(i).get("st", NO_IMAGE)
+        st = self._slot(i).get(S_STATUS, NO_IMAGE)
         return ACTIVE if st == AVAILABLE and i == self.running else st
 
     def status(self, i):
@@ -117,31 +113,64 @@ class SlotManager:
 
     def info(self, i):
         s = self._slot(i)
-        h = s.get("h")
+        h = s.get(S_SHA256)
         return {
             "slot": i,
-            "Name": s.get("nm", ""),
-            "Version": s.get("vr", ""),
+            "Name": s.get(S_NAME, ""),
+            "Version": s.get(S_VERSION, ""),
             "Status": self.status(i),
-            "Available": bool(s.get("av")),
-            "BootFailureLog": s.get("lg", ""),
-            "Error": s.get("er", ""),
-            "Alias": s.get("al", "cpe-slot%d" % i),
-            "Length": s.get("ln", 0),
+            "Available": bool(s.get(S_AVAILABLE)),
+            "BootFailureLog": s.get(S_LOG, ""),
+            "Error": s.get(S_ERROR, ""),
+            "Alias": s.get(S_ALIAS) or default_alias(i),
+            "Length": s.get(S_LENGTH, 0),
             "SHA256": _hex(h) if h else "",
-            "Attempts": s.get("n", 0),
+            "Attempts": s.get(S_ATTEMPTS, 0),
             "Boot": i == self.boot_slot,
             "Running": i == self.running,
             "LastKnownGood": i == self.lkg,
             "Capacity": self.regions[i].size,
         }
 
+    def param(self, i, name):
+        """TR-181 parameter `name` of row i+1 (Alias, Name, Version, Available, BootFailureLog)."""
+        v = self._slot(i).get(PARAMS[name])
+        if name == "Alias":
+            return v or default_alias(i)
+        if name == "Available":
+            return bool(v)
+        return v or ""
+
+    def alias_owner(self, alias):
+        """The slot whose Alias is `alias`, or -1."""
+        for j in range(self.n):
+            if self.param(j, "Alias") == alias:
+                return j
+        return -1
+
+    def image_length(self, i):
+        return self._slot(i).get(S_LENGTH, 0)
+
+    # -- the boot stub's notes on a trial boot ---------------------------------------
+    def note_trial_failure(self, i, why):
+        """Why this trial boot of slot i is failing (the next boot decision logs it)."""
+        self._slot(i)
+        self.meta.update({i: {S_TRIAL_FAIL: why[:CRASH_MAX]}})
+
+    def trial_failure(self, i):
+        return self._slot(i).get(S_TRIAL_FAIL)
+
+    def log_last_attempt(self, i, why):
+        """Append why the last attempt failed to slot i's BootFailureLog; forget the note."""
+        lg = self._slot(i).get(S_LOG, "")
+        self.meta.update({i: {S_LOG: (lg + "; last attempt: " + why)[:LOG_MAX], S_TRIAL_FAIL: None}})
+
     def slot_size(self, i):
         self._slot(i)
         return self.regions[i].size
 
     def download_progress(self, i):
-        return self._slot(i).get("dl")
+        return self._slot(i).get(S_DOWNLOAD)
 
     # -- verification -------------------------------------------------------------
     def hash_slot(self, i, length, algorithm="SHA-256"):
@@ -153,20 +182,20 @@ class SlotManager:
     def verify(self, i):
         """True when slot i holds an image whose bytes still match its SHA-256."""
         s = self._slot(i)
-        h = s.get("h")
-        if not h or s.get("ln") is None:
+        h = s.get(S_SHA256)
+        if not h or s.get(S_LENGTH) is None:
             return False
-        return self.hash_slot(i, s["ln"]) == h
+        return self.hash_slot(i, s[S_LENGTH]) == h
 
     # -- explicit changes ---------------------------------------------------------
     def set_boot(self, i):
         s = self._slot(i)
-        if s.get("st") != AVAILABLE or not s.get("av"):
+        if s.get(S_STATUS) != AVAILABLE or not s.get(S_AVAILABLE):
             raise NotAvailable("FirmwareImage.%d is %s%s: it cannot be the boot image" % (
-                i + 1, self.status(i), "" if s.get("av") else " and not Available"))
-        ch = {DEVICE: {"b": i}}
+                i + 1, self.status(i), "" if s.get(S_AVAILABLE) else " and not Available"))
+        ch = {DEVICE: {D_BOOT: i}}
         if i != self.lkg:
-            ch[i] = {"n": 0}
+            ch[i] = {S_ATTEMPTS: 0}
         self.meta.update(ch)
 
     def set_available(self, i, flag):
@@ -175,16 +204,16 @@ class SlotManager:
         if not flag and (i == self.running or i == self.boot_slot):
             raise SlotBusy("FirmwareImage.%d is the %s image: Available must stay true" % (
                 i + 1, "active" if i == self.running else "boot"))
-        if flag and s.get("st") not in (AVAILABLE,):
+        if flag and s.get(S_STATUS) not in (AVAILABLE,):
             raise NotAvailable("FirmwareImage.%d is %s: nothing to make available" % (i + 1, self.status(i)))
-        if bool(s.get("av")) != flag:
-            self.meta.update({i: {"av": flag}})
+        if bool(s.get(S_AVAILABLE)) != flag:
+            self.meta.update({i: {S_AVAILABLE: flag}})
 
     def set_alias(self, i, alias):
         self._slot(i)
-        if not isinstance(alias, str) or len(alias) > 64:
-            raise ValueError("Alias is a string of at most 64 characters")
-        self.meta.update({i: {"al": alias}})
+        if not isinstance(alias, str) or len(alias) > TEXT_MAX:
+            raise ValueError("Alias is a string of at most %d characters" % TEXT_MAX)
+        self.meta.update({i: {S_ALIAS: alias}})
 
     def protected(self):
         """Slots that must not be written: running, last-known-good, boot target."""
@@ -194,7 +223,7 @@ class SlotManager:
                 p.append(i)
         b = self.boot_slot
         # an empty or failed boot target holds nothing worth keeping
-        if b not in p and self._slot(b).get("st") == AVAILABLE:
+        if b not in p and self._slot(b).get(S_STATUS) == AVAILABLE:
             p.append(b)
         return p
 
@@ -204,7 +233,7 @@ class SlotManager:
         if not free:
             raise SlotBusy("every slot is running, last-known-good or the boot target")
         for i in free:  # an empty or failed slot before one holding a spare image
-            if self._slot(i).get("st", NO_IMAGE) != AVAILABLE:
+            if self._slot(i).get(S_STATUS, NO_IMAGE) != AVAILABLE:
                 return i
         return free[0]
 
@@ -235,15 +264,16 @@ class SlotManager:
         if extra:
             for k in extra:
                 dl[k] = extra[k]
-        self.meta.update({i: {"st": DOWNLOADING, "av": False, "n": 0, "lg": None, "er": None, "nm": None,
-                              "vr": None, "h": None, "ln": None, "dl": dl}})
+        self.meta.update({i: {S_STATUS: DOWNLOADING, S_AVAILABLE: False, S_ATTEMPTS: 0, S_LOG: None,
+                              S_ERROR: None, S_NAME: None, S_VERSION: None, S_SHA256: None,
+                              S_LENGTH: None, S_DOWNLOAD: dl}})
         return ImageWriter(self, i, dl, 0)
 
     def resume(self, i):
         """Continue an interrupted install of slot i from its last checkpoint."""
         s = self._slot(i)
-        dl = s.get("dl")
-        if s.get("st") != DOWNLOADING or not dl:
+        dl = s.get(S_DOWNLOAD)
+        if s.get(S_STATUS) != DOWNLOADING or not dl:
             raise SlotError("FirmwareImage.%d has no interrupted download to resume" % (i + 1))
         r = self.regions[i]
         off = dl.get("o", 0)
@@ -255,7 +285,7 @@ class SlotManager:
 
     def fail(self, i, status, why):
         # download/validation failures are not boot failures: BootFailureLog stays as is
-        self.meta.update({i: {"st": status, "er": why[:LOG_MAX], "av": False, "dl": None}})
+        self.meta.update({i: {S_STATUS: status, S_ERROR: why[:LOG_MAX], S_AVAILABLE: False, S_DOWNLOAD: None}})
 
     def erase_slot(self, i):
         """Forget slot i's image (status NoImage); refused for protected slots."""
@@ -263,15 +293,16 @@ class SlotManager:
         if i in self.protected():
             raise SlotBusy("FirmwareImage.%d is protected (running, last-known-good or boot)" % (i + 1))
         r = self.regions[i]
-        self.meta.update({i: {"st": NO_IMAGE, "av": False, "nm": None, "vr": None, "h": None,
-                              "ln": None, "dl": None, "lg": None, "er": None, "n": 0}})
+        self.meta.update({i: {S_STATUS: NO_IMAGE, S_AVAILABLE: False, S_NAME: None, S_VERSION: None,
+                              S_SHA256: None, S_LENGTH: None, S_DOWNLOAD: None, S_LOG: None,
+                              S_ERROR: None, S_ATTEMPTS: 0}})
         for s in range(r.sectors):
             r.erase(s)
 
     # -- booting ------------------------------------------------------------------
     def decide(self):
         """The boot decision for the current state (nothing written)."""
-        from firmware_slots import bootdecision  # only the boot path pays for it
+        from firmware_slots.core import bootdecision  # only the boot path pays for it
         return bootdecision.decide(self.meta.state, self.n, self._verify_cached, self.max_attempts)
 
     def boot(self):
@@ -297,15 +328,15 @@ class SlotManager:
         if i != r or r < 0:
             raise NotRunning("FirmwareImage.%d is not the running image (FirmwareImage.%d is)" % (i + 1, r + 1))
         s = self._slot(r)
-        if self.lkg == r and not s.get("n"):
+        if self.lkg == r and not s.get(S_ATTEMPTS):
             return False
-        self.meta.update({DEVICE: {"k": r}, r: {"n": 0}})
+        self.meta.update({DEVICE: {D_LKG: r}, r: {S_ATTEMPTS: 0}})
         return True
 
 
 def _hashes():
     # loaded only for algorithms other than SHA-256, which hashlib always has
-    from firmware_slots import hashes
+    from firmware_slots.core import hashes
     return hashes
 
 
@@ -402,7 +433,7 @@ class ImageWriter:
         for k in extra:
             dl[k] = extra[k]
         self.dl = dl
-        self.mgr.meta.update({self.slot: {"dl": dl}})
+        self.mgr.meta.update({self.slot: {S_DOWNLOAD: dl}})
 
     def abort(self, err):
         """Record the failure in the slot and raise it."""
@@ -428,7 +459,7 @@ class ImageWriter:
             self.abort(ImageTruncated("received %d of %d bytes" % (total, self.size)))
         if total == 0:
             self.abort(ImageTruncated("empty image"))
-        mgr.meta.update({i: {"st": VALIDATING, "dl": None}})
+        mgr.meta.update({i: {S_STATUS: VALIDATING, S_DOWNLOAD: None}})
         digest = self.sha.digest()
         if self.checksum:
             got = self.user.digest() if self.user else digest
@@ -448,6 +479,7 @@ class ImageWriter:
             name = nm or name  # the image's own manifest wins over hints
             version = vr or version
         self.done = True
-        mgr.meta.update({i: {"st": AVAILABLE, "av": True, "ln": total, "h": digest,
-                             "nm": name or "unnamed", "vr": version or "unknown", "n": 0}})
+        mgr.meta.update({i: {S_STATUS: AVAILABLE, S_AVAILABLE: True, S_LENGTH: total, S_SHA256: digest,
+                             S_NAME: (name or "unnamed")[:TEXT_MAX],
+                             S_VERSION: (version or "unknown")[:TEXT_MAX], S_ATTEMPTS: 0}})
         return mgr.info(i)

@@ -7,7 +7,7 @@ On-flash record (little-endian, every record starts at a write_size-aligned offs
     1    1     kind: 0x53 'S' snapshot (whole state) or 0x44 'D' delta (changes)
     2    2     body length L (bytes)
     4    4     sequence number, +1 per record, never reused
-    8    L     body (CBOR, see metastore.py)
+    8    L     body (CBOR, see state.py)
     8+L  4     CRC32 (binascii.crc32) over bytes 0 .. 8+L
     12+L pad   0xFF up to the next multiple of write_size (programmed as part of the record)
 

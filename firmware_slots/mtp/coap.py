@@ -168,6 +168,7 @@ class CoapMtp:
         key = (u.host, u.port)
         c = self._sessions.get(key)
         if c is None:
+            from firmware_slots.coap.coaps import dtls_client
             c = dtls_client(u.host, u.port, *self.dtls_client)
             self._sessions[key] = c
         return c
@@ -222,42 +223,3 @@ class CoapMtp:
 def _bad_record():
     from firmware_slots.usp.agent import BadRecord
     return BadRecord
-
-
-class _DtlsClient:
-    """A CoapClient over one DTLS session (coaps) to one peer."""
-
-    def __init__(self, sock, host, port, timeout_ms=None):
-        from firmware_slots.coap.transport import ConnectedTransport
-        from firmware_slots.coap.protocol import CoapEndpoint
-        from firmware_slots.coap.client import CoapClient
-        sock.settimeout(0)
-        tr = ConnectedTransport(sock, host, port, "coaps", pollable=sock._s,
-                                recv=lambda: _recv_nb(sock))
-        self.endpoint = CoapEndpoint(tr)
-        self.client = CoapClient(self.endpoint, timeout_ms=timeout_ms)
-
-    def request(self, *a, **kw):
-        return self.client.request(*a, **kw)
-
-    def fetch(self, *a, **kw):
-        return self.client.fetch(*a, **kw)
-
-    def close(self):
-        self.endpoint.close()
-
-
-def _recv_nb(sock):
-    try:
-        return sock.recv(2048, timeout=0)
-    except OSError as e:
-        if e.args and e.args[0] == 110:
-            return None
-        raise
-
-
-def dtls_client(host, port, cadata, cert=None, key=None, server_hostname=None, timeout_ms=None):
-    """A client (request/fetch/close) speaking coaps to host:port, Certificate mode."""
-    from firmware_slots import dtls
-    s = dtls.connect(host, port, cadata, cert=cert, key=key, server_hostname=server_hostname)
-    return _DtlsClient(s, host, port, timeout_ms)

@@ -52,7 +52,7 @@ def new(algorithm, data=None):
     ctor = getattr(hashlib, name, None)
     if ctor is None:
         # SHA-1 has no pure fallback: every MicroPython hashlib that exists has it.
-        from firmware_slots import sha2
+        from firmware_slots.core import sha2
 
         ctor = getattr(sha2, name, None)
         if ctor is None:

@@ -9,7 +9,7 @@ hundred bytes with readsize/progsize 32) and reads only the metadata it walks.
 import json
 import vfs
 
-from firmware_slots.flash import BlockWindow, IOCTL_BLOCK_SIZE
+from firmware_slots.core.flash import BlockWindow, IOCTL_BLOCK_SIZE
 
 MANIFEST = "manifest.json"
 READSIZE = PROGSIZE = LOOKAHEAD = 32  # must match the host builder's read/prog sizes

@@ -20,7 +20,7 @@ Randomness comes from a seeded xorshift so CPython and MicroPython tear identica
 Runs under MicroPython too; storage is a bytearray or, for the virtual board, a file.
 """
 
-from firmware_slots.flash import FlashError
+from firmware_slots.core.flash import FlashError
 
 KINDS = ("before", "after", "torn", "half")
 

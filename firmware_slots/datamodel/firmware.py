@@ -5,8 +5,8 @@ ActiveFirmwareImage are full path references without the trailing dot
 ("Device.DeviceInfo.FirmwareImage.2"), as the pathRef targetType="row" asks.
 """
 
-from firmware_slots import slots
-from firmware_slots.usp.dm import UspError, E_VALUE, E_INTERNAL
+from firmware_slots.core import slots
+from firmware_slots.datamodel.dm import UspError, E_VALUE, E_INTERNAL, DEVINFO_ID, FW_IDX, FW_PATH
 
 PREFIX = "Device.DeviceInfo.FirmwareImage."
 MAX_WINDOWS = 5
@@ -29,9 +29,12 @@ def slot_of_ref(ref):
 
 
 class Firmware:
-    """Backend for OBJS 0..2. `platform.software_version_of` may override slot versions."""
+    """Backend for Device., DeviceInfo. and the FirmwareImage table.
 
-    KEYS = {2: "Alias"}
+    `platform.software_version_of` may override slot versions."""
+
+    PATHS = ("Device.", "Device.DeviceInfo.", FW_PATH)
+    KEYS = {FW_IDX: "Alias"}
 
     def __init__(self, mgr, platform):
         self.mgr = mgr
@@ -50,7 +53,7 @@ class Firmware:
 
     def get(self, idx, keys, name):
         mgr = self.mgr
-        if idx == 1:
+        if idx == DEVINFO_ID:
             if name == "SoftwareVersion":
                 return self.software_version()
             if name == "ActiveFirmwareImage":
@@ -61,39 +64,29 @@ class Firmware:
                 return mgr.n
             if name == "MaxNumberOfActivateTimeWindows":
                 return MAX_WINDOWS
-        elif idx == 2:
+        elif idx == FW_IDX:
             i = keys[0] - 1
-            s = mgr.meta.section(i)
-            if name == "Alias":
-                return s.get("al", "cpe-slot%d" % i)
-            if name == "Name":
-                return s.get("nm", "")
-            if name == "Version":
-                return s.get("vr", "")
-            if name == "Available":
-                return bool(s.get("av"))
             if name == "Status":
                 return mgr.status(i)
-            if name == "BootFailureLog":
-                return s.get("lg", "")
+            return mgr.param(i, name)
         raise UspError(E_INTERNAL, "no value for " + name)
 
     def set(self, idx, keys, name, value):
         mgr = self.mgr
         try:
-            if idx == 1 and name == "BootFirmwareImage":
+            if idx == DEVINFO_ID and name == "BootFirmwareImage":
                 i = slot_of_ref(value)
                 if i is None or not 0 <= i < mgr.n:
                     raise UspError(E_VALUE, "%r is not a FirmwareImage row" % value)
                 mgr.set_boot(i)
-            elif idx == 2 and name == "Available":
+            elif idx == FW_IDX and name == "Available":
                 mgr.set_available(keys[0] - 1, value)
-            elif idx == 2 and name == "Alias":
+            elif idx == FW_IDX and name == "Alias":
                 if not value or value[0].isdigit() or len(value) > 64:
                     raise UspError(E_VALUE, "Alias must be 1..64 characters, not starting with a digit")
-                for j in range(mgr.n):  # unique key
-                    if j != keys[0] - 1 and mgr.meta.section(j).get("al", "cpe-slot%d" % j) == value:
-                        raise UspError(E_VALUE, "Alias %r is already used by FirmwareImage.%d" % (value, j + 1))
+                j = mgr.alias_owner(value)  # Alias is the table's unique key
+                if j >= 0 and j != keys[0] - 1:
+                    raise UspError(E_VALUE, "Alias %r is already used by FirmwareImage.%d" % (value, j + 1))
                 mgr.set_alias(keys[0] - 1, value)
             else:
                 raise UspError(E_INTERNAL, "cannot set " + name)

@@ -14,8 +14,16 @@ tuples. Values come from a backend per object (see firmware.py / localagent.py):
     add(idx, keys) -> new instance;        delete(idx, keys)
 """
 
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
 MULTI = 1
 ADD = 2
+_MULTI = const(1)  # the same, folded into OBJS
+_ADD = const(2)
 
 # TR-369 error codes used by the agent
 E_FAILED = 7000
@@ -34,32 +42,54 @@ E_DELETE = 7024
 E_INVALID_PATH = 7026
 E_CMD_ARGS = 7027
 
-_FW = "Device.DeviceInfo.FirmwareImage.{i}."
-_CT = "Device.LocalAgent.Controller.{i}."
-_SUM = "SHA-1 SHA-224 SHA-256 SHA-384 SHA-512"
+# private consts: OBJS below folds into one constant (in flash when frozen, no heap)
+_FW = const("Device.DeviceInfo.FirmwareImage.{i}.")
+_CT = const("Device.LocalAgent.Controller.{i}.")
+_SUM = const("SHA-1 SHA-224 SHA-256 SHA-384 SHA-512")
 
 OBJS = (
     ("Device.", 0, "", (("Reboot()", 0, "Cause Reason", ""),), (("Boot!", "CommandKey Cause Reason FirmwareUpdated ParameterMap"),)),
     ("Device.DeviceInfo.", 0,
      "SoftwareVersion:s ActiveFirmwareImage:s BootFirmwareImage:sw FirmwareImageNumberOfEntries:u MaxNumberOfActivateTimeWindows:u",
      (), ()),
-    (_FW, MULTI, "Alias:sw Name:s Version:s Available:bw Status:s BootFailureLog:s",
+    (_FW, _MULTI, "Alias:sw Name:s Version:s Available:bw Status:s BootFailureLog:s",
      (("Download()", 1, "URL AutoActivate Username Password FileSize CheckSumAlgorithm CheckSum", ""),
       ("Activate()", 1, "TimeWindow.{i}.Start TimeWindow.{i}.End TimeWindow.{i}.Mode TimeWindow.{i}.UserMessage TimeWindow.{i}.MaxRetries", "")),
      ()),
     ("Device.LocalAgent.", 0,
      "EndpointID:s SupportedProtocols:s ControllerNumberOfEntries:u SubscriptionNumberOfEntries:u RequestNumberOfEntries:u",
      (), (("TransferComplete!", "Command CommandKey Requestor TransferType Affected TransferURL StartTime CompleteTime FaultCode FaultString CheckSumAlgorithm CheckSum"),)),
-    (_CT, MULTI | ADD, "Alias:sw EndpointID:sw Enable:bw MTPNumberOfEntries:u BootParameterNumberOfEntries:u", (), ()),
-    (_CT + "MTP.{i}.", MULTI | ADD, "Alias:sw Enable:bw Protocol:sw", (), ()),
-    (_CT + "MTP.{i}.CoAP.", 0, "Host:sw Port:uw Path:sw", (), ()),
-    (_CT + "BootParameter.{i}.", MULTI | ADD, "Alias:sw Enable:bw ParameterName:sw", (), ()),
-    ("Device.LocalAgent.Subscription.{i}.", MULTI | ADD,
+    (_CT, _MULTI | _ADD, "Alias:sw EndpointID:sw Enable:bw MTPNumberOfEntries:u BootParameterNumberOfEntries:u", (), ()),
+    ("Device.LocalAgent.Controller.{i}.MTP.{i}.", _MULTI | _ADD, "Alias:sw Enable:bw Protocol:sw", (), ()),
+    ("Device.LocalAgent.Controller.{i}.MTP.{i}.CoAP.", 0, "Host:sw Port:uw Path:sw", (), ()),
+    ("Device.LocalAgent.Controller.{i}.BootParameter.{i}.", _MULTI | _ADD, "Alias:sw Enable:bw ParameterName:sw", (), ()),
+    ("Device.LocalAgent.Subscription.{i}.", _MULTI | _ADD,
      "Alias:sw Enable:bw Recipient:s ID:sw CreationDate:t NotifType:sw ReferenceList:sw Persistent:bw TimeToLive:uw NotifRetry:bw NotifExpiration:uw",
      (), ()),
-    ("Device.LocalAgent.Request.{i}.", MULTI, "Alias:sw Originator:s Command:s CommandKey:s Status:s", (), ()),
+    ("Device.LocalAgent.Request.{i}.", _MULTI, "Alias:sw Originator:s Command:s CommandKey:s Status:s", (), ()),
 )
-FW_IDX = 2
+
+
+def obj_id(template):
+    """The engine's id of the object with supported path `template` (resolved once, at import)."""
+    for j in range(len(OBJS)):
+        if OBJS[j][0] == template:
+            return j
+    raise ValueError("no supported object " + template)
+
+
+# ids by path: no module counts positions in OBJS
+FW_PATH = _FW
+DEVICE_ID = obj_id("Device.")
+DEVINFO_ID = obj_id("Device.DeviceInfo.")
+FW_IDX = obj_id(_FW)
+LA_ID = obj_id("Device.LocalAgent.")
+CT_ID = obj_id(_CT)
+MTP_ID = obj_id(_CT + "MTP.{i}.")
+COAP_ID = obj_id(_CT + "MTP.{i}.CoAP.")
+BP_ID = obj_id(_CT + "BootParameter.{i}.")
+SUB_ID = obj_id("Device.LocalAgent.Subscription.{i}.")
+REQ_ID = obj_id("Device.LocalAgent.Request.{i}.")
 
 # enumerations checked on Set/Add/Operate
 ENUMS = {
@@ -245,10 +275,23 @@ def split_path(path):
 
 
 class Model:
-    """Path engine over OBJS and a backend list (one backend object per OBJS entry)."""
+    """Path engine over OBJS and the backends registered for their paths.
 
-    def __init__(self, backends):
-        self.backends = backends
+    Model(backend, ...): each backend lists the supported paths it serves in PATHS
+    (obuspa-style registration by name); every object must have exactly one."""
+
+    def __init__(self, *backends):
+        reg = [None] * len(OBJS)
+        for b in backends:
+            for t in b.PATHS:
+                j = obj_id(t)
+                if reg[j] is not None:
+                    raise ValueError("two backends for " + t)
+                reg[j] = b
+        for j in range(len(OBJS)):
+            if reg[j] is None:
+                raise ValueError("no backend for " + OBJS[j][0])
+        self.backends = reg
 
     def expand(self, idx, pattern, strict=True):
         """All instance-key tuples of object idx matching pattern (ints / None).

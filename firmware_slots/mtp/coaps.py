@@ -14,8 +14,9 @@ per session on a board), no per-peer state beyond them. Notifications are not se
 from here: the plain-CoAP MTP (or its coaps client) delivers the outbox.
 """
 
-from firmware_slots import dtls
-from firmware_slots.mtp_coap import CoapMtp, _recv_nb
+from firmware_slots.coap import dtls
+from firmware_slots.coap.coaps import recv_nb
+from firmware_slots.mtp.coap import CoapMtp
 
 MAX_SESSIONS = 2
 IDLE_MS = 60000
@@ -48,7 +49,7 @@ class _Session:
         self.last = ticks_ms()
 
     def _rx(self):
-        d = _recv_nb(self.sock)
+        d = recv_nb(self.sock)
         if d == b"":  # close_notify: the peer ended the session, free its place
             self.closed = True
             return None

@@ -1,8 +1,8 @@
 """The USP agent as the application the boot stub runs (app mode; device side).
 
 An app image's main.py is then three lines:
-    from firmware_slots.usp import stubplatform
-    stubplatform.serve("os::0044FF-dev1", 5683)       # never returns
+    from bootstub import agentapp
+    agentapp.serve("os::0044FF-dev1", 5683)       # never returns
 
 serve() builds the agent over CoAP with the stub's own SlotManager (bootstub.mgr, already
 booted and counted by the stub), starts it, and confirms the boot once the agent is
@@ -30,8 +30,8 @@ class StubPlatform(Platform):
 def serve(endpoint_id, port=5683, host="127.0.0.1", path="usp", health=None, platform=None):
     """Run the agent forever on host:port; confirm the boot once it serves."""
     import bootstub
-    from firmware_slots.agent_main import build
-    mtp = build(bootstub.mgr, endpoint_id, host, port, path, platform=platform or StubPlatform())
+    from firmware_slots import app
+    mtp = app.agent(bootstub.mgr, endpoint_id, host, port, path, platform=platform or StubPlatform())
     print("READY", mtp.endpoint.transport.local_port)
     mtp.startup()
     if health is not None:

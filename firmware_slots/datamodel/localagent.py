@@ -1,8 +1,9 @@
 """Device.LocalAgent.: EndpointID, Controller.{i}. (MTP.{i}.CoAP., BootParameter.{i}.),
-Subscription.{i}. and Request.{i}., kept in metastore section AGENT.
+Subscription.{i}. and Request.{i}., kept in state section AGENT.
 
-Persisted keys (AGENT section; CBOR, short keys, bounded so one journal record stays
-well under its 2048-byte body):
+Persisted through the state's agent handle (meta.agent / agent_update; which tables
+exist is state.py's table), bounded so one journal record stays well under a sector.
+The row formats are this module's own:
     'c' {inst: controller}  controller = {'al','e' EndpointID,'en','u' last reply-to,
                             'm' {inst: {'al','en','p' Protocol,'h','po','pa'}},
                             'b' {inst: {'al','en','n' ParameterName}}}
@@ -13,12 +14,12 @@ well under its 2048-byte body):
     'n' {obj idx: next instance number}
 """
 
-from firmware_slots import cbor
-from firmware_slots.metastore import AGENT
-from firmware_slots.usp.dm import (UspError, E_VALUE, E_INTERNAL, E_RESOURCES, E_NO_OBJECT,
-                                   E_NOT_CREATABLE, iso_time)
+from firmware_slots.core.state import A_CONTROLLERS, A_SUBS, A_REQUESTS, A_NEXT, default_alias  # noqa: F401
+from firmware_slots.datamodel.dm import (UspError, E_VALUE, E_INTERNAL, E_RESOURCES, E_NO_OBJECT,
+                                         E_NOT_CREATABLE, iso_time, LA_ID,
+                                         CT_ID as CT, MTP_ID as MTP, COAP_ID as COAP, BP_ID as BP,
+                                         SUB_ID as SUB, REQ_ID as REQ)
 
-CT, MTP, COAP, BP, SUB, REQ = 4, 5, 6, 7, 8, 9
 MAX_CONTROLLERS = 4
 MAX_MTPS = 2
 MAX_BOOT_PARAMS = 4
@@ -48,19 +49,22 @@ _DEFAULTS = {
 
 
 class LocalAgent:
-    """Backend for OBJS 3..9 and the agent's persisted tables."""
+    """Backend for Device.LocalAgent. and its tables (PATHS), and their persisted rows."""
 
+    PATHS = ("Device.LocalAgent.", "Device.LocalAgent.Controller.{i}.",
+             "Device.LocalAgent.Controller.{i}.MTP.{i}.", "Device.LocalAgent.Controller.{i}.MTP.{i}.CoAP.",
+             "Device.LocalAgent.Controller.{i}.BootParameter.{i}.",
+             "Device.LocalAgent.Subscription.{i}.", "Device.LocalAgent.Request.{i}.")
     KEYS = {CT: "Alias EndpointID", MTP: "Alias", BP: "Alias", SUB: "Alias", REQ: "Alias"}
 
     def __init__(self, meta, endpoint_id, platform):
         self.meta = meta
         self.endpoint_id = endpoint_id
         self.platform = platform
-        sec = meta.section(AGENT)
-        self.ctrls = sec.get("c") or {}
-        self.subs = dict(sec.get("s") or {})  # persistent ones; the rest live only in RAM
-        self.reqs = sec.get("q") or {}
-        self.next = sec.get("n") or {}
+        self.ctrls = meta.agent(A_CONTROLLERS) or {}
+        self.subs = dict(meta.agent(A_SUBS) or {})  # persistent ones; the rest live only in RAM
+        self.reqs = meta.agent(A_REQUESTS) or {}
+        self.next = meta.agent(A_NEXT) or {}
         self.dirty = set()
         self.current = None  # controller instance of the message being handled
 
@@ -71,27 +75,27 @@ class LocalAgent:
             return
         ch = {}
         for k in self.dirty:
-            if k == "s":
+            if k == A_SUBS:
                 ps = {}
                 for i in self.subs:
                     if self.subs[i].get("p"):
                         ps[i] = self.subs[i]
-                ch["s"] = ps
+                ch[A_SUBS] = ps
             else:
-                ch[k] = {"c": self.ctrls, "q": self.reqs, "n": self.next}[k]
+                ch[k] = self.ctrls if k == A_CONTROLLERS else self.reqs if k == A_REQUESTS else self.next
         self.dirty = set()
-        self.meta.update({AGENT: ch})
+        self.meta.agent_update(ch)
 
     def room(self):
         """UspError 7005 when the persisted tables would not fit one journal record."""
-        if len(cbor.dumps(self.meta.section(AGENT))) > MAX_SECTION:
+        if self.meta.agent_bytes() > MAX_SECTION:
             raise UspError(E_RESOURCES, "agent state is full")
 
     def new_inst(self, idx, scope=""):
         key = "%d%s" % (idx, scope)
         n = self.next.get(key, 1)
         self.next[key] = n + 1
-        self.dirty.add("n")
+        self.dirty.add(A_NEXT)
         return n
 
     # -- controllers ----------------------------------------------------------------
@@ -115,11 +119,11 @@ class LocalAgent:
             c["e"] = eid
             c["al"] = "cpe-%d" % i
             self.ctrls[i] = c
-            self.dirty.add("c")
+            self.dirty.add(A_CONTROLLERS)
         c = self.ctrls[i]
         if reply_to and c.get("u") != reply_to:
             c["u"] = reply_to
-            self.dirty.add("c")
+            self.dirty.add(A_CONTROLLERS)
         self.current = i
         return i
 
@@ -178,7 +182,7 @@ class LocalAgent:
         return []
 
     def get(self, idx, keys, name):
-        if idx == 3:
+        if idx == LA_ID:
             if name == "EndpointID":
                 return self.endpoint_id
             if name == "SupportedProtocols":
@@ -226,7 +230,7 @@ class LocalAgent:
         if idx == COAP and k == "po" and not 0 < value < 65536:
             raise UspError(E_VALUE, "Port must be 1..65535")
         r[k] = value
-        self.dirty.add("s" if idx == SUB else "q" if idx == REQ else "c")
+        self.dirty.add(A_SUBS if idx == SUB else A_REQUESTS if idx == REQ else A_CONTROLLERS)
 
     def _table(self, idx, keys):
         if idx == CT:
@@ -263,7 +267,7 @@ class LocalAgent:
             row["cd"] = int(self.platform.now_s())
             row["id"] = "%d-%x" % (i, row["cd"] & 0xFFFFFF)
         table[i] = row
-        self.dirty.add("s" if idx == SUB else "c")
+        self.dirty.add(A_SUBS if idx == SUB else A_CONTROLLERS)
         return i
 
     def delete(self, idx, keys):
@@ -274,9 +278,9 @@ class LocalAgent:
             for s in list(self.subs):
                 if self.subs[s].get("r") == keys[0]:
                     del self.subs[s]
-                    self.dirty.add("s")
+                    self.dirty.add(A_SUBS)
         del table[keys[-1]]
-        self.dirty.add("s" if idx == SUB else "c")
+        self.dirty.add(A_SUBS if idx == SUB else A_CONTROLLERS)
 
     # -- requests ---------------------------------------------------------------------
     def add_request(self, originator, command, key, state):
@@ -285,7 +289,7 @@ class LocalAgent:
         self.room()
         i = self.new_inst(REQ)
         self.reqs[i] = {"o": originator, "c": command, "k": key, "s": 0, "x": state}
-        self.dirty.add("q")
+        self.dirty.add(A_REQUESTS)
         return i
 
     def update_request(self, i, status=None, state=None):
@@ -294,9 +298,9 @@ class LocalAgent:
             r["s"] = status
         if state is not None:
             r["x"] = state
-        self.dirty.add("q")
+        self.dirty.add(A_REQUESTS)
 
     def drop_request(self, i):
         if i in self.reqs:
             del self.reqs[i]
-            self.dirty.add("q")
+            self.dirty.add(A_REQUESTS)

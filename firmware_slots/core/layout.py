@@ -1,0 +1,33 @@
+"""Layout: carve one flash device into the journal and N slots.
+
+    blocks [0, journal)                      journal ring (>= 2 sectors)
+    blocks [journal + i*slot, ... + slot)    slot i
+
+Board profiles (boards/profiles/*.json) give the numbers as block ranges
+("journal": {"first", "blocks"}, "slots": [{"first", "blocks"}, ...]): windows(dev, profile).
+A board whose slots live on separate devices (esp32 ota_0/ota_1) builds its windows itself.
+"""
+
+from firmware_slots.core.flash import BlockWindow, IOCTL_BLOCK_COUNT
+
+
+def carve(dev, journal_blocks, slot_blocks, nslots, first=0):
+    """Return (journal window, [slot windows]) over `dev`."""
+    need = first + journal_blocks + slot_blocks * nslots
+    have = dev.ioctl(IOCTL_BLOCK_COUNT, 0)
+    if need > have:
+        raise ValueError("layout needs %d blocks, device has %d" % (need, have))
+    journal = BlockWindow(dev, first, journal_blocks)
+    base = first + journal_blocks
+    slots = [BlockWindow(dev, base + i * slot_blocks, slot_blocks) for i in range(nslots)]
+    return journal, slots
+
+
+def windows(dev, profile):
+    """(journal window, [slot windows]) from a profile's block ranges over one device."""
+    j = profile["journal"]
+    need = max([j["first"] + j["blocks"]] + [x["first"] + x["blocks"] for x in profile["slots"]])
+    have = dev.ioctl(IOCTL_BLOCK_COUNT, 0)
+    if need > have:
+        raise ValueError("layout needs %d blocks, device has %d" % (need, have))
+    return BlockWindow(dev, j["first"], j["blocks"]), [BlockWindow(dev, x["first"], x["blocks"]) for x in profile["slots"]]

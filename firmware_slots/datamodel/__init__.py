@@ -1,0 +1,1 @@
+"""TR-181 data model: path engine and types, objects registered by path, firmware and local-agent backends."""

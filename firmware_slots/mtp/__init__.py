@@ -1,0 +1,1 @@
+"""Message transfer protocols: the TR-369 CoAP binding (coap) and its DTLS listener (coaps)."""

@@ -1,0 +1,1 @@
+"""Simulators for the host and tests (NOR flash with a fault plan). Never imported on a board."""

@@ -1,0 +1,1 @@
+"""Helpers for the tests and benches (peers, proxies, ports); no tests live here."""
