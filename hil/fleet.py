@@ -7,12 +7,12 @@
     python -m hil.fleet --agents 1000 --image v1.img --fleet-file fleet.json \
         [--fail-ratio 0.02 --fail-version 2.0] [--seconds N]      # prints READY <n> when serving
 
-Each device is what a board runs, minus the hardware: a RAM NOR flash (norsim) carved by
-layout.sim_device, a SlotManager whose format check is the app-image manifest, the USP
-agent (UspAgent) and the TR-369 CoAP MTP on its own UDP port, built by
-firmware_slots.agent_main.build exactly as on a board. The device CoAP stack is
-synchronous (a Download() pulls the whole image inside agent.poll), so each device runs in
-its own thread; threads wait in poll(2) and cost nothing while idle.
+Each device is what a board runs, minus the hardware: a RAM NOR flash (sim.norsim) carved
+by sim.simdev, a SlotManager whose format check is the app-image manifest, the USP agent
+(UspAgent) and the TR-369 CoAP MTP on its own UDP port (a fixed one below the ephemeral
+range, kept across reboots), built by firmware_slots.app.agent exactly as on a board. The
+device CoAP stack is synchronous (a Download() pulls the whole image inside agent.poll),
+so each device runs in its own thread; threads wait in poll(2) and cost nothing idle.
 
 A reboot (Platform.reboot raising Rebooting, as on the unix port) closes the MTP and runs
 the device's boot again over the same flash: mgr.boot() counts the trial attempt, then the
@@ -31,7 +31,8 @@ import sys
 import threading
 import time
 
-from firmware_slots import agent_main, layout
+from firmware_slots import app
+from firmware_slots.sim import simdev
 from firmware_slots.usp.platform import Platform, Rebooting
 from bootstub import stub as _stub
 
@@ -49,7 +50,7 @@ class SelfTestError(Exception):
 def inspect_image(dev, length):
     """SlotManager format check on CPython: (name, version) from the littlefs manifest."""
     from firmware_slots.host import appimage
-    from firmware_slots.flash import IOCTL_BLOCK_SIZE
+    from firmware_slots.core.flash import IOCTL_BLOCK_SIZE
     bs = dev.ioctl(IOCTL_BLOCK_SIZE, 0)
     buf = bytearray(length)
     for i in range(length // bs):
@@ -75,7 +76,7 @@ class SimDevice:
         self.endpoint_id = EID_FMT % n
         self.host = host
         blocks = -(-len(image) // sector) + 1
-        self.flash, mgr = layout.sim_device(sector_size=sector, journal_blocks=2, slot_blocks=blocks,
+        self.flash, mgr = simdev.sim_device(sector_size=sector, journal_blocks=2, slot_blocks=blocks,
                                             nslots=nslots, max_attempts=MAX_ATTEMPTS,
                                             inspect=inspect_image)
         w = mgr.install(0, len(image))
@@ -102,7 +103,7 @@ class SimDevice:
 
     def boot(self):
         """One power-up: boot decision, the app's self-test; -> SlotManager once confirmed, or None."""
-        mgr = layout.reopen(self.flash)
+        mgr = simdev.reopen(self.flash)
         prev = mgr.running
         d = mgr.boot()
         _stub._explain(mgr, _Board(self), d, prev, {})
@@ -113,7 +114,7 @@ class SimDevice:
             version = mgr.info(d.slot)["Version"]
             if self.fail and self.fail(self.n, version):
                 e = SelfTestError("self-test of %s failed on device %d" % (version, self.n))
-                mgr.meta.update({d.slot: {"bf": ("crashed: %s: %s" % (type(e).__name__, e))[:120]}})
+                mgr.note_trial_failure(d.slot, "crashed: %s: %s" % (type(e).__name__, e))  # as the stub does
                 self.crashes += 1
                 self.last_cause = "reset"
                 return None
@@ -127,8 +128,7 @@ class SimDevice:
                 if mgr is None:
                     time.sleep(REBOOT_S)
                     continue
-                self.mtp = agent_main.build(mgr, self.endpoint_id, self.host, self.port,
-                                            platform=Platform())
+                self.mtp = app.agent(mgr, self.endpoint_id, self.host, self.port, platform=Platform())
                 self.port = self.mtp.endpoint.transport.local_port
                 try:
                     self.mtp.startup()
@@ -153,7 +153,7 @@ class SimDevice:
         return self
 
     def state(self):
-        mgr = layout.reopen(self.flash)
+        mgr = simdev.reopen(self.flash)
         return {"n": self.n, "running": mgr.running, "boot": mgr.boot_slot,
                 "slots": [mgr.info(i) for i in range(mgr.n)], "boots": self.boots,
                 "crashes": self.crashes, "error": self.error}

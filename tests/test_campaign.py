@@ -237,7 +237,7 @@ def test_schedule_helpers():
 def test_image_from_a_url(images, tmp_path):
     """--url: the agents pull from another server (here demo_virtual's aiocoap one); the
     campaign serves nothing itself and still classifies every device."""
-    from firmware_slots.host.demo_virtual import ImageServer
+    from hil.peers import ImageServer
     v2 = open(images[V2], "rb").read()
     srv = ImageServer({"v2.img": v2})
     fleet = Fleet(4, open(images[V1], "rb").read()).start()

@@ -10,7 +10,8 @@ import asyncio
 import collections
 
 from firmware_slots.host.controller import UspCoapController
-from firmware_slots.host.demo_virtual import describe, params, subscribe
+from firmware_slots.host.demo_virtual import params, subscribe
+from firmware_slots.host.usp_cli import describe
 from firmware_slots.usp import codec
 
 FW = "Device.DeviceInfo.FirmwareImage."

@@ -132,7 +132,7 @@ class Campaign:
         self.req_sem = asyncio.Semaphore(cfg["requests"])
         self.dl_sem = asyncio.Semaphore(cfg["concurrency"])
         self.bucket = budget.TokenBucket(cfg["budget"])
-        self.res = ImageResource(self.image, self.bucket, bytes.fromhex(cfg["sha256"]))
+        self.res = ImageResource(self.image, self.bucket)
         site = resource.Site()
         site.add_resource(["fw"], self.res)
         try:
