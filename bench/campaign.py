@@ -8,12 +8,14 @@ controller_rss_mib is the controller's peak RSS. 2% of the devices fail the new 
 self-test and must come back as fell_back, every other one as updated. Prints ONE JSON:
 agents, updated, fell_back, unreachable, misclassified (against the fleet's own flash
 state), distribute_s, switch_s, max_bandwidth_ratio (peak over any 10 s window of whole
-seconds / budget), controller_rss_mib, fleet_rss_per_agent_kib, blocks_served.
+seconds / budget), controller_rss_mib, fleet_rss_per_agent_kib, blocks_served (and, with
+--keep, the folder holding the campaign DB: `fwslots campaign report DIR/c.db -o r.html`).
 """
 import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,6 +37,7 @@ def main():
     p.add_argument("--window", default="20s")
     p.add_argument("--waves", default="2%,10%,100%")
     p.add_argument("--fail-ratio", type=float, default=0.02)
+    p.add_argument("--keep", action="store_true", help="keep the work folder (campaign DB for `report`)")
     a = p.parse_args()
     tmp = tempfile.mkdtemp(prefix="fwslots-bench-campaign-")
     v1, v2 = os.path.join(tmp, "v1.img"), os.path.join(tmp, "v2.img")
@@ -89,7 +92,9 @@ def main():
         "max_bandwidth_ratio": s.get("max_bandwidth_ratio"), "budget_bytes_s": a.budget,
         "blocks_served": s["blocks_served"], "image_bytes": os.path.getsize(v2),
         "controller_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
-        "fleet_rss_per_agent_kib": per_agent}))
+        "fleet_rss_per_agent_kib": per_agent, "dir": tmp if a.keep else None}))
+    if not a.keep:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
