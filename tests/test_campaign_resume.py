@@ -86,3 +86,50 @@ def test_kill_mid_distribution_and_resume(tmp_path):
             proc.kill()
             proc.wait()
         fleet.stop()
+
+
+def test_kill_mid_switch_and_resume(tmp_path):
+    """kill -9 while a wave is switching (Set BootFirmwareImage + Reboot()): the rerun
+    re-asks the wave's devices and classifies every one as the fleet really is."""
+    from hil.fleet import fail_ratio
+    v1, v2 = tmp_path / "v1.img", tmp_path / "v2.img"
+    v1.write_bytes(app_image("1.0"))
+    v2.write_bytes(app_image("2.0"))
+    fail = fail_ratio(0.1, "2.0")      # devices 5 and 15 of 20
+    fleet = Fleet(20, v1.read_bytes(), fail).start()
+    proc = None
+    try:
+        ff = tmp_path / "fleet.json"
+        ff.write_text(json.dumps(fleet.fleet()))
+        db = str(tmp_path / "c.db")
+        ccli.create(db, str(ff), str(v2), window=1.0, budget=400000, concurrency=20, waves="100%",
+                    method="reboot", halt_ratio=0.5, verify_timeout=30.0)
+        proc = _run(db)
+        end = time.monotonic() + 40
+        while True:
+            assert time.monotonic() < end, "the switch did not start"
+            assert proc.poll() is None, proc.stdout.read()
+            s = _consistent(db)
+            if any(d["state"] == "switching" for d in s["devices"]) and \
+                    any(d["sent"] for d in Store(db, readonly=True).devices("switching")):
+                break
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        at_kill = ccli.status(db)["counts"]
+        assert at_kill["switching"] > 0
+        proc = _run(db)
+        assert proc.wait(90) == 0, proc.stdout.read()
+        s = ccli.status(db)
+        by_eid = {d["eid"]: d for d in s["devices"]}
+        for dev in fleet.devices:
+            want = "fell_back" if fail(dev.n, "2.0") else "updated"
+            assert by_eid[dev.endpoint_id]["state"] == want, by_eid[dev.endpoint_id]
+            truth = dev.state()
+            assert truth["slots"][truth["running"]]["Version"] == ("1.0" if want == "fell_back" else "2.0")
+        assert [w["size"] for w in s["waves"]] == [20]
+    finally:
+        if proc and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        fleet.stop()
