@@ -37,6 +37,7 @@ class Exchange:
         self.response = None
         self.error = None
         self._event = None
+        self.fresh = 0            # resends under a new MID (stale-MID replies seen)
 
     def _finish(self, response=None, error=None):
         if self.done:
@@ -52,7 +53,12 @@ class Exchange:
 
     # Retransmitter callbacks
     def on_ack(self, msg):
-        if msg.code == N.EMPTY or msg.token != self.token:
+        if msg.code != N.EMPTY and msg.token != self.token and self.fresh < 3:
+            # a piggy-backed reply for another token: the peer's dedup cache still holds
+            # this MID from before our reboot (same port) -> resend under a new random MID
+            self.fresh += 1
+            self.endpoint._resend_fresh(self)
+        elif msg.code == N.EMPTY or msg.token != self.token:
             self.acked = True  # separate response will follow
         else:
             self._finish(msg)
@@ -137,6 +143,12 @@ class CoapEndpoint:
         if msg.mtype == N.CON:
             self.retransmitter.add(msg.mid, addr, data, ex)
         return ex
+
+    def _resend_fresh(self, ex):
+        self.next_mid = MessageIdSource()  # a new random start: away from our previous life's MIDs
+        m = ex.request
+        m.mid = self.next_mid()
+        self.retransmitter.add(m.mid, ex.addr, self._send(m, ex.addr), ex)
 
     def wait(self, ex, timeout_ms=None):
         """Poll until the exchange completes; -> response CoapMessage or raise."""

@@ -35,10 +35,11 @@ class UdpTransport:
         if sock is None:
             fam = socket.AF_INET6 if ":" in host else socket.AF_INET
             sock = socket.socket(fam, socket.SOCK_DGRAM)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            except (OSError, AttributeError):
-                pass
+            if port:  # rebind a fixed port at once after a restart; never for port 0:
+                try:  # Linux hands an ephemeral port that another SO_REUSEADDR socket holds
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                except (OSError, AttributeError):
+                    pass
             sock.bind(self.resolve(host, port))
         sock.setblocking(False)
         self.sock = sock

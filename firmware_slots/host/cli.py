@@ -506,6 +506,8 @@ def _add_usp():
 _add_usp()
 from firmware_slots.host import image_cli  # noqa: E402 (fwslots image sign / show)
 image_cli.register(image)
+from firmware_slots.host.campaign.cli import campaign as _campaign  # noqa: E402  fleet campaigns (issue 13)
+main.add_command(_campaign)
 
 from firmware_slots.host import hil_cli  # noqa: E402  deploy, hil list
 
