@@ -109,6 +109,7 @@ def open_flash_file(path, profile=None):
         raise OSError("%s has no layout file %s.json" % (path, path))
     p = dict(p)
     p["flash"] = dict(p["flash"], path=path)
+    p["adapter"] = "unix_virtual"  # a file is the file-backed flash, whatever board it came from
     b = board(p)
     return b.flash, slot_manager(p, b)
 

@@ -215,3 +215,64 @@ def test_wildcard_bind_advertises_the_route(silent_port):
     line = one_line(cli("usp", "get", "coap://127.0.0.1:%d/usp" % silent_port, "Device.", "--bind", "0.0.0.0:0",
                         "--timeout", "1"), 3)
     assert "within 1 s" in line
+
+
+# -- agent_main (the agent's command line, both interpreters) --------------------------------
+
+def _agent_main(interp, *args, timeout=30):
+    from mpy import micropython_exe
+    exe = micropython_exe() if interp == "micropython" else sys.executable
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([ROOT, ".frozen"]), PYTHONPATH=ROOT)
+    return subprocess.run([exe, "-m", "firmware_slots.agent_main"] + [str(a) for a in args],
+                          capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+@pytest.mark.parametrize("interp", ["micropython", "cpython"])
+def test_agent_main_usage_errors_are_one_line(tmp_path, interp):
+    if interp == "micropython":
+        from mpy import micropython_exe
+        if micropython_exe() is None:
+            pytest.skip("MicroPython unix port not installed")
+    p = _agent_main(interp, "--no-such-option", "1")
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.strip().splitlines() == ["agent_main: unknown option --no-such-option (see the module docstring for options)"]
+    p = _agent_main(interp, "--port", "many")
+    assert p.returncode == 2 and "--port wants a number" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    missing = tmp_path / "no" / "such" / "dev.flash"
+    p = _agent_main(interp, "--flash", missing, "--port", "0", "--seconds", "1")
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.strip().splitlines() == ["agent_main: cannot create %s.json: %s" % (missing, p.stderr.split(": ", 2)[2].strip())]
+    assert not missing.parent.exists()
+
+
+def test_agent_main_reads_the_layout_fwslots_wrote(tmp_path):
+    """flash init --slots 3: the agent serves 3 rows and never grows the file."""
+    from mpy import micropython_exe
+    if micropython_exe() is None:
+        pytest.skip("MicroPython unix port not installed")
+    import asyncio
+    from support.coap_peers import free_udp_port
+    from firmware_slots.host.controller import UspCoapController
+    f = tmp_path / "dev.flash"
+    r = cli("flash", "init", f, "--slots", "3", "--slot-kib", "64")
+    assert r.exit_code == 0, r.output
+    size = f.stat().st_size
+    port = free_udp_port()
+    from mpy import micropython_exe
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([ROOT, ".frozen"]))
+    agent = subprocess.Popen([micropython_exe(), "-m", "firmware_slots.agent_main", "--flash", str(f), "--port", str(port),
+                              "--endpoint-id", "os::0044FF-layout", "--seconds", "20"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        assert agent.stdout.readline().startswith("READY"), agent.stderr.read()
+
+        async def get():
+            async with UspCoapController() as c:
+                return await c.get("coap://127.0.0.1:%d/usp" % port, "os::0044FF-layout",
+                                   ["Device.DeviceInfo.FirmwareImageNumberOfEntries"], timeout=10)
+        res = asyncio.run(get())
+    finally:
+        agent.terminate()
+        agent.communicate(timeout=10)
+    assert "'FirmwareImageNumberOfEntries': '3'" in str(res), res
+    assert f.stat().st_size == size
