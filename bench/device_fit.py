@@ -4,7 +4,7 @@ frozen32_*  the 32-bit unix port built from ../shared/micropython (or --source) 
             tier frozen (bench/mp32.py: manifest.py + the bench's flash driver; cached)
 mpy64_*     the PyPI 64-bit unix port loading the tiers as .mpy files (a board without freezing)
   *_resident_bytes             gc.mem_alloc() after gc.collect() once the agent has started
-                               (mgr.boot(), agent_main.build(), mtp.startup()), interpreter's own
+                               (mgr.boot(), app.agent(), mtp.startup()), interpreter's own
                                allocations included (*_baseline_bytes: before the first import;
                                *_slots_resident_bytes: the slots tier alone, after mgr.boot())
   *_get_min_heap_bytes         smallest -X heapsize with which the agent answers a USP Get over
