@@ -38,10 +38,14 @@ class FetchResult:
 
 
 class CoapClient:
-    def __init__(self, endpoint=None, params=None, timeout_ms=None):
-        if endpoint is None:
+    def __init__(self, endpoint=None, params=None, timeout_ms=None, recv_size=None):
+        if endpoint is None:  # recv_size: largest datagram expected (default numbers.RECV_BUFFER)
             from .protocol import CoapEndpoint
-            endpoint = CoapEndpoint(params=params)
+            tr = None
+            if recv_size:
+                from .transport import UdpTransport
+                tr = UdpTransport(recv_size=recv_size)
+            endpoint = CoapEndpoint(tr, params=params)
             self._own = True
         else:
             self._own = False
