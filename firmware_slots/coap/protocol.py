@@ -90,7 +90,9 @@ _SEPARATE = _SeparateOwner()
 
 class CoapEndpoint:
     def __init__(self, transport=None, site=None, params=None, host="0.0.0.0", port=0,
-                 dedup_size=24, dedup_bytes=4096, max_exchanges=8, log=None):
+                 dedup_size=8, dedup_bytes=1024, max_exchanges=8, log=None):
+        # dedup 8 ids / 1 KiB of replies: enough for one controller's retransmissions within
+        # MAX_TRANSMIT_SPAN; 24 / 4 KiB held 2 KB more on a board after a few dozen requests
         if transport is None:
             from .transport import UdpTransport
             transport = UdpTransport(host, port)
