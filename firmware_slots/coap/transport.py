@@ -91,6 +91,8 @@ class UdpTransport:
             data, addr = s.recvfrom(self.recv_size)
             self._big = len(data) >= PEEK
         except TypeError:  # this port's recvfrom takes no flags
+            if not self._peek:
+                raise
             self._peek = False
             return self.recvfrom()
         except OSError as e:
