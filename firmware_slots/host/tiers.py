@@ -1,7 +1,8 @@
 """The device-side tiers (tiers.json at the repo root): which files a board gets.
 
     tier    adds                                                    needs
-    slots   core/ (slot manager, journal), bootstub/ (the stub),    -
+    slots   core/ (slot manager, journal), bootstub/ (the stub and  -
+            its host command set cmd.py),
             boards/ (adapters; not unix_virtual, it needs sim/),
             app.py (the stub builds its SlotManager there)
     agent   datamodel/, usp/, coap/ (no DTLS), mtp/coap, transfer   slots
