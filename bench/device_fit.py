@@ -4,9 +4,11 @@ frozen32_*  the 32-bit unix port built from ../shared/micropython (or --source) 
             tier frozen (bench/mp32.py: manifest.py + the bench's flash driver; cached)
 mpy64_*     the PyPI 64-bit unix port loading the tiers as .mpy files (a board without freezing)
   *_resident_bytes             gc.mem_alloc() after gc.collect() once the agent has started
-                               (mgr.boot(), agent_main.build(), mtp.startup()), interpreter's own
+                               (mgr.boot(), app.agent(), mtp.startup()), interpreter's own
                                allocations included (*_baseline_bytes: before the first import;
                                *_slots_resident_bytes: the slots tier alone, after mgr.boot())
+  *_resident_after_50_gets_bytes  the same after 50 USP Gets (what the caches hold once full:
+                               CoAP duplicate detection, agent state)
   *_get_min_heap_bytes         smallest -X heapsize with which the agent answers a USP Get over
                                CoAP on loopback (aiocoap controller: POST, 2.04, reply POST)
   *_download_1mib_min_heap_bytes  smallest -X heapsize with which a USP Download() of 1 MiB from
@@ -51,6 +53,7 @@ from firmware_slots.host import tiers as T  # noqa: E402
 AGENT_ID = "os::0044FF-fit"
 SECTOR, JOURNAL, SLOT = 4096, 4, 260
 VERBOSE = False
+CREEP_GETS = 50
 STATUS = "Device.DeviceInfo.FirmwareImage.2.Status"
 
 # The only place naming device modules: a renamed module is a one-line fix here.
@@ -104,6 +107,9 @@ print("READY", gc.mem_alloc(), B, S)
 end = time.ticks_add(time.ticks_ms(), int(a[3]))
 while time.ticks_diff(end, time.ticks_ms()) > 0:
     mtp.step(100)
+    if a[1] == "creep":
+        gc.collect()
+        print("MEM", gc.mem_alloc())
     if a[1] == "peak":
         sample()
         if P[0] >= 0 and mgr.status(1) == "Available":
@@ -197,6 +203,28 @@ async def _download(uri, url, sha):
             if "Failed" in s:
                 return False
     return False
+
+
+async def _gets(uri, n):
+    from firmware_slots.host.controller import UspCoapController
+    async with UspCoapController("self::fit-creep") as ctl:
+        for _ in range(n):
+            await ctl.get(uri, AGENT_ID, ["Device.DeviceInfo.SoftwareVersion"], timeout=5)
+    await asyncio.sleep(0.3)  # one more loop turn reports the heap after the last one
+    return True
+
+
+def resident_after_gets(run, it, heap, n=CREEP_GETS):
+    """Heap held after n USP Gets: the caches (CoAP dedup, agent state) filled up."""
+    p, uri, _ = run.start(it, "creep", heap, 30)
+    if p is None:
+        return None
+    try:
+        ok = asyncio.run(_watch(p, _gets(uri, n), 25))
+    finally:
+        out, run.err = bc.stop(p)
+    mems = [int(x.split()[1]) for x in out.splitlines() if x.startswith("MEM")]
+    return mems[-1] if ok and mems else None
 
 
 def get_ok(run, it, heap, out=None):
@@ -308,6 +336,7 @@ def figures(prefix, run, it, url, sha, get_range, dl_range, step, peak_heap):
     get_ok(run, it, hi, ready)
     res[prefix + "resident_bytes"], res[prefix + "baseline_bytes"], res[prefix + "slots_resident_bytes"] = \
         ready or (None, None, None)
+    res[prefix + "resident_after_%d_gets_bytes" % CREEP_GETS] = resident_after_gets(run, it, hi)
     lo, hi = dl_range
     res[prefix + "download_1mib_min_heap_bytes"] = smallest(
         logged(prefix + "download", lambda h: download_ok(run, it, h, url, sha)), lo, hi, step * 2)

@@ -444,3 +444,40 @@ def test_connected_transport_adapter(libcoap_server):
         assert res.blocks == 24
     finally:
         c.endpoint.close()
+
+
+def test_fetch_takes_a_block_without_etag_but_not_a_different_etag():
+    """libcoap serves later blocks without an ETag once its transfer state expired (a slow
+    client, a small heap): that is no evidence of a change; a different ETag is."""
+    import threading
+    from firmware_slots.coap.client import CoapClient
+    from firmware_slots.coap.error import RepresentationChanged
+    from firmware_slots.coap.protocol import CoapEndpoint
+    from firmware_slots.coap.server import Response, Site
+    from firmware_slots.coap.transport import UdpTransport
+    body = pattern(5000)
+    later = {"etag": None}
+
+    def get(r):
+        first = r.block2 is None or r.block2[0] == 0
+        return Response(payload=body, etag=b"v1" if first else later["etag"])
+    site = Site()
+    site.route("img", get=get)
+    srv = CoapEndpoint(UdpTransport("127.0.0.1", 0), site)
+    stop = threading.Event()
+    t = threading.Thread(target=lambda: [srv.poll(20) for _ in iter(stop.is_set, True)], daemon=True)
+    t.start()
+    c = CoapClient()
+    try:
+        uri = "coap://127.0.0.1:%d/img" % srv.transport.local_port
+        got = bytearray()
+        res = c.fetch(uri, lambda o, ch, n, m, e, sz: got.extend(ch))
+        assert bytes(got) == body and res.etag == b"v1" and res.complete
+        later["etag"] = b"v2"
+        with pytest.raises(RepresentationChanged):
+            c.fetch(uri, lambda *a: None)
+    finally:
+        c.close()
+        stop.set()
+        t.join(5)
+        srv.close()

@@ -38,10 +38,14 @@ class FetchResult:
 
 
 class CoapClient:
-    def __init__(self, endpoint=None, params=None, timeout_ms=None):
-        if endpoint is None:
+    def __init__(self, endpoint=None, params=None, timeout_ms=None, recv_size=None):
+        if endpoint is None:  # recv_size: largest datagram expected (default numbers.RECV_BUFFER)
             from .protocol import CoapEndpoint
-            endpoint = CoapEndpoint(params=params)
+            tr = None
+            if recv_size:
+                from .transport import UdpTransport
+                tr = UdpTransport(recv_size=recv_size)
+            endpoint = CoapEndpoint(tr, params=params)
             self._own = True
         else:
             self._own = False
@@ -79,7 +83,8 @@ class CoapClient:
         start_block resumes at that block (of block_size); etag, if given, is the one
         seen before the resume and RepresentationChanged is raised if it differs.
         on_block may return False to stop early. -> FetchResult. A non-2.05 answer
-        raises CoapResponseError.
+        raises CoapResponseError. chunk is a memoryview of the received datagram:
+        copy it (bytes(chunk)) to keep it beyond the call.
         """
         ep, addr, u = self._target(uri)
         gen = self._fetch_flow(u, on_block, N.size_to_szx(block_size), start_block, options, etag)
@@ -180,7 +185,7 @@ class CoapClient:
                 num = offset // bs
         b2 = _block(resp, N.BLOCK2)
         if b2 is None or not b2[1]:
-            return resp
+            return _owned(resp)
         # the response body comes in blocks: collect them (bounded by max_body)
         body = bytearray(resp.payload)
         etag = resp.etag
@@ -195,7 +200,7 @@ class CoapClient:
             m.add_opt(N.BLOCK2, block_encode(len(body) // N.szx_to_size(rszx), False, rszx))
             resp = yield m
             if not N.is_success(resp.code):
-                return resp
+                return _owned(resp)
             if resp.etag != etag:
                 raise RepresentationChanged(etag, resp.etag)
             b2 = _block(resp, N.BLOCK2)
@@ -253,7 +258,9 @@ class CoapClient:
                 res.etag = tag
                 if prime_size is not None:
                     res.size2 = prime_size
-            elif tag != res.etag:
+            elif tag is not None and res.etag is not None and tag != res.etag:
+                # only two different ETags prove a change: libcoap drops the ETag from a
+                # block it serves after its transfer state expired (a slow client)
                 raise RepresentationChanged(res.etag, tag)
             s2 = resp.opt_uint(N.SIZE2)
             if s2 is not None:
@@ -284,6 +291,13 @@ class CoapClient:
                 return res
             if r is False:
                 return res
+
+
+def _owned(resp):
+    """A response handed to the caller owns its payload (the receive path gives a view)."""
+    if isinstance(resp.payload, memoryview):
+        resp.payload = bytes(resp.payload)
+    return resp
 
 
 def _copy(m):

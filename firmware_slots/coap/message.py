@@ -12,7 +12,8 @@ Wire layout (RFC 7252 3):
 
 Options are kept as a list of (number, bytes) in wire order; repeated options
 (Uri-Path, Uri-Query, ...) stay in the order they were added. Device cost: one
-list and one bytes object per option; the payload is one copy of the datagram tail.
+list and one bytes object per option; the payload is one copy of the datagram tail
+(a request's) or a view of the received datagram (a response's).
 """
 from . import numbers as N
 
@@ -153,7 +154,7 @@ class CoapMessage:
         if self.payload:
             out.append(0xFF)
             out += self.payload
-        return bytes(out)
+        return out  # a bytearray: no second copy of a 1 KiB block; nothing writes to it after
 
     @classmethod
     def decode(cls, data):
@@ -175,8 +176,13 @@ def _nibble(v):
     raise ValueError("option delta/length too large")
 
 
-def decode(data):
-    """Parse one datagram into a CoapMessage or raise CoapDecodeError."""
+def decode(data, view=False):
+    """Parse one datagram into a CoapMessage or raise CoapDecodeError.
+
+    view=True: the payload is a memoryview of `data` (which must not change while the
+    message is in use) instead of a copy; the receive path uses it for responses, so a
+    1 KiB Block2 payload is not copied once more per block.
+    """
     n = len(data)
     if n < 4:
         raise CoapDecodeError("truncated header")
@@ -209,7 +215,7 @@ def decode(data):
         if b == 0xFF:
             if pos >= n:
                 raise CoapDecodeError("payload marker without payload", mtype, mid, token, code)
-            payload = bytes(data[pos:])
+            payload = memoryview(data)[pos:] if view else bytes(data[pos:])
             break
         delta = b >> 4
         ln = b & 15

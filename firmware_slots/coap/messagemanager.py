@@ -135,8 +135,13 @@ class Retransmitter:
         return None
 
     def cancel_owner(self, owner):
-        for mid in [m for m, r in self.pending.items() if r.owner is owner]:
-            del self.pending[mid]
+        while True:  # find-then-delete, no list per call (an owner has one entry, rarely more)
+            for m, r in self.pending.items():
+                if r.owner is owner:
+                    break
+            else:
+                return
+            del self.pending[m]
 
     def next_deadline_ms(self, now):
         """Milliseconds until the earliest retransmission, or None."""
@@ -148,7 +153,12 @@ class Retransmitter:
         return None if best is None else max(0, best)
 
     def due(self, now):
-        """Yield (action, Retransmission): 'send' to resend, 'timeout' when given up."""
+        """-> [(action, Retransmission)]: 'send' to resend, 'timeout' when given up."""
+        for r in self.pending.values():  # the common case, nothing due: allocate nothing
+            if ticks_diff(now, r.deadline) >= 0:
+                break
+        else:
+            return ()
         out = []
         for mid, r in list(self.pending.items()):
             if ticks_diff(now, r.deadline) >= 0:

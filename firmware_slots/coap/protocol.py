@@ -96,7 +96,9 @@ _SEPARATE = _SeparateOwner()
 
 class CoapEndpoint:
     def __init__(self, transport=None, site=None, params=None, host="0.0.0.0", port=0,
-                 dedup_size=24, dedup_bytes=4096, max_exchanges=8, log=None):
+                 dedup_size=8, dedup_bytes=1024, max_exchanges=8, log=None):
+        # dedup 8 ids / 1 KiB of replies: enough for one controller's retransmissions within
+        # MAX_TRANSMIT_SPAN; 24 / 4 KiB held 2 KB more on a board after a few dozen requests
         if transport is None:
             from .transport import UdpTransport
             transport = UdpTransport(host, port)
@@ -192,7 +194,7 @@ class CoapEndpoint:
         if nd is not None and (wait < 0 or nd < wait):
             wait = nd
         n = 0
-        if self._poller.poll(wait):
+        if _ready(self._poller, wait):
             n = self._drain()
         self._run_timers()
         return n
@@ -227,14 +229,19 @@ class CoapEndpoint:
                 self.stats["retransmit"] += 1
             else:
                 r.owner.on_timeout()
-        for ex in list(self._exchanges.values()):
+        for ex in self._exchanges.values():  # copy the table only when one has expired
             if ticks_diff(now, ex.deadline) >= 0:
-                ex._finish(error=CoapTimeout("no response"))
+                for ex in list(self._exchanges.values()):
+                    if ticks_diff(now, ex.deadline) >= 0:
+                        ex._finish(error=CoapTimeout("no response"))
+                break
 
     def handle_datagram(self, data, addr):
         self.stats["rx"] += 1
         try:
-            msg = decode(data)
+            # a response's payload stays a view of the datagram (bytes from recvfrom: ours
+            # alone); requests get a copy, handlers may keep it
+            msg = decode(data, len(data) > 1 and data[1] >= 64)
         except CoapDecodeError as e:
             self.stats["malformed"] += 1
             if e.should_reset():
@@ -371,6 +378,16 @@ class CoapEndpoint:
         except (OSError, KeyError, ValueError):
             pass
         self.transport.close()
+
+
+def _ready(poller, wait):
+    # ipoll (MicroPython) reuses one tuple; poll() builds a list on every loop turn
+    ip = getattr(poller, "ipoll", None)
+    if ip is None:
+        return bool(poller.poll(wait))
+    for _ in ip(wait):
+        return True
+    return False
 
 
 async def _mp_readable(sock):

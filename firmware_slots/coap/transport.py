@@ -14,12 +14,23 @@ A transport is any object with:
 A DTLS transport can slot in behind the same five calls (one session per peer).
 Addresses are opaque: tuples on CPython and bare-metal ports, raw sockaddr bytes
 on the MicroPython unix port; they are only compared and passed back.
+
+Receiving on MicroPython: recvfrom(n) allocates an n-byte scratch buffer for every
+datagram, and in a fragmented heap a 1280-byte one is what fails first. No port has
+recvfrom_into/recv_into, and socket.readinto() reads until its buffer is full (it would
+run datagrams together), so a preallocated buffer cannot be filled safely. Instead a
+small datagram (ACKs, USP requests) is read by a PEEK-byte MSG_PEEK (a small scratch
+buffer) and then dropped from the queue by a 1-byte readinto; only a datagram that
+fills the peek takes the full recvfrom. After a large one the next read skips the peek
+(a Block2 download is all large ones). A port without MSG_PEEK always uses recvfrom.
 """
 import socket
 
 from . import numbers as N
+from ._compat import IS_MICROPYTHON
 
 _EAGAIN = (11, 35, 10035)  # Linux, BSD/macOS, Windows
+PEEK = 320  # bytes: a USP Get/Set/Operate request with its reply-to fits
 
 
 def _addr_key(addr):
@@ -43,6 +54,10 @@ class UdpTransport:
             sock.bind(self.resolve(host, port))
         sock.setblocking(False)
         self.sock = sock
+        # peek first on MicroPython only (CPython has no heap to fragment)
+        self._peek = IS_MICROPYTHON and hasattr(socket, "MSG_PEEK") and hasattr(sock, "readinto")
+        self._one = bytearray(1)
+        self._big = False
         self.local_port = port or None
         try:
             self.local_port = sock.getsockname()[1]
@@ -67,8 +82,20 @@ class UdpTransport:
                 raise
 
     def recvfrom(self):
+        s = self.sock
         try:
-            data, addr = self.sock.recvfrom(self.recv_size)
+            if self._peek and not self._big:
+                data, addr = s.recvfrom(PEEK, socket.MSG_PEEK)
+                if len(data) < PEEK:
+                    s.readinto(self._one)  # drops the datagram we already hold
+                    return data, _addr_key(addr)
+            data, addr = s.recvfrom(self.recv_size)
+            self._big = len(data) >= PEEK
+        except TypeError:  # this port's recvfrom takes no flags
+            if not self._peek:
+                raise
+            self._peek = False
+            return self.recvfrom()
         except OSError as e:
             if e.args and e.args[0] in _EAGAIN:
                 return None

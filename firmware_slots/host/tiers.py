@@ -1,11 +1,13 @@
 """The device-side tiers (tiers.json at the repo root): which files a board gets.
 
     tier    adds                                                    needs
-    slots   core/ (slot manager, journal), bootstub/, boards/,      -
+    slots   core/ (slot manager, journal), bootstub/ (the stub and  -
+            its host command set cmd.py),
+            boards/ (adapters; not unix_virtual, it needs sim/),
             app.py (the stub builds its SlotManager there)
     agent   datamodel/, usp/, coap/ (no DTLS), mtp/coap, transfer   slots
-            coap/file/pull, agent_main.py
-    dtls    coap/dtls.py, mtp/coaps.py                              agent
+            coap/file/pull, agent_main.py, bootstub/agentapp.py
+    dtls    coap/dtls.py, coap/coaps.py, mtp/coaps.py               agent
     http    transfer/http.py                                        agent
 
 One table, three readers: manifest.py (freezing), the package-<tier>.json files

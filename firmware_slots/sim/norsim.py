@@ -61,20 +61,8 @@ class _FileStore:
     """Flash contents in a file: what a killed process wrote is still there."""
 
     def __init__(self, path, size):
-        try:
-            f = open(path, "r+b")
-        except OSError:
-            f = open(path, "w+b")
-        f.seek(0, 2)
-        have = f.tell()
-        if have < size:
-            chunk = b"\xff" * 4096
-            while have < size:
-                n = min(4096, size - have)
-                f.write(chunk[:n])
-                have += n
-            f.flush()
-        self.f = f
+        from firmware_slots.sim.ramflash import open_sized
+        self.f = open_sized(path, size)
 
     def read(self, off, buf):
         self.f.seek(off)

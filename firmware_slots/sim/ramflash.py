@@ -17,6 +17,24 @@ import io
 _ERASE_CHUNK = 256  # erase writes this many erased bytes at a time (one small buffer)
 
 
+def open_sized(path, size, erased=0xFF):
+    """`path` opened r+b, at least `size` bytes: a new or short file reads as erased flash."""
+    try:
+        f = open(path, "r+b")
+    except OSError:
+        f = open(path, "w+b")
+    f.seek(0, 2)
+    have = f.tell()
+    if have < size:
+        blank = bytes([erased]) * _ERASE_CHUNK
+        while have < size:
+            n = min(_ERASE_CHUNK, size - have)
+            f.write(blank if n == _ERASE_CHUNK else blank[:n])
+            have += n
+        f.flush()
+    return f
+
+
 class RamFlash:
     def __init__(self, sector, sectors, erased=0xFF, path=None, write_size=1):
         self.sector = sector
@@ -25,20 +43,7 @@ class RamFlash:
         self.erased = erased
         self._blank = bytes([erased]) * _ERASE_CHUNK
         size = sector * sectors
-        if path is None:
-            self.f = io.BytesIO(bytes([erased]) * size)
-            return
-        try:
-            f = open(path, "r+b")
-        except OSError:
-            f = open(path, "w+b")
-        f.seek(0, 2)
-        have = f.tell()
-        while have < size:  # a new or short file reads as erased flash
-            n = min(_ERASE_CHUNK, size - have)
-            f.write(self._blank[:n] if n < _ERASE_CHUNK else self._blank)
-            have += n
-        self.f = f
+        self.f = io.BytesIO(bytes([erased]) * size) if path is None else open_sized(path, size, erased)
 
     def readblocks(self, n, buf, off=0):
         self.f.seek(n * self.sector + off)

@@ -32,7 +32,7 @@ def set_dtls(cadata, cert=None, key=None):
     DTLS = (cadata, cert, key)
 
 
-def _client(u):
+def _client(u, bs):
     from firmware_slots.coap.client import CoapClient
     if u.scheme == "coaps":
         if DTLS is None:
@@ -42,7 +42,8 @@ def _client(u):
             return dtls_client(u.host, u.port, *DTLS, timeout_ms=TIMEOUT_MS)
         except (OSError, ValueError) as e:
             raise TransferError("DTLS to %s:%d failed: %s" % (u.host, u.port, e))
-    return CoapClient(params=PARAMS, timeout_ms=TIMEOUT_MS)
+    # a block plus header, token and options: each datagram's scratch buffer is no larger
+    return CoapClient(params=PARAMS, timeout_ms=TIMEOUT_MS, recv_size=bs + 128)
 
 
 def fetch(url, writer, username="", password="", rate=0, block_size=None, client=None):
@@ -100,7 +101,7 @@ def fetch(url, writer, username="", password="", rate=0, block_size=None, client
     own = client is None
     try:
         if own:
-            client = _client(u)
+            client = _client(u, bs)
         try:
             client.fetch(u, on_block, block_size=bs, start_block=start // bs)
         except RepresentationChanged as e:
