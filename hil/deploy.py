@@ -186,6 +186,38 @@ def put_file(dut, path, data):
     dut.exec("f.close()")
 
 
+def flash_firmware(port, profile_name, path, baud=None, log=print):
+    """Write the base MicroPython firmware with esptool (profiles with a "firmware" entry:
+    {"tool": "esptool", "chip", "offset", "baud"}), before deploy() puts our files on it.
+
+    Runs `python -m esptool ... write-flash -z OFFSET FILE`; its last error line becomes a
+    DeployError. Nothing else is written when it fails."""
+    profile = load_profile(profile_name)
+    fw = profile.get("firmware") or {}
+    if fw.get("tool") != "esptool":
+        raise DeployError("profile %s has no firmware flashing method (--firmware is for esp32 profiles)"
+                          % profile.get("name", profile_name))
+    if not os.path.isfile(path):
+        raise DeployError("no firmware file %s" % path)
+    try:
+        import esptool  # noqa: F401
+    except ImportError:
+        raise DeployError("--firmware needs esptool (pip install 'firmware-slots[esp32]')")
+    cmd = [sys.executable, "-m", "esptool", "--chip", fw["chip"], "--port", port,
+           "--baud", str(baud or fw.get("baud", 460800)), "--connect-attempts", str(fw.get("connect_attempts", 3)),
+           "write-flash", "-z", fw["offset"], path]
+    log("flashing %s at %s with esptool (%s)" % (os.path.basename(path), fw["offset"], fw["chip"]))
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [ln.strip() for ln in (p.stdout + p.stderr).splitlines() if ln.strip()]
+    if p.returncode:
+        why = [ln for ln in lines if "error" in ln.lower()] or lines[-1:] or ["exit %d" % p.returncode]
+        why = why[-1].replace("A fatal error occurred: ", "")
+        raise DeployError("esptool: %s" % (why[7:] if why.startswith("ERROR: ") else why))
+    for ln in lines:
+        if ln.startswith(("Wrote", "Hash of data verified")):
+            log(ln)
+
+
 def deploy(dut, profile_name, tiers=("slots",), source=False, log=print, reset=True, boot_timeout=30):
     """Deploy onto the board behind `dut` (a hil.device.Dut); returns a summary dict."""
     profile = load_profile(profile_name)

@@ -86,3 +86,22 @@ def test_tiers_come_from_tiers_json():
     assert not any("/sim/" in f for f in agent)
     assert "firmware_slots/sim/norsim.py" in dp.files_for(["slots"], dp.load_profile("unix-virtual"))
     assert "boards/profiles/esp32-app.json" in dp.data_for(["slots"])
+
+
+def test_deploy_firmware_runs_esptool_and_stops_at_its_error(empty_board, runner, tmp_path):
+    """--firmware hands the .bin to the real esptool; a port with no ESP32 behind it (the virtual
+    board's console) ends in esptool's one-line error, and nothing is copied to the board."""
+    pytest.importorskip("esptool")
+    b = empty_board
+    fw = tmp_path / "micropython-esp32.bin"
+    fw.write_bytes(b"\xe9" + bytes(4095))
+    r = runner.invoke(main, ["deploy", "-p", b.link, "--profile", "unix-virtual", "--firmware", str(fw)])
+    assert r.exit_code == 1 and "has no firmware flashing method" in r.output, r.output
+    r = runner.invoke(main, ["deploy", "-p", b.link, "--profile", "esp32-app", "--firmware", str(fw)])
+    assert r.exit_code == 1, r.output
+    errs = [ln for ln in r.output.splitlines() if ln.startswith("Error")]
+    # a REPL answers garbage to esptool's sync ("Invalid head of packet"), a silent port nothing
+    assert len(errs) == 1 and errs[0].startswith("Error: esptool: Failed to connect to ESP32: "), r.output
+    assert "flashing micropython-esp32.bin at 0x1000 with esptool (esp32)" in r.output
+    import os
+    assert os.listdir(b.fs_path) == []  # refused before anything went onto the board

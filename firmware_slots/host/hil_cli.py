@@ -21,12 +21,20 @@ def _fail(msg):
 @click.option("--source", is_flag=True, help="copy .py sources instead of compiling with mpy-cross")
 @click.option("--baud", type=int, default=None, envvar="FWSLOTS_BAUD", help="console baud (default 115200)")
 @click.option("--no-reset", is_flag=True, help="leave the board running; the stub starts at its next reset")
-def deploy(port, profile, tiers, source, baud, no_reset):
+@click.option("--firmware", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="first write this MicroPython firmware .bin with esptool (esp32 profiles)")
+def deploy(port, profile, tiers, source, baud, no_reset, firmware):
     """Put the boot stub, the chosen tiers and the profile on a board, check each file's
-    SHA-256 on the board and reboot into the stub."""
+    SHA-256 on the board and reboot into the stub. With --firmware, the base MicroPython
+    firmware is flashed first (esptool, at the profile's offset)."""
     import hil
     from firmware_slots.host.cli import _on_device  # one mapping of device errors to messages
     from hil import deploy as dp
+    if firmware:
+        try:
+            dp.flash_firmware(port, profile, firmware, log=click.echo)
+        except dp.DeployError as e:
+            _fail(str(e))
     try:
         dut = hil.connect(port, baud=baud)
     except (OSError, ValueError) as e:
