@@ -1,6 +1,7 @@
 """Trust in the slot manager: signed images verified once before Available, refused precisely
 otherwise with nothing else changing; anti-rollback floor raised only by confirm; app images
 mounted past the MCUboot header (MicroPython)."""
+import contextlib
 import os
 import subprocess
 import sys
@@ -13,6 +14,14 @@ from firmware_slots.sim.simdev import reopen, sim_device
 from mpy import requires_micropython, run_mp
 
 BIN = os.path.dirname(sys.executable)
+
+
+@contextlib.contextmanager
+def refused(why, match):
+    """The block must be refused by slots check `why`, with a message matching `match`."""
+    with pytest.raises(S.SlotError, match=match) as ei:
+        yield ei
+    assert ei.value.why == why, ei.value.why
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +116,7 @@ def test_refused_with_precise_error_and_nothing_else_changes(keys, tmp_path, cas
         k = bytes(data).index(keys["ec_key"][1])
         data[k] ^= 1
         why = "unknown key"
-    with pytest.raises(S.InvalidImage, match=why):
+    with refused(S.INVALID, why):
         install(m, bytes(data), 1)
     assert m.status(1) == "ValidationFailed" and why in m.info(1)["Error"]
     assert state(m)[0] == before[0] and state(m)[2] == before[2]  # active and spare slots untouched
@@ -120,7 +129,7 @@ def test_anti_rollback_floor_rises_only_on_confirm(keys):
     flash, m = sim_device(slot_blocks=8, nslots=3, keys=[keys["ec_key"]], max_attempts=2)
     booted(m, signed(keys, "ec", "1.0.0", 5))
     assert m.min_counter() == 5
-    with pytest.raises(S.InvalidImage, match="security counter 3 is below the device's minimum 5"):
+    with refused(S.INVALID, "security counter 3 is below the device's minimum 5"):
         install(m, signed(keys, "ec", "0.9.0", 3), 1)
     install(m, signed(keys, "ec", "1.0.1", 5), 1)  # equal is fine
     install(m, signed(keys, "ec", "2.0.0", 9), 2)
@@ -137,11 +146,11 @@ def test_anti_rollback_floor_rises_only_on_confirm(keys):
     m.confirm()
     m = reopen(flash, keys=[keys["ec_key"]])
     assert m.min_counter() == 9
-    with pytest.raises(S.NotAvailable, match="security counter 5, below the minimum 9"):
+    with refused(S.NOT_AVAILABLE, "security counter 5, below the minimum 9"):
         m.set_boot(1)
     # the profile's floor applies from the start
     _, m = sim_device(slot_blocks=8, keys=[keys["ec_key"]], min_sc=10)
-    with pytest.raises(S.InvalidImage, match="below the device's minimum 10"):
+    with refused(S.INVALID, "below the device's minimum 10"):
         install(m, signed(keys, "ec", "3.0.0", 9))
 
 
@@ -154,7 +163,7 @@ def test_without_keys_plain_and_signed_images_both_install(keys):
     bad = bytearray(signed(keys, "ed", "1.1.0", 2))
     bad[0x1000 + 10] ^= 1  # an MCUboot image still has to match its own hash
     m.erase_slot(1)
-    with pytest.raises(S.InvalidImage, match="bad MCUboot image: image hash mismatch"):
+    with refused(S.INVALID, "bad MCUboot image: image hash mismatch"):
         install(m, bytes(bad), 1)
 
 
@@ -184,13 +193,13 @@ print(info["Status"], info["Name"], info["Version"])
 print(mount(*m.payload(0), point="/app")["version"])
 try:
     put("bad.img", 1)
-except S.InvalidImage as e:
-    print("refused", e)
+except S.SlotError as e:
+    print("refused", e.why, e)
 """ % str(tmp_path))
     lines = out.splitlines()
     assert lines[0] == "Available app 1.5.0"
     assert lines[1] == "1.5.0"
-    assert lines[2].startswith("refused untrusted image: ecdsa-p256 signature does not verify")
+    assert lines[2].startswith("refused invalid image untrusted image: ecdsa-p256 signature does not verify")
 
 
 def test_trust_power_cut_sweep_catches_a_confirm_that_forgets_the_counter(monkeypatch):

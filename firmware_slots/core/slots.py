@@ -30,51 +30,40 @@ CHUNK = 512  # read-back and re-hash buffer: the largest allocation while writin
 _MAGIC = b"\x3d\xb8\xf3\x96"  # MCUboot header magic 0x96f3b83d, little-endian (core/image.py)
 
 
+# Every refusal is a SlotError; `why` says which check refused (FaultString's first words,
+# usp/commands.fault) and fixes the TR-181 status it leaves in the slot. One class, not one
+# per check: each class costs ~130 bytes of heap on a board (bench/device_fit.py --modules).
+#   why                          status left                raised by
+NO_SUCH_SLOT = "no such slot"    # unchanged                a row number out of range
+SLOT_BUSY = "slot busy"          # unchanged                running / last-known-good / boot slot
+NOT_AVAILABLE = "not available"  # unchanged                set_boot/Available on a slot without an image
+NOT_RUNNING = "not running"      # unchanged                confirm() of a slot that is not running
+NO_RESUME = "nothing to resume"  # unchanged                resume() without a checkpoint
+WRITER_DONE = "writer finished"  # unchanged                a write after finish()/abort()
+TOO_LARGE = "image too large"    # DownloadFailed           past the slot's end
+TRUNCATED = "image truncated"    # DownloadFailed           fewer bytes than announced, or none
+TRANSFER = "download failed"     # DownloadFailed           the fetcher's error (ImageWriter.abort)
+CHECKSUM = "checksum mismatch"   # ValidationFailed         requested CheckSum differs
+INVALID = "invalid image"        # ValidationFailed         format, signature or rollback check
+READBACK = "flash read-back mismatch"  # InstallationFailed  what flash holds differs from what was written
+
+
 class SlotError(Exception):
-    """Base of every refusal; `status` is the TR-181 status it leaves (None = unchanged).
+    """A refusal. Messages name slots as TR-181 rows (slot 0 is FirmwareImage.1): operators read them."""
 
-    Messages name slots as TR-181 rows (slot 0 is FirmwareImage.1): operators read them."""
-    status = None
+    def __init__(self, msg, why=None):
+        super().__init__(msg)
+        self.why = why
 
-
-class NoSuchSlot(SlotError):
-    pass
-
-
-class SlotBusy(SlotError):
-    pass
-
-
-class NotAvailable(SlotError):
-    pass
-
-
-class NotRunning(SlotError):
-    pass
-
-
-class ImageTooLarge(SlotError):
-    status = DOWNLOAD_FAILED
-
-
-class ImageTruncated(SlotError):
-    status = DOWNLOAD_FAILED
-
-
-class ChecksumMismatch(SlotError):
-    status = VALIDATION_FAILED
-
-
-class InvalidImage(SlotError):
-    status = VALIDATION_FAILED
-
-
-class ReadBackMismatch(SlotError):
-    status = INSTALLATION_FAILED
-
-
-class TransferFailed(SlotError):
-    status = DOWNLOAD_FAILED
+    @property
+    def status(self):
+        """The TR-181 status this refusal leaves (None: the slot's status is unchanged)."""
+        w = self.why
+        if w in (TOO_LARGE, TRUNCATED, TRANSFER):
+            return DOWNLOAD_FAILED
+        if w in (CHECKSUM, INVALID):
+            return VALIDATION_FAILED
+        return INSTALLATION_FAILED if w == READBACK else None
 
 
 def _hex(b):
@@ -103,7 +92,7 @@ class SlotManager:
     # -- reading state ------------------------------------------------------------
     def _slot(self, i):
         if not isinstance(i, int) or not 0 <= i < self.n:
-            raise NoSuchSlot("no FirmwareImage.%s (have 1..%d)" % (i + 1 if isinstance(i, int) else i, self.n))
+            raise SlotError("no FirmwareImage.%s (have 1..%d)" % (i + 1 if isinstance(i, int) else i, self.n), NO_SUCH_SLOT)
         return self.meta.section(i)
 
     @property
@@ -211,12 +200,12 @@ class SlotManager:
     def set_boot(self, i):
         s = self._slot(i)
         if s.get(S_STATUS) != AVAILABLE or not s.get(S_AVAILABLE):
-            raise NotAvailable("FirmwareImage.%d is %s%s: it cannot be the boot image" % (
-                i + 1, self.status(i), "" if s.get(S_AVAILABLE) else " and not Available"))
+            raise SlotError("FirmwareImage.%d is %s%s: it cannot be the boot image" % (
+                i + 1, self.status(i), "" if s.get(S_AVAILABLE) else " and not Available"), NOT_AVAILABLE)
         sc = s.get(S_COUNTER, 0)
         if sc < self.min_counter():
-            raise NotAvailable("FirmwareImage.%d has security counter %d, below the minimum %d" % (
-                i + 1, sc, self.min_counter()))
+            raise SlotError("FirmwareImage.%d has security counter %d, below the minimum %d" % (
+                i + 1, sc, self.min_counter()), NOT_AVAILABLE)
         ch = {DEVICE: {D_BOOT: i}}
         if i != self.lkg:
             ch[i] = {S_ATTEMPTS: 0}
@@ -226,10 +215,10 @@ class SlotManager:
         s = self._slot(i)
         flag = bool(flag)
         if not flag and (i == self.running or i == self.boot_slot):
-            raise SlotBusy("FirmwareImage.%d is the %s image: Available must stay true" % (
-                i + 1, "active" if i == self.running else "boot"))
+            raise SlotError("FirmwareImage.%d is the %s image: Available must stay true" % (
+                i + 1, "active" if i == self.running else "boot"), SLOT_BUSY)
         if flag and s.get(S_STATUS) not in (AVAILABLE,):
-            raise NotAvailable("FirmwareImage.%d is %s: nothing to make available" % (i + 1, self.status(i)))
+            raise SlotError("FirmwareImage.%d is %s: nothing to make available" % (i + 1, self.status(i)), NOT_AVAILABLE)
         if bool(s.get(S_AVAILABLE)) != flag:
             self.meta.update({i: {S_AVAILABLE: flag}})
 
@@ -255,7 +244,7 @@ class SlotManager:
         """The slot a new image should go to: unprotected, emptiest first."""
         free = [i for i in range(self.n) if i not in self.protected()]
         if not free:
-            raise SlotBusy("every slot is running, last-known-good or the boot target")
+            raise SlotError("every slot is running, last-known-good or the boot target", SLOT_BUSY)
         for i in free:  # an empty or failed slot before one holding a spare image
             if self._slot(i).get(S_STATUS, NO_IMAGE) != AVAILABLE:
                 return i
@@ -270,12 +259,12 @@ class SlotManager:
         """
         self._slot(i)
         if i in self.protected():
-            raise SlotBusy("FirmwareImage.%d holds the %s image and cannot be overwritten" % (
+            raise SlotError("FirmwareImage.%d holds the %s image and cannot be overwritten" % (
                 i + 1, "running" if i == self.running else
-                "last-known-good" if i == self.lkg else "boot"))
+                "last-known-good" if i == self.lkg else "boot"), SLOT_BUSY)
         if size and size > self.regions[i].size:
-            raise ImageTooLarge("image of %d bytes does not fit FirmwareImage.%d (%d bytes)" % (
-                size, i + 1, self.regions[i].size))
+            raise SlotError("image of %d bytes does not fit FirmwareImage.%d (%d bytes)" % (
+                size, i + 1, self.regions[i].size), TOO_LARGE)
         if checksum and not algorithm:
             raise ValueError("a checksum needs its CheckSumAlgorithm")
         if algorithm:
@@ -299,7 +288,7 @@ class SlotManager:
         s = self._slot(i)
         dl = s.get(S_DOWNLOAD)
         if s.get(S_STATUS) != DOWNLOADING or not dl:
-            raise SlotError("FirmwareImage.%d has no interrupted download to resume" % (i + 1))
+            raise SlotError("FirmwareImage.%d has no interrupted download to resume" % (i + 1), NO_RESUME)
         r = self.regions[i]
         off = dl.get("o", 0)
         sec_start = off - off % r.sector
@@ -316,7 +305,7 @@ class SlotManager:
         """Forget slot i's image (status NoImage); refused for protected slots."""
         self._slot(i)
         if i in self.protected():
-            raise SlotBusy("FirmwareImage.%d is protected (running, last-known-good or boot)" % (i + 1))
+            raise SlotError("FirmwareImage.%d is protected (running, last-known-good or boot)" % (i + 1), SLOT_BUSY)
         r = self.regions[i]
         self.meta.update({i: {S_STATUS: NO_IMAGE, S_AVAILABLE: False, S_NAME: None, S_VERSION: None,
                               S_SHA256: None, S_LENGTH: None, S_DOWNLOAD: None, S_LOG: None,
@@ -352,7 +341,7 @@ class SlotManager:
         if i is None:
             i = r
         if i != r or r < 0:
-            raise NotRunning("FirmwareImage.%d is not the running image (FirmwareImage.%d is)" % (i + 1, r + 1))
+            raise SlotError("FirmwareImage.%d is not the running image (FirmwareImage.%d is)" % (i + 1, r + 1), NOT_RUNNING)
         s = self._slot(r)
         if self.lkg == r and not s.get(S_ATTEMPTS):
             return False
@@ -437,7 +426,7 @@ class ImageWriter:
         except ImageError as e:
             self.img = None
             if self.mgr.keys:
-                raise InvalidImage("untrusted image: %s" % e)
+                raise SlotError("untrusted image: %s" % e, INVALID)
 
     @property
     def received(self):
@@ -446,11 +435,11 @@ class ImageWriter:
     def write(self, data):
         """Program `data` after what came before; ImageTooLarge past the slot's end."""
         if self.done:
-            raise SlotError("writer already finished")
+            raise SlotError("writer already finished", WRITER_DONE)
         n = len(data)
         if self.received + n > self.region.size:
-            self.abort(ImageTooLarge("image exceeds FirmwareImage.%d capacity of %d bytes" % (
-                self.slot + 1, self.region.size)))
+            self.abort(SlotError("image exceeds FirmwareImage.%d capacity of %d bytes" % (
+                self.slot + 1, self.region.size), TOO_LARGE))
         mv = memoryview(data)
         try:
             self._container(mv)  # with keys, a non-MCUboot image stops at its first 32 bytes
@@ -500,7 +489,7 @@ class ImageWriter:
     def abort(self, err):
         """Record the failure in the slot and raise it."""
         if not isinstance(err, SlotError):
-            err = TransferFailed(str(err))
+            err = SlotError(str(err), TRANSFER)
         self.done = True
         self.mgr.fail(self.slot, err.status or DOWNLOAD_FAILED, str(err))
         raise err
@@ -508,7 +497,7 @@ class ImageWriter:
     def finish(self, name="", version=""):
         """Validate and make the image Available. Returns the slot's info dict."""
         if self.done:
-            raise SlotError("writer already finished")
+            raise SlotError("writer already finished", WRITER_DONE)
         ws = len(self.pending)
         total = self.received
         if self.npend:  # pad the last unit with erased bytes (image length stays exact)
@@ -518,18 +507,18 @@ class ImageWriter:
             self.npend = 0
         mgr, i = self.mgr, self.slot
         if self.size and total != self.size:
-            self.abort(ImageTruncated("received %d of %d bytes" % (total, self.size)))
+            self.abort(SlotError("received %d of %d bytes" % (total, self.size), TRUNCATED))
         if total == 0:
-            self.abort(ImageTruncated("empty image"))
+            self.abort(SlotError("empty image", TRUNCATED))
         mgr.meta.update({i: {S_STATUS: VALIDATING, S_DOWNLOAD: None}})
         digest = self.sha.digest()
         if self.checksum:
             got = self.user.digest() if self.user else digest
             if got != self.checksum:
-                self.abort(ChecksumMismatch("%s mismatch: expected %s, image has %s" % (
-                    self.algorithm, _hex(self.checksum), _hex(got))))
+                self.abort(SlotError("%s mismatch: expected %s, image has %s" % (
+                    self.algorithm, _hex(self.checksum), _hex(got)), CHECKSUM))
         if mgr.hash_slot(i, total) != digest:
-            self.abort(ReadBackMismatch("read-back of FirmwareImage.%d does not match what was written" % (i + 1)))
+            self.abort(SlotError("read-back of FirmwareImage.%d does not match what was written" % (i + 1), READBACK))
         m = self.dl.get("m") or ["", ""]
         name = name or m[0]
         version = version or m[1]
@@ -539,19 +528,19 @@ class ImageWriter:
             try:
                 po, pl, sc, vr = image.accept(self.img, mgr.keys, mgr.min_counter())
             except image.ImageError as e:
-                self.abort(InvalidImage("untrusted image: %s" % e if mgr.keys else "bad MCUboot image: %s" % e))
+                self.abort(SlotError("untrusted image: %s" % e if mgr.keys else "bad MCUboot image: %s" % e, INVALID))
             if mgr.inspect and po % self.region.sector:
-                self.abort(InvalidImage("MCUboot header size 0x%x is not a multiple of the %d-byte flash block; "
-                                        "sign with --header-size 0x1000" % (po, self.region.sector)))
+                self.abort(SlotError("MCUboot header size 0x%x is not a multiple of the %d-byte flash block; "
+                                        "sign with --header-size 0x1000" % (po, self.region.sector), INVALID))
             signed = {S_OFFSET: po, S_PAYLOAD: pl, S_COUNTER: sc}
             version = vr  # the signed header's version beats hints; a manifest beats both
         elif mgr.keys:
-            self.abort(InvalidImage("untrusted image: image is unsigned but trust keys are provisioned"))
+            self.abort(SlotError("untrusted image: image is unsigned but trust keys are provisioned", INVALID))
         if mgr.inspect:
             try:
                 nm, vr = mgr.inspect(*_window(self.region, signed.get(S_OFFSET, 0), signed.get(S_PAYLOAD, total)))
             except Exception as e:
-                self.abort(InvalidImage("not a valid image: %s" % e))
+                self.abort(SlotError("not a valid image: %s" % e, INVALID))
             name = nm or name  # the image's own manifest wins over hints
             version = vr or version
         self.done = True

@@ -22,12 +22,19 @@ def install(m, i, data, chunk=700, **kw):
     return w.finish()
 
 
-def expect(exc, fn, *a, **kw):
+def expect(why, fn, *a, **kw):
+    """fn(...) must be refused by the slot check `why` (slots.SlotError.why), or raise the
+    exception class `why` (bad arguments: ValueError...); -> its message."""
     try:
         fn(*a, **kw)
-    except exc as e:
+    except S.SlotError as e:
+        assert e.why == why, (e.why, why, str(e))
         return str(e)
-    raise AssertionError("expected %s" % exc.__name__)
+    except Exception as e:
+        if isinstance(why, str) or not isinstance(e, why):
+            raise
+        return str(e)
+    raise AssertionError("expected a refusal: %s" % (why,))
 
 
 def base(nslots=2, **kw):
@@ -67,12 +74,12 @@ def scenario_checksum_mismatch():
     flash, m, v1 = base()
     v2 = img(2, 5000)
     bad = hashlib.sha256(b"other").digest()
-    msg = expect(S.ChecksumMismatch, install, m, 1, v2, checksum=bad)
+    msg = expect(S.CHECKSUM, install, m, 1, v2, checksum=bad)
     assert "SHA-256 mismatch" in msg, msg
     assert m.status(1) == "ValidationFailed" and m.info(1)["BootFailureLog"] == ""
     assert "mismatch" in m.info(1)["Error"]
     assert not m.info(1)["Available"]
-    msg = expect(S.NotAvailable, m.set_boot, 1)
+    msg = expect(S.NOT_AVAILABLE, m.set_boot, 1)
     assert m.boot_slot == 0 and m.status(0) == "Active" and m.verify(0)
     # SHA-512 (pure on MicroPython) validates too
     good = install(m, 1, v2, algorithm="SHA-512", checksum=hashlib.sha512(v2).digest() if hasattr(hashlib, "sha512") else _sha512(v2))
@@ -90,7 +97,7 @@ def scenario_truncated():
     v2 = img(2, 6000)
     w = m.install(1, size=len(v2) + 1000)
     w.write(v2)
-    msg = expect(S.ImageTruncated, w.finish)
+    msg = expect(S.TRUNCATED, w.finish)
     assert "6000 of 7000" in msg, msg
     assert m.status(1) == "DownloadFailed"
     assert m.boot_slot == 0 and m.lkg == 0 and m.verify(0)
@@ -100,12 +107,12 @@ def scenario_truncated():
 def scenario_too_large():
     flash, m, v1 = base()
     cap = m.slot_size(1)
-    msg = expect(S.ImageTooLarge, m.install, 1, size=cap + 1)
+    msg = expect(S.TOO_LARGE, m.install, 1, size=cap + 1)
     assert "does not fit" in msg
     assert m.status(1) == "NoImage"  # refused before anything was erased
     w = m.install(1)  # size unknown: caught while streaming
     w.write(img(3, cap))
-    msg = expect(S.ImageTooLarge, w.write, b"x")
+    msg = expect(S.TOO_LARGE, w.write, b"x")
     assert m.status(1) == "DownloadFailed"
     assert m.verify(0) and m.boot().slot == 0
     return "too large ok"
@@ -113,15 +120,15 @@ def scenario_too_large():
 
 def scenario_protected():
     flash, m, v1 = base()
-    msg = expect(S.SlotBusy, m.install, 0)
+    msg = expect(S.SLOT_BUSY, m.install, 0)
     assert "running" in msg, msg
-    expect(S.SlotBusy, m.set_available, 0, False)
-    expect(S.NoSuchSlot, m.install, 5)
+    expect(S.SLOT_BUSY, m.set_available, 0, False)
+    expect(S.NO_SUCH_SLOT, m.install, 5)
     from firmware_slots.core.hashes import UnsupportedAlgorithm
     expect(UnsupportedAlgorithm, m.install, 1, algorithm="MD5")
     expect(ValueError, m.install, 1, algorithm="SHA-256", checksum=b"\x00" * 5)
     assert m.status(1) == "NoImage"
-    expect(S.NotRunning, m.confirm, 1)
+    expect(S.NOT_RUNNING, m.confirm, 1)
     assert m.pick_target() == 1  # the only slot that is not running / last-known-good
     return "protected ok"
 
@@ -140,7 +147,7 @@ def scenario_failed_boots_fallback():
     assert m.status(1) == "ActivationFailed"
     assert "not confirmed after 3" in m.info(1)["BootFailureLog"]
     assert m.status(0) == "Active"
-    expect(S.NotRunning, m.confirm, 1)
+    expect(S.NOT_RUNNING, m.confirm, 1)
     # later boots stay on slot 0 and write nothing
     p = sum(flash.programs)
     m = reopen(flash)
