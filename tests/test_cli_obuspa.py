@@ -48,12 +48,12 @@ def test_usp_get_against_obuspa(tmp_path):
     (tmp_path / "factory.txt").write_text(FACTORY.format(agent_port=agent_port, controller_port=controller_port,
                                                          controller_id=CONTROLLER_ID))
     proc = subprocess.Popen([OBUSPA, "-p", "-v", "1", "-i", "lo", "-r", str(tmp_path / "factory.txt"),
-                             "-f", str(tmp_path / "usp.db")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             "-f", str(tmp_path / "usp.db"), "-s", str(tmp_path / "cli.sock")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             cwd=tmp_path, text=True)
     try:
         time.sleep(2)  # obuspa opens its CoAP server once its data model is up
         assert proc.poll() is None, proc.stdout.read()
-        eid = subprocess.run([OBUSPA, "-c", "get", "Device.LocalAgent.EndpointID"], capture_output=True,
+        eid = subprocess.run([OBUSPA, "-s", str(tmp_path / "cli.sock"), "-c", "get", "Device.LocalAgent.EndpointID"], capture_output=True,
                              text=True, timeout=20, cwd=tmp_path).stdout.strip().split()[-1]
         args = ["usp", "get", "coap://127.0.0.1:%d/usp" % agent_port, "Device.DeviceInfo.SoftwareVersion",
                 "Device.LocalAgent.EndpointID", "--agent-id", eid, "--controller-id", CONTROLLER_ID,

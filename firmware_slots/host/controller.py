@@ -220,7 +220,8 @@ class UspCoapController:
             return await self.expect(lambda m: m.get("header", {}).get("msg_id") == mid, max(0.0, end - loop.time()))
         except asyncio.TimeoutError:
             raise TransportError("%s took the request (2.04) but sent no USP reply to %s within %g s "
-                                 "(wrong --agent-id, or it cannot reach us: --bind)" % (agent_uri, self.reply_to, timeout))
+                                 "(wrong --agent-id, a --controller-id it does not know, or it cannot "
+                                 "reach us: --bind)" % (agent_uri, self.reply_to, timeout))
 
     async def expect(self, match=None, timeout=10):
         """Next reply/notification Msg (decoded) for which match(msg) is true."""
