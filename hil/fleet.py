@@ -71,14 +71,17 @@ class _Board:
 
 
 class SimDevice:
-    def __init__(self, n, image, fail=None, host="127.0.0.1", sector=4096, nslots=2):
+    def __init__(self, n, image, fail=None, host="127.0.0.1", sector=4096, nslots=2, trust=None):
         self.n = n
         self.endpoint_id = EID_FMT % n
         self.host = host
-        blocks = -(-len(image) // sector) + 1
+        # trust: a board profile's "trust" entry ({"keys": [PEM], "controllers": [EndpointID]})
+        self.controllers = (trust or {}).get("controllers")
+        keys, min_sc = app.trust({"trust": trust}) if trust else ([], 0)
+        blocks = -(-len(image) // sector) + 2  # + the MCUboot header sector of a signed image
         self.flash, mgr = simdev.sim_device(sector_size=sector, journal_blocks=2, slot_blocks=blocks,
                                             nslots=nslots, max_attempts=MAX_ATTEMPTS,
-                                            inspect=inspect_image)
+                                            inspect=inspect_image, keys=keys, min_sc=min_sc)
         w = mgr.install(0, len(image))
         w.write(image)
         w.finish()
@@ -104,6 +107,7 @@ class SimDevice:
     def boot(self):
         """One power-up: boot decision, the app's self-test; -> SlotManager once confirmed, or None."""
         mgr = simdev.reopen(self.flash)
+        mgr.controllers = self.controllers  # what app.slot_manager sets from the profile
         prev = mgr.running
         d = mgr.boot()
         _stub._explain(mgr, _Board(self), d, prev, {})
@@ -191,8 +195,8 @@ def free_ports(n, host="127.0.0.1", start=None):
 
 
 class Fleet:
-    def __init__(self, n, image, fail=None, host="127.0.0.1", base_port=None):
-        self.devices = [SimDevice(i, image, fail, host) for i in range(n)]
+    def __init__(self, n, image, fail=None, host="127.0.0.1", base_port=None, trust=None):
+        self.devices = [SimDevice(i, image, fail, host, trust=trust) for i in range(n)]
         for d, p in zip(self.devices, free_ports(n, host, base_port)):
             d.port = p
 

@@ -31,8 +31,14 @@ def _free_port(host):
 
 
 def image_version(data):
-    """Name/Version from an app image's manifest (the agent reports the same); None if none."""
-    from firmware_slots.host import appimage
+    """Version from an app image's manifest (the agent reports the same), also inside an MCUboot
+    container (signed images: the manifest wins over the header's version, as on the device)."""
+    from firmware_slots.host import appimage, signing
+    try:
+        info = signing.show(data)
+        data = data[info["header_size"]:info["header_size"] + info["image_size"]]
+    except signing.SigningError:
+        pass  # not a container: the app image itself
     for bs in (4096, 512, 1024, 2048):
         if len(data) % bs:
             continue

@@ -74,6 +74,7 @@ class Campaign:
             raise CampaignError("%s changed since the campaign was created (SHA-256 differs)" % self.cfg["image"])
         self.by_eid = {}
         self.pokes = {}
+        self.faults = {}  # device -> the last failed TransferComplete!'s "FaultCode FaultString"
         self.inflight = 0
         self.ctl = None
         self.res = None
@@ -84,6 +85,8 @@ class Campaign:
         kind, d = describe(msg)
         d = {k: v for k, v in d.items() if k not in ("ParameterMap", "Requestor", "StartTime", "CompleteTime")}
         self.st.event(dev, kind, d)
+        if d.get("FaultCode") not in (None, "", "0"):  # why a Download() failed, for the device's detail
+            self.faults[dev] = "%s %s" % (d["FaultCode"], d.get("FaultString", ""))
         ev = self.pokes.get(dev)
         if ev is not None:
             ev.set()
@@ -237,7 +240,9 @@ class Campaign:
             else:
                 if tries >= MAX_DL_TRIES:
                     why = p.get(FW + "%d.Status" % row, "?") if row else "no free row"
-                    return self._final(i, "download_failed", detail="gave up after %d tries (%s)" % (tries, why))
+                    fault = self.faults.get(i)
+                    return self._final(i, "download_failed", detail="gave up after %d tries (%s%s)" % (
+                        tries, why, ": " + fault if fault else ""))
                 if free is None:
                     return self._final(i, "download_failed", detail="no row that is neither Active nor Boot")
                 if not d["subs"]:
