@@ -199,12 +199,7 @@ class MpServer:
         self.stop()
 
 
-def free_udp_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+from hil.peers import free_udp_port  # noqa: E402,F401  (one owner: the harness)
 
 
 class UdpProxy(threading.Thread):
