@@ -5,6 +5,9 @@ boot_decision_ms     median, measured inside the device: the stub's first line t
                      application's first line (the app prints bootstub.elapsed_us())
 flash_reads_at_boot  readblocks calls from power-up to the app's first line
 kill_points_tested / bricked   from the seeded kill sweep (FWSLOTS_KILL_POINTS, default 110)
+harness_errors       sweep points where the harness, not the board, failed (a start or a
+                     prompt missed twice under load); counted apart from bricked, never as one
+load_1min            the machine's 1-minute load average when the sweep ended (bricks under load)
 """
 import json
 import os
@@ -69,6 +72,8 @@ def main():
         "kill_points_tested": sweep["kill_points_tested"],
         "power_cuts_landed": sweep["power_cuts_landed"],
         "bricked": sweep["bricked"],
+        "harness_errors": sweep["harness_errors"],
+        "load_1min": round(os.getloadavg()[0], 2),
     }, indent=1))
 
 
