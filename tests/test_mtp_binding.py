@@ -340,7 +340,7 @@ def test_binding_with_fake_agent_on_cpython():
     assert raws == sorted([b"BOOT", b"ECHOREC1", b"ECHOREC" + bytes(3000)])
     assert all(g[1] == "coap://127.0.0.1:%d/e/agent" % ep.transport.local_port for g in got)
     assert fake.seen[0] == (b"REC1", reply_to)
-    assert mtp.stats["sent"] == 3 and mtp.stats["refused"] == 1
+    assert mtp.outbox.stats["sent"] == 3 and mtp.stats["refused"] == 1
 
 
 def test_mtp_modules_compile_with_mpy_cross(tmp_path):

@@ -40,12 +40,12 @@ def test_record_for_another_endpoint_is_ignored(dev):
     assert dev[2].controller_uri(CTRL_ID) is None  # not even remembered
 
 
-def test_undecodable_msg_gets_7000(dev):
+def test_undecodable_msg_is_a_bad_record(dev):
+    # R-COAP.13: a Record whose Msg cannot be decoded is not processable -> the MTP's 4.00
     agent = dev[2]
     rec = codec.make_record(AGENT_ID, CTRL_ID, b"\xff\xff")
-    out = agent.handle(bytes(rec))
-    m = codec.decode_msg(codec.record_payload(codec.decode_record(out[0])))
-    assert codec.split_msg(m)[2] == "error" and m["body"]["error"]["err_code"] == 7000
+    with pytest.raises(BadRecord):
+        agent.handle(bytes(rec))
 
 
 def test_reply_to_is_the_controller_address(dev):

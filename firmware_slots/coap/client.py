@@ -14,7 +14,7 @@ synchronously (request/fetch) or from asyncio (arequest/afetch).
 from . import numbers as N
 from .message import CoapMessage, block_encode, uint_encode
 from .uri import parse_uri
-from .error import CoapResponseError, RepresentationChanged, BodyTooLarge
+from .error import CoapError, CoapResponseError, RepresentationChanged, BodyTooLarge
 from ._compat import urandom
 
 
@@ -102,6 +102,20 @@ class CoapClient:
         ep, addr, u = self._target(uri)
         gen = self._fetch_flow(u, on_block, N.size_to_szx(block_size), start_block, options, etag)
         return await self._adrive(gen, ep, addr)
+
+    # --- non-blocking API (the caller polls the endpoint and calls step()) ---------
+    def start(self, method, uri, payload=b"", content_format=None, block_size=1024, max_body=65536):
+        """Like request() but returns at once: a Pending to step() after each poll."""
+        ep, addr, u = self._target(uri)
+        gen = self._request_flow(method, u, payload, None, content_format, None,
+                                 N.size_to_szx(block_size), True, max_body)
+        return Pending(self, gen, ep, addr)
+
+    def start_fetch(self, uri, on_block, block_size=1024, start_block=0, etag=None):
+        """Like fetch() but returns at once: a Pending whose result is the FetchResult."""
+        ep, addr, u = self._target(uri)
+        gen = self._fetch_flow(u, on_block, N.size_to_szx(block_size), start_block, None, etag)
+        return Pending(self, gen, ep, addr)
 
     # --- drivers ------------------------------------------------------------------
     def _target(self, uri):
@@ -298,6 +312,55 @@ def _owned(resp):
     if isinstance(resp.payload, memoryview):
         resp.payload = bytes(resp.payload)
     return resp
+
+
+class Pending:
+    """A request flow (block-wise or not) in flight, advanced by step() without waiting.
+
+    step() -> True once done; then .result (the final response / FetchResult) or .error
+    (the exception that ended it: CoapError, OSError, or one raised by on_block). Nothing here blocks: retransmission
+    and timeouts run in the endpoint's poll(), which the owner of the loop calls.
+    """
+
+    def __init__(self, client, gen, ep, addr):
+        self.client = client
+        self.gen = gen
+        self.ep = ep
+        self.addr = addr
+        self.ex = None
+        self.done = False
+        self.result = None
+        self.error = None
+        self._next(None, True)
+
+    def _next(self, resp, first=False):
+        try:
+            msg = next(self.gen) if first else self.gen.send(resp)
+            msg.token = self.client._new_token(self.ep)
+            self.ex = self.ep.send_request(msg, self.addr, self.client.timeout_ms)
+        except StopIteration as e:
+            self.done = True
+            self.result = e.value
+        except Exception as e:  # whatever ends the flow (incl. an on_block's) is its outcome
+            self.done = True
+            self.error = e
+
+    def step(self):
+        while not self.done and self.ex.done:  # a cached/piggy-backed answer may finish several
+            ex = self.ex
+            if ex.error is not None:
+                self.done = True
+                self.error = ex.error
+            else:
+                self._next(ex.response)
+        return self.done
+
+    def cancel(self):
+        if not self.done:
+            self.done = True
+            self.error = CoapError("cancelled")
+            if self.ex is not None:
+                self.ex.cancel()
 
 
 def _copy(m):

@@ -21,6 +21,9 @@ class DtlsClient:
     def request(self, *a, **kw):
         return self.client.request(*a, **kw)
 
+    def start(self, *a, **kw):
+        return self.client.start(*a, **kw)
+
     def fetch(self, *a, **kw):
         return self.client.fetch(*a, **kw)
 

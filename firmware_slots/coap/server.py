@@ -39,14 +39,14 @@ class Response:
 class Request:
     """One (reassembled) request as a handler sees it."""
 
-    def __init__(self, msg, peer, endpoint, path, payload):
+    def __init__(self, msg, peer, endpoint, path, payload, query=None):
         self.msg = msg                 # the CoapMessage (options: msg.opt(N.X))
         self.peer = peer               # opaque transport address
         self.endpoint = endpoint
         self.method = msg.code
         self.path = path               # tuple of str
         self.path_rest = ()            # below a prefix resource
-        self.query = msg.uri_query     # list of str
+        self.query = msg.uri_query if query is None else query  # list of str
         self.payload = payload
         self.responder = None
         self.block2 = None             # (num, more, szx) the client asked for
@@ -219,9 +219,11 @@ class Site:
         try:
             b1 = msg.block1
             b2 = msg.block2
-        except ValueError as e:
-            return None, Response(N.BAD_REQUEST, str(e).encode())
-        path = tuple(msg.uri_path)
+            path = tuple(msg.uri_path)
+            query = msg.uri_query
+        except ValueError as e:  # UnicodeError is a ValueError on both ports: bad UTF-8 in Uri-*
+            return None, Response(N.BAD_REQUEST, str(e).encode() if not isinstance(e, UnicodeError)
+                                  else b"Uri-Path/Uri-Query not UTF-8")
         res, rest = self.find(path)
         if res is None:
             return None, Response(N.NOT_FOUND)
@@ -245,7 +247,7 @@ class Site:
             if outcome == B1_BAD:
                 return None, Response(N.BAD_REQUEST, b"block size mismatch")
             payload = body
-        req = Request(msg, peer, endpoint, path, payload)
+        req = Request(msg, peer, endpoint, path, payload, query)
         req.path_rest = rest
         req.block2 = b2
         try:

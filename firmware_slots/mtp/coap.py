@@ -46,10 +46,10 @@ class CoapMtp:
         self._timeout_ms = timeout_ms
         self.reply_host = reply_host
         self.dtls_client = dtls_client
-        self.outq = []          # [(uri str, record bytes)]
+        self._outbox = None     # coap.outbox.Outbox, made with the client
         self.log = log
         self._sessions = {}     # (host, port) -> DTLS CoapEndpoint
-        self.stats = {"in": 0, "refused": 0, "sent": 0, "send_failed": 0}
+        self.stats = {"in": 0, "refused": 0}
 
     @property
     def client(self):
@@ -59,6 +59,17 @@ class CoapMtp:
             c = self._client = CoapClient(self.endpoint, timeout_ms=self._timeout_ms)
         return c
 
+    @property
+    def outbox(self):
+        o = self._outbox
+        if o is None:
+            from firmware_slots.coap.outbox import Outbox
+            o = self._outbox = Outbox(self.client, self._client_for, log=self.log)
+        return o
+
+    def _client_for(self, u):
+        return self.client if u.scheme == "coap" else self._dtls(u)
+
     def serve_images(self, mgr, prefix="fw"):
         """GET <prefix>/<i> streams FirmwareImage.<i>'s bytes block-wise (Block2, Size2,
         ETag = first 8 bytes of its SHA-256): for inspection and for peers pulling an
@@ -66,11 +77,12 @@ class CoapMtp:
         from firmware_slots.coap.server import Handler
 
         def get(req):
-            try:
-                i = int(req.path_rest[0]) - 1
-                info = mgr.info(i)
-            except (IndexError, ValueError, KeyError, TypeError):
+            rest = req.path_rest
+            # /fw/<1..n> only: anything else (0, 99, -1, /fw, /fw/1/x) is no resource: 4.04
+            if len(rest) != 1 or not rest[0].isdigit() or not 0 < int(rest[0]) <= mgr.n:
                 return Response(N.NOT_FOUND)
+            i = int(rest[0]) - 1
+            info = mgr.info(i)
             n = info["Length"]
             if not n or not info["SHA256"]:
                 return Response(N.NOT_FOUND, b"no image")
@@ -122,13 +134,17 @@ class CoapMtp:
             # never let one host make us send to another (reflection/amplification)
             return self._refuse(N.FORBIDDEN, "reply-to host is not the sender")
         bad = getattr(self.agent, "BadRecord", None) or _bad_record()
+        if self._outbox is not None:
+            self._outbox.heard(reply_to)
         try:
             replies = self.agent.handle(req.payload, reply_to)
         except bad as e:
-            return self._refuse(N.BAD_REQUEST, "not a USP Record")
+            for rec in getattr(e, "replies", ()):  # e.g. a DisconnectRecord (7106)
+                self.send(reply_to, rec)
+            return self._refuse(N.BAD_REQUEST, str(e) or "not a USP Record")  # R-COAP.13
         self.stats["in"] += 1
         for rec in replies or ():
-            self.outq.append((reply_to, rec))
+            self.send(reply_to, rec)
         return Response(N.CHANGED)  # R-COAP.7: at once, no payload
 
     def _same_host(self, host, peer_host, port):
@@ -141,23 +157,16 @@ class CoapMtp:
             return False
 
     # -- outbound ----------------------------------------------------------------------------
-    def send_record(self, uri, record):
-        """POST one Record to a controller's USP endpoint URI; -> True once it said 2.04."""
-        u = parse_uri(uri)
-        u.query = ["reply-to=" + self.own_uri(self._peer_host(u.host))]
+    def send(self, uri, record):
+        """Queue one Record for a controller's USP endpoint URI; -> False if dropped (counted
+        in outbox.stats). The POST goes out and is retransmitted from step(), never waited for."""
         try:
-            client = self.client if u.scheme == "coap" else self._dtls(u)
-            resp = client.request(N.POST, u, record, content_format=CF_USP)
-        except (CoapError, OSError, ValueError) as e:
-            self.stats["send_failed"] += 1
-            self._log("POST to %s failed: %r" % (uri, e))
+            u = parse_uri(uri)
+        except ValueError as e:
+            self._log("bad controller URI %r: %s" % (uri, e))
             return False
-        if resp.code != N.CHANGED:
-            self.stats["send_failed"] += 1
-            self._log("POST to %s answered %d.%02d" % (uri, resp.code >> 5, resp.code & 31))
-            return False
-        self.stats["sent"] += 1
-        return True
+        u.query = ["reply-to=" + self.own_uri(self._peer_host(u.host))]
+        return self.outbox.put(uri, u, record)
 
     def _peer_host(self, host):
         return host if host in ("127.0.0.1", "::1", "localhost") else None
@@ -174,16 +183,17 @@ class CoapMtp:
         return c
 
     def flush(self):
-        """Send every queued Record (a failed one is dropped: USP retries at its level)."""
-        while self.outq:
-            uri, rec = self.outq.pop(0)
-            self.send_record(uri, rec)
+        """Advance queued POSTs (and poll DTLS client sessions); never blocks."""
+        for c in self._sessions.values():
+            c.endpoint.poll(0)
+        if self._outbox is not None:
+            self._outbox.step()
 
     def collect(self):
         for eid, rec in self.agent.take_outbox():
             uri = self.agent.controller_uri(eid)
             if uri:
-                self.outq.append((uri, rec))
+                self.send(uri, rec)
             else:
                 self._log("no CoAP address for controller %s" % eid)
 
@@ -194,8 +204,8 @@ class CoapMtp:
         self.flush()
 
     def step(self, timeout_ms=100):
-        """One loop turn: serve datagrams, send replies, then agent.poll() and its outbox."""
-        self.endpoint.poll(timeout_ms)
+        """One loop turn: serve datagrams, advance POSTs, then agent.poll() and its outbox."""
+        self.endpoint.poll(timeout_ms if not self._sessions else min(timeout_ms, 20))
         self.flush()
         self.agent.poll(ticks_ms())
         self.collect()

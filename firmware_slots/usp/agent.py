@@ -36,7 +36,37 @@ PROTOCOL_VERSIONS = "1.0,1.1,1.2,1.3"
 
 
 class BadRecord(ValueError):
-    """The bytes are not a USP Record (the CoAP MTP answers 4.00 Bad Request)."""
+    """A Record this agent cannot process (the CoAP MTP answers 4.00 Bad Request, R-COAP.13).
+    `replies`: Records still to send to the sender (a DisconnectRecord for session context)."""
+    replies = ()
+
+
+# What the agent says to a Record or Msg it cannot process (TR-369 1.4 error codes;
+# where TR-369 names none, the BBF reference agent obuspa's choice):
+#   not a Record / Msg does not decode / empty payload    4.00 at the MTP, nothing else
+#   session_context Record (not supported here)           4.00 + DisconnectRecord 7106
+#   header msg_type disagrees with the body (GET + Set)   Error 7001 (obuspa: "inconsistent")
+E_SESSION_CONTEXT = 7106   # Use of Session Context is not allowed or not supported
+# request kind -> Header.MsgType; a response's type is its request's + 1 (NotifyResp: 16)
+_REQ_TYPES = ("get", 1, "set", 4, "operate", 6, "add", 8, "delete", 10, "get_supported_dm", 12,
+              "get_instances", 14, "get_supported_protocol", 17, "register", 19, "deregister", 21,
+              "notify", 3)
+
+
+def _msg_type_of(part, kind):
+    """Header.MsgType the body (part, kind) needs; -1 for a body this codec does not know."""
+    if part == "error":
+        return schema.ERROR
+    if kind is None:
+        return -1
+    if part == "response":
+        if kind == "notify_resp":
+            return schema.NOTIFY_RESP
+        kind = kind[:-5]
+    for j in range(0, len(_REQ_TYPES), 2):
+        if _REQ_TYPES[j] == kind:
+            return _REQ_TYPES[j + 1] + (part == "response")
+    return -1
 
 
 class UspAgent:
@@ -59,6 +89,9 @@ class UspAgent:
         self.boot_pending = False
         self.current_eid = None
         self.creds = {}  # Request.{i} -> (Username, Password) of a pending Download(): RAM only
+        self.retry = []               # Notifies awaiting their NotifyResp (notify.py: NotifRetry)
+        self.retry_dropped = 0
+        self.notif_retry = (5, 2000)  # USPNotifRetryMinimumWaitInterval s, ...IntervalMultiplier
 
     # -- lifecycle ------------------------------------------------------------------
     def startup(self):
@@ -141,6 +174,8 @@ class UspAgent:
                 commands.run_activate(self, i, now_s)
         self._expire(now_s)
         notify.value_changes(self)
+        if self.retry:
+            notify.retry_due(self, now_s)
 
     def _expire(self, now_s):
         la = self.la
@@ -168,14 +203,23 @@ class UspAgent:
         if rec.get("to_id") != self.endpoint_id:
             return []
         sender = rec.get("from_id", "")
+        if not sender:
+            raise BadRecord("Record without from_id")
+        if "session_context" in rec:
+            e = BadRecord("session context is not supported")
+            e.replies = [codec.encode_record({
+                "version": codec.USP_VERSION, "to_id": sender, "from_id": self.endpoint_id,
+                "disconnect": {"reason": "Session Context not supported", "reason_code": E_SESSION_CONTEXT}})]
+            raise e
         payload = codec.record_payload(rec)
-        if payload is None or not sender:
-            return []  # session context / connect records: not handled by this agent
+        if payload is None:
+            return []  # mqtt/stomp connect, disconnect records: nothing to answer
+        if not payload:
+            raise BadRecord("Record without payload")
         try:
             msg = codec.decode_msg(payload)
         except codec.DecodeError as e:
-            resp = codec.error_msg("", E_FAILED, "undecodable Msg: %s" % e)
-            return [codec.make_record(sender, self.endpoint_id, codec.encode_msg(resp))]
+            raise BadRecord("undecodable Msg: %s" % e)
         if self.controllers is None:
             self.roles = (1,)
         else:
@@ -202,6 +246,14 @@ class UspAgent:
 
     def dispatch(self, msg):
         mid, mtype, part, kind, body = codec.split_msg(msg)
+        t = _msg_type_of(part, kind)
+        if t >= 0 and t != mtype:
+            # never carry out a body the header does not announce (a GET that is a Set)
+            return codec.error_msg(mid, E_NOT_SUPPORTED, "header msg_type %d does not match the %s body" % (
+                mtype, kind or part))
+        if part == "response" and kind == "notify_resp":
+            notify.acked(self, (body or {}).get("subscription_id", ""), mid)
+            return None
         if part == "response" or part == "error":
             return None  # NotifyResp and errors for our notifications need no answer
         h = _handler(kind) if part == "request" else None

@@ -54,7 +54,7 @@ def reboot(agent, key, args):
     cause = _arg(args, "Cause", "s", default="RemoteReboot")
     if cause not in ENUMS["Cause"].split():
         raise UspError(E_CMD_ARGS, "Cause must be LocalReboot or RemoteReboot")
-    reason = _arg(args, "Reason", "s", default="")
+    reason = _arg(args, "Reason", "s", default="") or "Unknown"  # TR-181 Reboot(): absent -> "Unknown"
     agent.mgr.meta.agent_update({A_BOOT_CAUSE: {"c": cause, "r": reason, "k": key}})
     agent.reboot_due = (cause, reason)  # after the OperateResp has gone out: poll()
     return {}

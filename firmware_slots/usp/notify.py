@@ -49,8 +49,66 @@ def emit(agent, s, eid, kind, body):
     agent.seq += 1
     n = {"subscription_id": s.get("id", ""), "send_resp": bool(s.get("nr"))}
     n[kind] = body
-    msg = codec.new_msg("notify-%d-%d" % (agent.boot_s, agent.seq), schema.NOTIFY, "request", "notify", n)
-    agent.outbox.append((eid, codec.make_record(eid, agent.endpoint_id, codec.encode_msg(msg))))
+    mid = "notify-%d-%d" % (agent.boot_s, agent.seq)
+    msg = codec.new_msg(mid, schema.NOTIFY, "request", "notify", n)
+    rec = codec.make_record(eid, agent.endpoint_id, codec.encode_msg(msg))
+    agent.outbox.append((eid, rec))
+    if s.get("nr"):
+        _hold(agent, mid, eid, rec, s.get("ne", 0))
+
+
+# NotifRetry (TR-369 "Responses to Notifications and Notification Retry"): a Notify with
+# send_resp is sent again until its NotifyResp arrives. Retry n (1, 2, ...) waits a random
+# time in [m * k^(n-1), m * k^n] seconds, n capped at 10, m = USPNotifRetryMinimumWaitInterval
+# (default 5 s), k = USPNotifRetryIntervalMultiplier / 1000 (default 2000); it stops when
+# NotifExpiration (s since the first attempt; 0 = never) passes or the agent restarts.
+# agent.retry: [[msg_id, eid, record, first_s, next_s, n, expiration_s]], at most RETRY_MAX:
+# the oldest is given up (counted in agent.retry_dropped) when a new one does not fit.
+RETRY_MAX = 8
+
+
+def retry_wait(n, m=5, k=2000):
+    """Seconds before retry n: uniform in [m*k^(n-1), m*k^n] (k in thousandths)."""
+    import os
+    n = min(n, 10)
+    lo = m * (k / 1000) ** (n - 1)
+    return lo + (lo * k / 1000 - lo) * os.urandom(1)[0] / 255
+
+
+def _hold(agent, mid, eid, rec, exp):
+    q = agent.retry
+    if len(q) >= RETRY_MAX:
+        q.pop(0)
+        agent.retry_dropped += 1
+    now = agent.platform.now_s()
+    m, k = agent.notif_retry
+    q.append([mid, eid, rec, now, now + retry_wait(1, m, k), 1, exp])
+
+
+def acked(agent, sub_id, mid):
+    """A NotifyResp for Notify `mid` arrived: stop retrying it."""
+    q = agent.retry
+    for i in range(len(q)):
+        if q[i][0] == mid:
+            q.pop(i)
+            return
+
+
+def retry_due(agent, now_s):
+    """Re-queue every held Notify whose wait is over; forget expired ones."""
+    q = agent.retry
+    m, k = agent.notif_retry
+    i = 0
+    while i < len(q):
+        r = q[i]
+        if r[6] and now_s - r[3] >= r[6]:
+            q.pop(i)  # NotifExpiration passed: stop re-delivering
+            continue
+        if now_s >= r[4]:
+            agent.outbox.append((r[1], r[2]))
+            r[5] += 1
+            r[4] = now_s + retry_wait(r[5], m, k)
+        i += 1
 
 
 def event(agent, obj, name, params, per_controller=None):
