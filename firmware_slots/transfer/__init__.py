@@ -56,7 +56,29 @@ def _sleep_ms(ms):
 
 
 class TransferError(Exception):
-    pass
+    """`why`: what failed, in a few words (the start of TransferComplete!'s FaultString)."""
+    why = "transfer failed"
+
+    def __init__(self, msg, why=None):
+        super().__init__(msg)
+        if why:
+            self.why = why
+
+
+def os_why(e):
+    """A few words for a socket error (ECONNREFUSED, ETIMEDOUT, ...)."""
+    n = e.args[0] if e.args and isinstance(e.args[0], int) else None
+    if n == 111 or n == 61:
+        return "connection refused"
+    if n == 110 or n == 60 or n is None and "timed out" in str(e):
+        return "timeout"
+    if n in (101, 113, 51, 65):
+        return "network unreachable"
+    if n == 104 or n == 54:
+        return "connection reset"
+    if n == -2 or n == -3 or n == 202:  # getaddrinfo: name unknown
+        return "host not found"
+    return "transfer failed"
 
 
 class Restart(TransferError):

@@ -18,7 +18,7 @@ set_dtls(cadata, cert, key) (NoSec is plain coap://).
 Costs: one block buffer (1 KiB) plus the CoAP client and a socket while it runs.
 """
 
-from firmware_slots.transfer import Pacer, TransferError, Restart
+from firmware_slots.transfer import Pacer, TransferError, Restart, os_why
 
 BLOCK_SIZE = 1024
 TIMEOUT_MS = 30000      # no progress for this long: give up (the request remains resumable)
@@ -107,9 +107,11 @@ def fetch(url, writer, username="", password="", rate=0, block_size=None, client
         except RepresentationChanged as e:
             raise Restart("remote image changed during the transfer: %s" % e)
         except CoapResponseError as e:
-            raise TransferError("%s: %s" % (url, e))
-        except (CoapError, OSError) as e:
-            raise TransferError("%s: %r" % (url, e))
+            raise TransferError("%s: %s" % (url, e), "not found" if e.code == 0x84 else "server refused")
+        except CoapError as e:
+            raise TransferError("%s: %r" % (url, e), "timeout" if "no response" in str(e) else None)
+        except OSError as e:
+            raise TransferError("%s: %r" % (url, e), os_why(e))
     finally:
         if own and client is not None:
             client.close()

@@ -14,7 +14,7 @@ def fetch(url, writer, username="", password="", rate=0):
     try:
         f = open(path, "rb")
     except OSError as e:
-        raise TransferError("cannot open %s: %s" % (path, e))
+        raise TransferError("cannot open %s: %s" % (path, e), "not found" if e.args and e.args[0] == 2 else None)
     buf = bytearray(CHUNK)
     mv = memoryview(buf)
     try:

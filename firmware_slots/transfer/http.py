@@ -10,7 +10,7 @@ rate: bytes per second cap. Costs: one 1 KiB buffer and a socket.
 """
 import socket
 
-from firmware_slots.transfer import Pacer, TransferError, Restart
+from firmware_slots.transfer import Pacer, TransferError, Restart, os_why
 
 CHUNK = 1024
 TIMEOUT_S = 30
@@ -149,7 +149,7 @@ def fetch(url, writer, username="", password="", rate=0):
     try:
         c, code, hdr = _request(url, headers)
     except OSError as e:
-        raise TransferError("%s: %r" % (url, e))
+        raise TransferError("%s: %r" % (url, e), os_why(e))
     try:
         total = None
         if code == 206 and start:
@@ -170,9 +170,9 @@ def fetch(url, writer, username="", password="", rate=0):
             if "content-length" in hdr:
                 total = int(hdr["content-length"])
         elif code in (401, 403):
-            raise TransferError("HTTP %d: access denied (Username/Password)" % code)
+            raise TransferError("HTTP %d: access denied (Username/Password)" % code, "access denied")
         else:
-            raise TransferError("HTTP %d" % code)
+            raise TransferError("HTTP %d" % code, "not found" if code == 404 else "server refused")
         if "chunked" in hdr.get("transfer-encoding", ""):
             raise TransferError("chunked transfer coding is not supported")
         if writer.size and total is not None and total != writer.size:
@@ -202,6 +202,6 @@ def fetch(url, writer, username="", password="", rate=0):
                 writer.checkpoint()
             pacer.add(len(d))
     except OSError as e:
-        raise TransferError("%s: %r" % (url, e))
+        raise TransferError("%s: %r" % (url, e), os_why(e))
     finally:
         c.close()

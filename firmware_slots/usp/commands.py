@@ -22,7 +22,7 @@ from firmware_slots.core.state import A_BOOT_CAUSE
 MODES = ENUMS["Mode"].split()
 CONFIRM_INTERVAL_S = 10   # between two ConfirmationNeeded questions
 DEFAULT_RETRIES = 3       # MaxRetries -1: the agent's own policy
-FAULT = E_CMD_FAILURE     # TransferComplete! FaultCode for any failed transfer
+FAULT = E_CMD_FAILURE     # TransferComplete! FaultCode when TR-369 names nothing better
 MAX_RESUMES = 3           # reboots a Download() may survive before it is reported failed
 
 
@@ -209,6 +209,36 @@ def _activate_now(agent, i, why):
     agent.platform.reboot("RemoteReboot", why)
 
 
+# TransferComplete! FaultCode / FaultString. TR-369 (1.4 error table) defines no file-transfer
+# codes (7028-7031 are Register/Deregister), so a failed transfer is 7022 Command failure
+# and FaultString says what failed ("<what>: <detail>"); the one better fit is 7005:
+#   image larger than the slot                    7005 Resources exceeded  "image too large"
+#   CheckSum differs                              7022  "checksum mismatch"
+#   image format refused (manifest, littlefs)     7022  "invalid image"
+#   flash read-back differs                       7022  "flash read-back mismatch"
+#   fewer bytes than FileSize/Size2               7022  "image truncated"
+#   4.04 / HTTP 404 / no such file                7022  "not found"
+#   other 4.xx/5.xx, HTTP 401/403                 7022  "server refused", "access denied"
+#   no answer / ECONNREFUSED / unreachable        7022  "timeout", "connection refused", ...
+#   reboots interrupted it MAX_RESUMES times      7022  "interrupted by N reboots"
+_SLOT_WHY = (("ImageTooLarge", "image too large"), ("ChecksumMismatch", "checksum mismatch"),
+             ("InvalidImage", "invalid image"), ("ReadBackMismatch", "flash read-back mismatch"),
+             ("ImageTruncated", "image truncated"))
+
+
+def fault(e):
+    """(FaultCode, FaultString) for the exception that ended a Download()."""
+    why = getattr(e, "why", None)
+    if why is None:
+        n = e.__class__.__name__
+        why = "download failed"
+        for c, w in _SLOT_WHY:
+            if c == n:
+                why = w
+    code = E_RESOURCES if why == "image too large" else FAULT
+    return code, ("%s: %s" % (why, e))[:256]
+
+
 def run_download(agent, i):
     la = agent.la
     mgr = agent.mgr
@@ -219,7 +249,8 @@ def run_download(agent, i):
     la.flush()
     start = agent.platform.now_s()
     w = None
-    fault = None
+    failed = None
+    code = 0
     info = None
     try:
         import binascii
@@ -235,19 +266,19 @@ def run_download(agent, i):
             transfer.fetch(x["u"], w, us, pw, x.get("rt", 0))
         info = w.finish()
     except (slots.SlotError, transfer.TransferError, ValueError, OSError) as e:
-        fault = str(e) or e.__class__.__name__
+        code, failed = fault(e)
         if w is not None and not w.done:
-            mgr.fail(slot, getattr(e, "status", None) or slots.DOWNLOAD_FAILED, fault)
+            mgr.fail(slot, getattr(e, "status", None) or slots.DOWNLOAD_FAILED, failed)
     alg = x.get("ca") or ("SHA-256" if info else "Unknown")
     tc = {
         "Command": r["c"], "CommandKey": r.get("k", ""), "Requestor": r.get("o", ""),
         "TransferType": "Download", "Affected": row_ref(slot), "TransferURL": x["u"],
         "StartTime": iso_time(start), "CompleteTime": iso_time(agent.platform.now_s()),
-        "FaultCode": str(FAULT if fault else 0), "FaultString": (fault or "")[:256],
+        "FaultCode": str(code), "FaultString": failed or "",
         "CheckSumAlgorithm": alg, "CheckSum": x.get("cs") or (info["SHA256"] if info else ""),
     }
-    if fault:
-        return _finish(agent, i, (E_CMD_FAILURE, "download failed: " + fault), tc)
+    if failed:
+        return _finish(agent, i, (code, "download failed: " + failed), tc)
     if not x.get("a"):
         return _finish(agent, i, None, tc)
     x["tc"] = tc
@@ -328,5 +359,5 @@ def after_boot(agent):
                 mgr.fail(slot, slots.DOWNLOAD_FAILED, why)
             tc = {"Command": r["c"], "CommandKey": r.get("k", ""), "Requestor": r.get("o", ""),
                   "TransferType": "Download", "Affected": row_ref(slot), "TransferURL": x.get("u", ""),
-                  "FaultCode": str(FAULT), "FaultString": why}
+                  "FaultCode": str(FAULT), "FaultString": "download " + why}
             _finish(agent, i, (E_CMD_FAILURE, "download " + why), tc)
