@@ -71,6 +71,7 @@ class LocalAgent:
         self.reqs = meta.agent(A_REQUESTS) or {}
         self.next = meta.agent(A_NEXT) or {}
         self.dirty = set()
+        self.lazy = False  # a controller's reply-to changed: persisted with the next real write
         self.current = None  # controller instance of the message being handled
 
     # -- persistence --------------------------------------------------------------
@@ -78,6 +79,9 @@ class LocalAgent:
         """Write every changed table as one journal record."""
         if not self.dirty:
             return
+        if self.lazy:
+            self.dirty.add(A_CONTROLLERS)
+            self.lazy = False
         ch = {}
         for k in self.dirty:
             if k == A_SUBS:
@@ -141,8 +145,10 @@ class LocalAgent:
         c = self.ctrls[i]
         if reply_to and c.get("u") != reply_to:
             self.room(len(reply_to) - len(c.get("u") or ""))
+            # RAM only until something else is written: a Get with a new reply-to port
+            # (every aiocoap client, a fuzzer) must not cost a journal write each
             c["u"] = reply_to
-            self.dirty.add(A_CONTROLLERS)
+            self.lazy = True
         self.current = i
         return i
 

@@ -196,12 +196,17 @@ class UspAgent:
 
     # -- messages -------------------------------------------------------------------
     def handle(self, record_bytes, reply_to=None):
+        if not record_bytes:
+            raise BadRecord("empty payload: not a USP Record")
         try:
             rec = codec.decode_record(record_bytes)
         except codec.DecodeError as e:
             raise BadRecord("not a USP Record: %s" % e)
-        if rec.get("to_id") != self.endpoint_id:
-            return []
+        to = rec.get("to_id")
+        if not to:
+            raise BadRecord("Record without to_id")
+        if to != self.endpoint_id:
+            return []  # routed to someone else: not ours to answer
         sender = rec.get("from_id", "")
         if not sender:
             raise BadRecord("Record without from_id")
@@ -213,7 +218,10 @@ class UspAgent:
             raise e
         payload = codec.record_payload(rec)
         if payload is None:
-            return []  # mqtt/stomp connect, disconnect records: nothing to answer
+            for k in ("mqtt_connect", "stomp_connect", "websocket_connect", "uds_connect", "disconnect"):
+                if k in rec:
+                    return []  # connect / disconnect records: nothing to answer
+            raise BadRecord("Record without a record type")
         if not payload:
             raise BadRecord("Record without payload")
         try:
