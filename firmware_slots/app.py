@@ -158,5 +158,7 @@ def serve(mgr, endpoint_id, host="127.0.0.1", port=5683, path="usp", seconds=0, 
     finally:
         if lst:
             lst.close()
+        if mtp._outbox is not None:  # what the outbound path sent and dropped, for benches
+            print("STATS", mtp._outbox.stats)
         mtp.close()
     return 0

@@ -184,6 +184,19 @@ class CoapEndpoint:
             except OSError:
                 pass  # sent once; best effort when the table is full
 
+    def watch(self, pollable):
+        """Also wake poll() when `pollable` (another socket the same loop serves, e.g. a
+        download's) is readable; -> the key to give unwatch()."""
+        k = pollable.fileno() if hasattr(pollable, "fileno") else pollable
+        self._poller.register(k, select.POLLIN)
+        return k
+
+    def unwatch(self, key):
+        try:
+            self._poller.unregister(key)
+        except (OSError, KeyError, ValueError):
+            pass
+
     # --- receiving -------------------------------------------------------------
     def poll(self, timeout_ms=0):
         """Wait up to timeout_ms (None = until something happens) for datagrams,

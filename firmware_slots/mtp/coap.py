@@ -27,11 +27,12 @@ from firmware_slots.coap import numbers as N
 from firmware_slots.coap.server import Response
 from firmware_slots.coap.uri import parse_uri, make_uri
 from firmware_slots.coap.error import CoapError
-from firmware_slots.coap._compat import ticks_ms
+from firmware_slots.coap._compat import ticks_ms, ticks_diff
 
 RT = "bbf.usp.endpoint"
 IF_AGENT = "bbf.usp.a"
 CF_USP = N.OCTET_STREAM  # 42, R-COAP.6
+POLL_MS = 50             # agent.poll() cadence while a download is being stepped
 
 
 class CoapMtp:
@@ -50,6 +51,11 @@ class CoapMtp:
         self.log = log
         self._sessions = {}     # (host, port) -> DTLS CoapEndpoint
         self.stats = {"in": 0, "refused": 0}
+        if hasattr(agent, "coop"):
+            agent.coop = True   # Download() runs beside the USP handler, stepped by step()
+        self._wgen = 0          # agent.task_gen the watched sockets belong to
+        self._wkeys = []        # transfer sockets registered with the endpoint's poller
+        self._polled = 0
 
     @property
     def client(self):
@@ -204,12 +210,30 @@ class CoapMtp:
         self.flush()
 
     def step(self, timeout_ms=100):
-        """One loop turn: serve datagrams, advance POSTs, then agent.poll() and its outbox."""
-        self.endpoint.poll(timeout_ms if not self._sessions else min(timeout_ms, 20))
+        """One loop turn: wait for a datagram (ours or a download's), serve it, advance
+        POSTs and downloads, agent.poll() (at most every POLL_MS while a download runs:
+        the pull keeps its speed) and send its outbox. Never blocks beyond timeout_ms."""
+        ag = self.agent
+        n = self.endpoint.poll(timeout_ms if not self._sessions else min(timeout_ms, 20))
         self.flush()
-        self.agent.poll(ticks_ms())
+        tasks = getattr(ag, "tasks", None)
+        if tasks:
+            ag.step_tasks()
+        now = ticks_ms()
+        if n or not tasks or ticks_diff(now, self._polled) >= POLL_MS:
+            self._polled = now
+            ag.poll(now)
+        if tasks is not None and self._wgen != ag.task_gen:
+            self._rewatch()
         self.collect()
         self.flush()
+
+    def _rewatch(self):
+        ep = self.endpoint
+        for k in self._wkeys:
+            ep.unwatch(k)
+        self._wkeys = [ep.watch(p) for p in self.agent.pollables()]
+        self._wgen = self.agent.task_gen
 
     def serve(self, duration_ms=None, stop=None):
         from firmware_slots.coap._compat import ticks_add, ticks_diff

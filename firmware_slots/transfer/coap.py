@@ -47,8 +47,63 @@ def _client(u, bs):
 
 
 def fetch(url, writer, username="", password="", rate=0, block_size=None, client=None):
-    from firmware_slots.coap.uri import parse_uri
+    """The whole pull, blocking (waits on the fetch socket between blocks)."""
+    t = start(url, writer, username, password, rate, block_size, client)
+    try:
+        while not t.step():
+            t.wait(200)
+    finally:
+        t.close()
+    if t.error is not None:
+        raise t.error
+
+
+class _Task:
+    """A pull in progress: step() after the loop's poll (never blocks) -> True when done,
+    then .error is None or the TransferError/SlotError that ended it."""
+
+    def __init__(self, pending, own, url):
+        self.p = pending
+        self.own = own
+        self.url = url
+        self.ep = pending.ep
+        self.pollable = self.ep.transport.pollable  # for the owner's select.poll
+        self.error = None
+
+    def step(self):
+        self.ep.poll(0)
+        if not self.p.step():
+            return False
+        if self.p.error is not None:
+            self.error = _error(self.p.error, self.url)
+        self.close()
+        return True
+
+    def wait(self, ms):
+        self.ep.poll(ms)
+
+    def close(self):
+        if self.own is not None:
+            self.own.close()
+            self.own = None
+
+
+def _error(e, url):
     from firmware_slots.coap.error import CoapError, CoapResponseError, RepresentationChanged
+    if isinstance(e, RepresentationChanged):
+        return Restart("remote image changed during the transfer: %s" % e)
+    if isinstance(e, CoapResponseError):
+        return TransferError("%s: %s" % (url, e), "not found" if e.code == 0x84 else "server refused")
+    if isinstance(e, CoapError):
+        return TransferError("%s: %r" % (url, e), "timeout" if "no response" in str(e) else None)
+    if isinstance(e, OSError):
+        return TransferError("%s: %r" % (url, e), os_why(e))
+    return e  # TransferError, Restart or SlotError raised while writing: as it is
+
+
+def start(url, writer, username="", password="", rate=0, block_size=None, client=None):
+    """Begin pulling `url` into `writer`; -> a task to step() from the caller's loop."""
+    from firmware_slots.coap.uri import parse_uri
     try:
         u = parse_uri(url)
     except ValueError as e:
@@ -99,19 +154,13 @@ def fetch(url, writer, username="", password="", rate=0, block_size=None, client
         return True
 
     own = client is None
+    if own:
+        client = _client(u, bs)
     try:
+        c = getattr(client, "client", client)  # a DTLS client wraps a CoapClient
+        p = c.start_fetch(u, on_block, block_size=bs, start_block=start // bs)
+    except (OSError, ValueError) as e:
         if own:
-            client = _client(u, bs)
-        try:
-            client.fetch(u, on_block, block_size=bs, start_block=start // bs)
-        except RepresentationChanged as e:
-            raise Restart("remote image changed during the transfer: %s" % e)
-        except CoapResponseError as e:
-            raise TransferError("%s: %s" % (url, e), "not found" if e.code == 0x84 else "server refused")
-        except CoapError as e:
-            raise TransferError("%s: %r" % (url, e), "timeout" if "no response" in str(e) else None)
-        except OSError as e:
-            raise TransferError("%s: %r" % (url, e), os_why(e))
-    finally:
-        if own and client is not None:
             client.close()
+        raise _error(e, url)
+    return _Task(p, client if own else None, url)

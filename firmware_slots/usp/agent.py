@@ -4,6 +4,7 @@
     agent.startup()                     # post-boot notifications into agent.outbox
     replies = agent.handle(record_bytes, reply_to="coap://10.0.0.2:5683/usp")
     agent.poll(now_ms)                  # runs Download(), Activate() windows, Reboot()
+    agent.coop = True; agent.step_tasks()   # a loop that serves USP while Download() pulls
     for eid, rec in agent.take_outbox(): send rec to agent.controller_uri(eid)
 
 What the device pays: Get, Operate and GetSupportedProtocol are handled here; Set/Add/
@@ -89,6 +90,9 @@ class UspAgent:
         self.boot_pending = False
         self.current_eid = None
         self.creds = {}  # Request.{i} -> (Username, Password) of a pending Download(): RAM only
+        self.tasks = {}               # request -> Download() in flight (commands.start_download)
+        self.task_gen = 0             # bumped whenever a transfer starts or ends (MTP re-polls)
+        self.coop = False             # True: the MTP's loop steps downloads (step_tasks)
         self.retry = []               # Notifies awaiting their NotifyResp (notify.py: NotifRetry)
         self.retry_dropped = 0
         self.notif_retry = (5, 2000)  # USPNotifRetryMinimumWaitInterval s, ...IntervalMultiplier
@@ -167,8 +171,13 @@ class UspAgent:
             if x.get("ph", 0) != 0:
                 continue
             if x.get("t") == "d":
+                if i in self.tasks:
+                    continue  # in flight: stepped by step_tasks()
                 from firmware_slots.usp import commands
-                commands.run_download(self, i)
+                if self.coop:
+                    commands.start_download(self, i)
+                else:
+                    commands.run_download(self, i)
             elif x.get("t") == "a":
                 from firmware_slots.usp import commands
                 commands.run_activate(self, i, now_s)
@@ -176,6 +185,20 @@ class UspAgent:
         notify.value_changes(self)
         if self.retry:
             notify.retry_due(self, now_s)
+
+    def step_tasks(self):
+        """Advance every Download() in flight by about one block; -> True while any runs.
+        May reset the device (AutoActivate) like poll()."""
+        if not self.tasks:
+            return False
+        from firmware_slots.usp import commands
+        for i in list(self.tasks):
+            commands.step_download(self, i)
+        return bool(self.tasks)
+
+    def pollables(self):
+        """Sockets of the transfers in flight, for the MTP's select.poll."""
+        return [t[0].pollable for t in self.tasks.values() if t[0] is not None and t[0].pollable is not None]
 
     def _expire(self, now_s):
         la = self.la

@@ -240,30 +240,79 @@ def fault(e):
 
 
 def run_download(agent, i):
+    """The whole Download() of request i at once (an agent nobody polls cooperatively)."""
+    start_download(agent, i)
+    while i in agent.tasks:
+        t = agent.tasks[i][0]
+        if not step_download(agent, i) and hasattr(t, "wait"):
+            t.wait(50)
+
+
+# agent.tasks[i] = [transfer task, writer, start time, restarted once, Username, Password]: a Download() in
+# flight, stepped by step_download() from the MTP's loop between USP messages.
+def start_download(agent, i):
     la = agent.la
     mgr = agent.mgr
+    x = la.reqs[i]["x"]
+    la.update_request(i, 1)
+    la.flush()
+    t0 = agent.platform.now_s()
+    w = None
+    try:
+        # continues from the last checkpoint when a reset interrupted this same URL
+        from firmware_slots.transfer import pull
+        w, resumed = pull.writer_for(mgr, x["sl"], x["u"], x.get("z", 0), x.get("ca", ""), _cs(x))
+        us, pw = agent.creds.pop(i, ("", ""))  # a reset forgets them: the server then refuses
+        agent.tasks[i] = [transfer.start(x["u"], w, us, pw, x.get("rt", 0)), w, t0, False, us, pw]
+        agent.task_gen += 1
+    except (slots.SlotError, transfer.TransferError, ValueError, OSError) as e:
+        agent.tasks[i] = [None, w, t0, True, "", ""]
+        _done(agent, i, e)
+
+
+def _cs(x):
+    import binascii
+    return binascii.unhexlify(x["cs"]) if x.get("cs") else b""
+
+
+def step_download(agent, i):
+    """Advance request i's transfer; -> True once it is over (and reported)."""
+    task = agent.tasks[i]
+    t = task[0]
+    if not t.step():
+        return False
+    e = t.error
+    if isinstance(e, transfer.Restart) and not task[3]:
+        # the remote image changed since the checkpoint: start over, once
+        x = agent.la.reqs[i]["x"]
+        try:
+            w = agent.mgr.install(x["sl"], x.get("z", 0), x.get("ca", ""), _cs(x), extra={"u": x["u"]})
+            task[0] = transfer.start(x["u"], w, task[4], task[5], x.get("rt", 0))
+            task[1] = w
+            task[3] = True
+            agent.task_gen += 1
+            return False
+        except (slots.SlotError, transfer.TransferError, ValueError, OSError) as e2:
+            e = e2
+    _done(agent, i, e)
+    return True
+
+
+def _done(agent, i, e):
+    la = agent.la
+    mgr = agent.mgr
+    task = agent.tasks.pop(i)
+    agent.task_gen += 1
+    w = task[1]
     r = la.reqs[i]
     x = dict(r["x"])
     slot = x["sl"]
-    la.update_request(i, 1)
-    la.flush()
-    start = agent.platform.now_s()
-    w = None
     failed = None
     code = 0
     info = None
     try:
-        import binascii
-        from firmware_slots.transfer import pull
-        cs = binascii.unhexlify(x["cs"]) if x.get("cs") else b""
-        # continues from the last checkpoint when a reset interrupted this same URL
-        w, resumed = pull.writer_for(mgr, slot, x["u"], x.get("z", 0), x.get("ca", ""), cs)
-        us, pw = agent.creds.pop(i, ("", ""))  # a reset forgets them: the server then refuses
-        try:
-            transfer.fetch(x["u"], w, us, pw, x.get("rt", 0))
-        except transfer.Restart:  # the remote image changed since the checkpoint
-            w = mgr.install(slot, x.get("z", 0), x.get("ca", ""), cs, extra={"u": x["u"]})
-            transfer.fetch(x["u"], w, us, pw, x.get("rt", 0))
+        if e is not None:
+            raise e
         info = w.finish()
     except (slots.SlotError, transfer.TransferError, ValueError, OSError) as e:
         code, failed = fault(e)
@@ -273,7 +322,7 @@ def run_download(agent, i):
     tc = {
         "Command": r["c"], "CommandKey": r.get("k", ""), "Requestor": r.get("o", ""),
         "TransferType": "Download", "Affected": row_ref(slot), "TransferURL": x["u"],
-        "StartTime": iso_time(start), "CompleteTime": iso_time(agent.platform.now_s()),
+        "StartTime": iso_time(task[2]), "CompleteTime": iso_time(agent.platform.now_s()),
         "FaultCode": str(code), "FaultString": failed or "",
         "CheckSumAlgorithm": alg, "CheckSum": x.get("cs") or (info["SHA256"] if info else ""),
     }
