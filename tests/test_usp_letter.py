@@ -229,3 +229,26 @@ def test_search_expressions(dev):
     r = c.set([(FW + '[Status=="Active"].', {"Alias": "live"})])
     assert c.values(FW + "1.Alias") == {FW + "1.Alias": "live"}
     assert c.values(FW + "2.Alias") == {FW + "2.Alias": "cpe-slot1"}
+
+
+# --- first contact costs no flash write and cannot lock the Controller table ------------------
+
+def test_new_controllers_and_reply_tos_cost_no_writes_and_never_fill_the_table(dev):
+    flash, mgr, agent, c = dev
+    from firmware_slots.usp.localagent import MAX_CONTROLLERS
+    c.subscribe("Event", "Device.Boot!")  # the loopback controller's row is now referred to
+    flash.reset_counters()
+    for n in range(3 * MAX_CONTROLLERS):
+        other = Controller(agent, eid="self::passer-by-%d" % n, reply_to="coap://192.0.2.%d:5683/usp" % n)
+        assert other.values("Device.DeviceInfo.SoftwareVersion")
+    assert sum(flash.programs) == 0 and sum(flash.erases) == 0
+    assert len(agent.la.ctrls) == MAX_CONTROLLERS
+    eids = [r["e"] for r in agent.la.ctrls.values()]
+    assert c.eid in eids and "self::passer-by-%d" % (3 * MAX_CONTROLLERS - 1) in eids
+    # a newcomer can still subscribe (its row is made on first contact, then kept)
+    late = Controller(agent, eid="self::late", reply_to="coap://192.0.2.99:5683/usp")
+    path = late.subscribe("Event", "Device.Boot!")
+    assert late.values(path + "Recipient")[path + "Recipient"].startswith("Device.LocalAgent.Controller.")
+    # and what was made in RAM is on flash after that write
+    mgr2, agent2 = reboot(flash)
+    assert {r["e"] for r in agent2.la.ctrls.values()} >= {c.eid, "self::late"}

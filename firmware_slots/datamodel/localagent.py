@@ -81,6 +81,7 @@ class LocalAgent:
             return
         if self.lazy:
             self.dirty.add(A_CONTROLLERS)
+            self.dirty.add(A_NEXT)
             self.lazy = False
         ch = {}
         for k in self.dirty:
@@ -131,17 +132,28 @@ class LocalAgent:
         i = self.controller_by_eid(eid)
         if i is None:
             if len(self.ctrls) >= MAX_CONTROLLERS:
-                self.current = None
-                return None
+                v = self._disposable()
+                if v is None:
+                    self.current = None
+                    return None
+            else:
+                v = None
             self.room(len(eid) + len(reply_to or "") + 24)  # the row's CBOR: strings plus keys
+            if v is not None:
+                del self.ctrls[v]  # a row nothing refers to: the table is not first-come
+            n_dirty = A_NEXT in self.dirty
             i = self.new_inst(CT)
+            if not n_dirty:
+                self.dirty.discard(A_NEXT)
             c = dict(_DEFAULTS[CT])
             c["m"] = {}
             c["b"] = {}
             c["e"] = eid
             c["al"] = "cpe-%d" % i
             self.ctrls[i] = c
-            self.dirty.add(A_CONTROLLERS)
+            # RAM only until something else is written: a stream of new from_ids (a fuzzer,
+            # a misconfigured fleet) costs no journal write each
+            self.lazy = True
         c = self.ctrls[i]
         if reply_to and c.get("u") != reply_to:
             self.room(len(reply_to) - len(c.get("u") or ""))
@@ -151,6 +163,20 @@ class LocalAgent:
             self.lazy = True
         self.current = i
         return i
+
+    def _disposable(self):
+        """A Controller row made on first contact that nothing refers to (no MTP, no
+        BootParameter, no Subscription, no Request): the oldest such, or None."""
+        for i in sorted(self.ctrls):
+            c = self.ctrls[i]
+            if c.get("m") or c.get("b"):
+                continue
+            if any(s.get("r") == i for s in self.subs.values()):
+                continue
+            if any(r.get("o") == c.get("e") for r in self.reqs.values()):
+                continue
+            return i
+        return None
 
     def controller_uri(self, eid):
         i = self.controller_by_eid(eid)

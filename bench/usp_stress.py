@@ -1,0 +1,303 @@
+"""The agent under stress (MicroPython unix port, loopback); prints ONE JSON object.
+
+healthy_get_p99_ms         p99 (and _p50) of a healthy aiocoap controller's USP Get round trip
+                           (POST, 2.04, reply POST) while `blackholes` other controllers' Gets
+                           have reply-to addresses where nothing answers (their replies are
+                           pending in the agent's outbox)
+blackholes                 how many such reply-to addresses were pending
+outbox_dropped             Records the agent's outbox dropped (its STATS line at exit), with
+                           outbox_stats (sent / full / evicted / silent / failed)
+get_during_download_p99_ms p99 Get round trip while the agent pulls a 1 MiB Download()
+                           (coap://, libcoap coap-server-notls, 1024-byte blocks)
+download_1mib_s_idle       Download() of 1 MiB, OperateResp to OperationComplete, nobody asking
+download_1mib_s_serving    the same while Gets are answered back to back
+download_1mib_s_base       the same idle Download() with the code of --base REV (git archive),
+                           same run: "today" for the 10% pull-speed goal; speed_ratio_vs_base
+fuzz_datagrams             seeded fuzzed datagrams sent (tests/device/coapfuzz.py, --fuzz N,
+                           default 200000), then: fuzz_get_after_ms, fuzz_rss_kb (before,
+                           after), fuzz_state_unchanged (Device.DeviceInfo. values equal)
+
+    python bench/usp_stress.py [--fuzz N] [--base REV] [--gets N]
+"""
+import asyncio
+import hashlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "device"))
+
+from mpy import micropython_exe  # noqa: E402
+from test_coap_support import free_udp_port, pattern  # noqa: E402
+
+MIB = 1 << 20
+AGENT_ID = "os::0044FF-stress"
+FW = "Device.DeviceInfo.FirmwareImage."
+LAYOUT = ["--sector", "4096", "--slot-blocks", "260", "--nslots", "2", "--journal-blocks", "4"]
+
+
+def arg(name, default):
+    return type(default)(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else default
+
+
+def make_flash(path):
+    from firmware_slots import layout
+    flash, mgr = layout.sim_device(sector_size=4096, journal_blocks=4, slot_blocks=260, nslots=2,
+                                   path=path)
+    data = (b"FWIMG:app:1.0\n" + pattern(30000))[:30000]
+    w = mgr.install(0, len(data), "SHA-256", hashlib.sha256(data).digest(), "app", "1.0")
+    w.write(data)
+    w.finish()
+    mgr.boot()
+    mgr.confirm()
+
+
+class Agent:
+    def __init__(self, tmp, name, tree=ROOT, seconds=600):
+        self.flash = os.path.join(tmp, name + ".flash")
+        make_flash(self.flash)
+        self.port = free_udp_port()
+        env = dict(os.environ, MICROPYPATH=os.pathsep.join([tree, os.path.join(ROOT, ".frozen")]))
+        self.p = subprocess.Popen([micropython_exe(), "-m", "firmware_slots.agent_main", "--flash", self.flash,
+                                   "--port", str(self.port), "--endpoint-id", AGENT_ID,
+                                   "--seconds", str(seconds)] + LAYOUT,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tree)
+        line = self.p.stdout.readline()
+        if not line.startswith("READY"):
+            raise RuntimeError("agent did not start: %r %s" % (line, self.p.stderr.read()))
+        self.uri = "coap://127.0.0.1:%d/usp" % self.port
+
+    def rss_kb(self):
+        with open("/proc/%d/status" % self.p.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.terminate()
+        try:
+            return self.p.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            return self.p.communicate()
+
+
+def p99(xs):
+    xs = sorted(xs)
+    return round(xs[min(len(xs) - 1, int(len(xs) * 0.99))], 2)
+
+
+def libcoap_server(tmp):
+    port = free_udp_port()
+    p = subprocess.Popen(["coap-server-notls", "-A", "127.0.0.1", "-p", str(port), "-d", "10", "-v", "0"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
+    src = os.path.join(tmp, "img.bin")
+    with open(src, "wb") as f:
+        f.write(pattern(MIB))
+    uri = "coap://127.0.0.1:%d/fw/img" % port
+    subprocess.run(["coap-client-notls", "-B", "30", "-m", "put", "-b", "1024", "-t", "42", "-f", src, uri],
+                   check=True, capture_output=True, timeout=60)
+    return p, uri
+
+
+async def timed_gets(ctl, uri, n=None, until=None):
+    out = []
+    while (n is None or len(out) < n) and (until is None or not until()):
+        t = time.perf_counter()
+        await ctl.get(uri, AGENT_ID, ["Device.DeviceInfo.SoftwareVersion"])
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def _oper_complete(ctl):
+    from firmware_slots.usp import codec
+    for rec, _ in ctl.received:
+        p = codec.record_payload(rec)
+        if p is None:
+            continue
+        m = codec.decode_msg(p)
+        n = m.get("body", {}).get("request", {}).get("notify", {})
+        if "oper_complete" in n:
+            return n["oper_complete"]
+    return None
+
+
+async def download(ctl, uri, url, sha, serve):
+    """-> (seconds OperateResp..OperationComplete, [Get ms while it ran])."""
+    await ctl.request(uri, AGENT_ID, "add", {"create_objs": [{"obj_path": "Device.LocalAgent.Subscription.",
+        "param_settings": [{"param": k, "value": v, "required": True} for k, v in (
+            ("Enable", "true"), ("NotifType", "OperationComplete"), ("ReferenceList", FW + "*.Download()"))]}]})
+    ctl.received.clear()
+    t = time.perf_counter()
+    await ctl.operate(uri, AGENT_ID, FW + "2.Download()", {"URL": url, "AutoActivate": "false",
+                      "FileSize": str(MIB), "CheckSumAlgorithm": "SHA-256", "CheckSum": sha}, key="stress")
+    end = t + 120
+    gets = []
+    while _oper_complete(ctl) is None and time.perf_counter() < end:
+        if serve:
+            gets += await timed_gets(ctl, uri, 1)
+        else:
+            await asyncio.sleep(0.01)
+    dt = time.perf_counter() - t
+    oc = _oper_complete(ctl)
+    if oc is None or "cmd_failure" in oc:
+        raise RuntimeError("download failed: %r" % (oc,))
+    return dt, gets
+
+
+def run(coro, timeout=300):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def blackhole_phase(a, holes, n_gets):
+    from firmware_slots.host.controller import UspCoapController
+    from firmware_slots.usp import codec, schema
+    async with UspCoapController("self::healthy") as ctl:
+        await timed_gets(ctl, a.uri, 3)  # first contact
+        for i, h in enumerate(holes):
+            rec = codec.make_record(AGENT_ID, "self::hole%d" % i, codec.encode_msg(codec.new_msg(
+                "h%d" % i, schema.GET, "request", "get", {"param_paths": ["Device.DeviceInfo."]})))
+            r = await ctl.post_record(a.uri, rec, reply_to="coap://127.0.0.1:%d/usp" % h.getsockname()[1])
+            assert r.code.is_successful(), r
+        return await timed_gets(ctl, a.uri, n_gets)
+
+
+async def download_phase(a, url, sha, serve):
+    from firmware_slots.host.controller import UspCoapController
+    async with UspCoapController("self::dl") as ctl:
+        return await download(ctl, a.uri, url, sha, serve)
+
+
+async def state(a):
+    from firmware_slots.host.controller import UspCoapController
+    async with UspCoapController("self::state") as ctl:
+        t = time.perf_counter()
+        m = await ctl.get(a.uri, AGENT_ID, ["Device.DeviceInfo."])
+        ms = (time.perf_counter() - t) * 1000
+        res = m["body"]["response"]["get_resp"]["req_path_results"][0]["resolved_path_results"]
+        return ms, {r["resolved_path"] + k: v for r in res for k, v in r["result_params"].items()}
+
+
+async def reboot(a):
+    from firmware_slots.host.controller import UspCoapController
+    async with UspCoapController("self::end") as ctl:
+        await ctl.operate(a.uri, AGENT_ID, "Device.Reboot()", {"Reason": "bench end"})
+
+
+def fuzz(a, n):
+    import coapfuzz
+    hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    hole.bind(("127.0.0.1", 0))
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.setblocking(False)
+    k = 0
+    for d in coapfuzz.datagrams(20261201, n, AGENT_ID, hole.getsockname()[1]):
+        s.sendto(d, ("127.0.0.1", a.port))
+        k += 1
+        if k % 20 == 0:
+            time.sleep(0.001)  # let the agent keep up: the point is datagrams handled, not dropped
+            try:
+                while True:
+                    s.recv(2048)
+            except BlockingIOError:
+                pass
+    s.close()
+    hole.close()
+    return k
+
+
+def base_tree(tmp, rev):
+    d = os.path.join(tmp, "base")
+    os.makedirs(d)
+    arc = subprocess.run(["git", "-C", ROOT, "archive", rev, "firmware_slots"], check=True,
+                         capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", d], input=arc, check=True)
+    return d
+
+
+def main():
+    n_fuzz = arg("--fuzz", 200000)
+    n_gets = arg("--gets", 300)
+    base = arg("--base", "")
+    tmp = tempfile.mkdtemp(prefix="bench-usp-stress-")
+    sha = hashlib.sha256(pattern(MIB)).hexdigest()
+    srv, url = libcoap_server(tmp)
+    res = {}
+    try:
+        # 1. ten black-hole reply-to addresses pending, a healthy controller's Gets
+        a = Agent(tmp, "holes")
+        holes = []
+        try:
+            for _ in range(10):
+                h = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                h.bind(("127.0.0.1", 0))  # bound, never read: CONs to it are never ACKed
+                holes.append(h)
+            lat = run(blackhole_phase(a, holes, n_gets))
+            res["healthy_get_p99_ms"] = p99(lat)
+            res["healthy_get_p50_ms"] = round(statistics.median(lat), 2)
+            res["blackholes"] = len(holes)
+            # 2. Gets while a 1 MiB Download() is pulled, then the same Download() idle
+            dt, gets = run(download_phase(a, url, sha, True))
+            res["get_during_download_p99_ms"] = p99(gets)
+            res["gets_during_download"] = len(gets)
+            res["download_1mib_s_serving"] = round(dt, 3)
+            # 3. fuzz, then: still answering, RSS, state
+            ms0, before = run(state(a))
+            rss0 = a.rss_kb()
+            t = time.perf_counter()
+            res["fuzz_datagrams"] = fuzz(a, n_fuzz)
+            res["fuzz_s"] = round(time.perf_counter() - t, 1)
+            ms, after = run(state(a))
+            res["fuzz_get_after_ms"] = round(ms, 2)
+            res["fuzz_rss_kb"] = [rss0, a.rss_kb()]
+            res["fuzz_state_unchanged"] = before == after
+            run(reboot(a))
+            out, err = a.p.communicate(timeout=30)
+            stats = [line for line in out.splitlines() if line.startswith("STATS")]
+            st = eval(stats[-1][6:]) if stats else {}  # the agent's own dict repr
+            res["outbox_dropped"] = st.get("dropped")
+            res["outbox_stats"] = st
+            res["agent_tracebacks"] = err.count("Traceback")
+        finally:
+            for h in holes:
+                h.close()
+            a.stop()
+        idle = []
+        for _ in range(3):
+            a = Agent(tmp, "idle")
+            try:
+                idle.append(run(download_phase(a, url, sha, False))[0])
+            finally:
+                a.stop()
+        res["download_1mib_s_idle"] = round(statistics.median(idle), 3)
+        if base:
+            tree = base_tree(tmp, base)
+            bs = []
+            for _ in range(3):
+                a = Agent(tmp, "base", tree=tree)
+                try:
+                    bs.append(run(download_phase(a, url, sha, False))[0])
+                finally:
+                    a.stop()
+            res["download_1mib_s_base"] = round(statistics.median(bs), 3)
+            res["base"] = base
+            res["speed_ratio_vs_base"] = round(res["download_1mib_s_idle"] / res["download_1mib_s_base"], 3)
+    finally:
+        srv.terminate()
+        srv.wait()
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
