@@ -10,14 +10,16 @@ outbox_dropped             Records the agent's outbox dropped (its STATS line at
 get_during_download_p99_ms p99 Get round trip while the agent pulls a 1 MiB Download()
                            (coap://, libcoap coap-server-notls, 1024-byte blocks)
 download_1mib_s_idle       Download() of 1 MiB, OperateResp to OperationComplete, nobody asking
-download_1mib_s_serving    the same while Gets are answered back to back
+download_1mib_s_serving    the same while a controller sends a Get every --get-interval-ms (20)
 download_1mib_s_base       the same idle Download() with the code of --base REV (git archive),
                            same run: "today" for the 10% pull-speed goal; speed_ratio_vs_base
 fuzz_datagrams             seeded fuzzed datagrams sent (tests/device/coapfuzz.py, --fuzz N,
-                           default 200000), then: fuzz_get_after_ms, fuzz_rss_kb (before,
-                           after), fuzz_state_unchanged (Device.DeviceInfo. values equal)
+                           default 200000), a CoAP ping every 200 waits for the agent to catch
+                           up (fuzz_pings_unanswered: pings without RST in 2 s), then:
+                           fuzz_get_after_ms, fuzz_rss_kb (before, after),
+                           fuzz_state_unchanged (Device.DeviceInfo. values equal)
 
-    python bench/usp_stress.py [--fuzz N] [--base REV] [--gets N]
+    python bench/usp_stress.py [--fuzz N] [--base REV] [--gets N] [--get-interval-ms 20]
 """
 import asyncio
 import hashlib
@@ -63,6 +65,9 @@ def make_flash(path):
 class Agent:
     def __init__(self, tmp, name, tree=ROOT, seconds=600):
         self.flash = os.path.join(tmp, name + ".flash")
+        for f in (self.flash, self.flash + ".json"):
+            if os.path.exists(f):
+                os.unlink(f)  # a fresh device each time
         make_flash(self.flash)
         self.port = free_udp_port()
         env = dict(os.environ, MICROPYPATH=os.pathsep.join([tree, os.path.join(ROOT, ".frozen")]))
@@ -146,8 +151,9 @@ async def download(ctl, uri, url, sha, serve):
     while _oper_complete(ctl) is None and time.perf_counter() < end:
         if serve:
             gets += await timed_gets(ctl, uri, 1)
+            await asyncio.sleep(serve / 1000)  # a controller asking every `serve` ms
         else:
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.005)
     dt = time.perf_counter() - t
     oc = _oper_complete(ctl)
     if oc is None or "cmd_failure" in oc:
@@ -202,19 +208,31 @@ def fuzz(a, n):
     s.bind(("127.0.0.1", 0))
     s.setblocking(False)
     k = 0
+    lost = 0
     for d in coapfuzz.datagrams(20261201, n, AGENT_ID, hole.getsockname()[1]):
         s.sendto(d, ("127.0.0.1", a.port))
         k += 1
-        if k % 20 == 0:
-            time.sleep(0.001)  # let the agent keep up: the point is datagrams handled, not dropped
-            try:
-                while True:
-                    s.recv(2048)
-            except BlockingIOError:
-                pass
+        if k % 200 == 0:
+            # CoAP ping, wait for its RST: the agent has caught up, so the datagrams are
+            # handled by it rather than dropped by a full socket buffer (bounded wait)
+            lost += not _ping(s, a.port, k & 0xffff)
     s.close()
     hole.close()
-    return k
+    return k, lost
+
+
+def _ping(s, port, mid):
+    s.sendto(bytes([0x40, 0, mid >> 8, mid & 255]), ("127.0.0.1", port))
+    end = time.monotonic() + 2
+    while time.monotonic() < end:
+        try:
+            d = s.recv(2048)
+        except BlockingIOError:
+            time.sleep(0.0005)
+            continue
+        if len(d) >= 4 and d[0] >> 4 == 7 and d[2:4] == bytes([mid >> 8, mid & 255]):
+            return True
+    return False
 
 
 def base_tree(tmp, rev):
@@ -248,7 +266,7 @@ def main():
             res["healthy_get_p50_ms"] = round(statistics.median(lat), 2)
             res["blackholes"] = len(holes)
             # 2. Gets while a 1 MiB Download() is pulled, then the same Download() idle
-            dt, gets = run(download_phase(a, url, sha, True))
+            dt, gets = run(download_phase(a, url, sha, arg("--get-interval-ms", 20)))
             res["get_during_download_p99_ms"] = p99(gets)
             res["gets_during_download"] = len(gets)
             res["download_1mib_s_serving"] = round(dt, 3)
@@ -256,13 +274,16 @@ def main():
             ms0, before = run(state(a))
             rss0 = a.rss_kb()
             t = time.perf_counter()
-            res["fuzz_datagrams"] = fuzz(a, n_fuzz)
+            res["fuzz_datagrams"], res["fuzz_pings_unanswered"] = fuzz(a, n_fuzz)
             res["fuzz_s"] = round(time.perf_counter() - t, 1)
             ms, after = run(state(a))
             res["fuzz_get_after_ms"] = round(ms, 2)
             res["fuzz_rss_kb"] = [rss0, a.rss_kb()]
             res["fuzz_state_unchanged"] = before == after
-            run(reboot(a))
+            try:
+                run(reboot(a), 20)
+            except Exception:
+                pass  # the agent resets right after its OperateResp: a late ACK may be refused
             out, err = a.p.communicate(timeout=30)
             stats = [line for line in out.splitlines() if line.startswith("STATS")]
             st = eval(stats[-1][6:]) if stats else {}  # the agent's own dict repr
@@ -273,26 +294,25 @@ def main():
             for h in holes:
                 h.close()
             a.stop()
-        idle = []
-        for _ in range(3):
-            a = Agent(tmp, "idle")
-            try:
-                idle.append(run(download_phase(a, url, sha, False))[0])
-            finally:
-                a.stop()
-        res["download_1mib_s_idle"] = round(statistics.median(idle), 3)
-        if base:
-            tree = base_tree(tmp, base)
-            bs = []
-            for _ in range(3):
-                a = Agent(tmp, "base", tree=tree)
+        # idle Download() now and (with --base) with the base revision's code, alternating
+        # so machine load hits both alike
+        tree = base_tree(tmp, base) if base else None
+        idle, bs = [], []
+        for r in range(3):
+            for t, out in ((ROOT, idle), (tree, bs)):
+                if t is None:
+                    continue
+                a = Agent(tmp, "idle", tree=t)
                 try:
-                    bs.append(run(download_phase(a, url, sha, False))[0])
+                    out.append(run(download_phase(a, url, sha, False))[0])
                 finally:
                     a.stop()
+        res["download_1mib_s_idle"] = round(statistics.median(idle), 3)
+        if base:
             res["download_1mib_s_base"] = round(statistics.median(bs), 3)
             res["base"] = base
             res["speed_ratio_vs_base"] = round(res["download_1mib_s_idle"] / res["download_1mib_s_base"], 3)
+        res["load_avg_1min"] = os.getloadavg()[0]
     finally:
         srv.terminate()
         srv.wait()

@@ -33,6 +33,7 @@ RT = "bbf.usp.endpoint"
 IF_AGENT = "bbf.usp.a"
 CF_USP = N.OCTET_STREAM  # 42, R-COAP.6
 POLL_MS = 50             # agent.poll() cadence while a download is being stepped
+REBOOT_HOLD_MS = 3000    # longest a due reboot waits for queued Records to be ACKed
 
 
 class CoapMtp:
@@ -56,6 +57,7 @@ class CoapMtp:
         self._wgen = 0          # agent.task_gen the watched sockets belong to
         self._wkeys = []        # transfer sockets registered with the endpoint's poller
         self._polled = 0
+        self._hold = None       # ticks when a due reboot started waiting for the outbox
 
     @property
     def client(self):
@@ -220,6 +222,14 @@ class CoapMtp:
         if tasks:
             ag.step_tasks()
         now = ticks_ms()
+        if getattr(ag, "reboot_due", None) and self._outbox is not None and self._outbox.busy():
+            # a Reboot()'s OperateResp (and the rest) gets its ACK before the reset, bounded
+            if self._hold is None:
+                self._hold = now
+            if ticks_diff(now, self._hold) < REBOOT_HOLD_MS:
+                self.flush()
+                return
+        self._hold = None
         if n or not tasks or ticks_diff(now, self._polled) >= POLL_MS:
             self._polled = now
             ag.poll(now)
