@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "device"))
 
 from mpy import micropython_exe  # noqa: E402
-from test_coap_support import free_udp_port, pattern  # noqa: E402
+from support.coap_peers import free_udp_port, pattern  # noqa: E402
 
 MIB = 1 << 20
 AGENT_ID = "os::0044FF-stress"
@@ -51,9 +51,10 @@ def arg(name, default):
 
 
 def make_flash(path):
-    from firmware_slots import layout
-    flash, mgr = layout.sim_device(sector_size=4096, journal_blocks=4, slot_blocks=260, nslots=2,
-                                   path=path)
+    from firmware_slots import app
+    with open(path + ".json", "w") as f:  # the agent reads its layout (and mode) from here
+        json.dump(app.profile_from_numbers(4096, None, 1, 4, 260, 2, mode="raw"), f)
+    flash, mgr = app.open_flash_file(path)
     data = (b"FWIMG:app:1.0\n" + pattern(30000))[:30000]
     w = mgr.install(0, len(data), "SHA-256", hashlib.sha256(data).digest(), "app", "1.0")
     w.write(data)

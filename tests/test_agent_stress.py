@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "device"))
 
 from mpy import requires_micropython  # noqa: E402
-from test_coap_support import free_udp_port, pattern  # noqa: E402
+from support.coap_peers import free_udp_port, pattern  # noqa: E402
 
 aiocoap = pytest.importorskip("aiocoap")
 
@@ -95,7 +95,7 @@ def test_gets_are_answered_while_a_download_pulls(tmp_path):
         url = "coap://127.0.0.1:%d/fw/img" % port
         subprocess.run([COAP_CLIENT, "-B", "30", "-m", "put", "-b", "1024", "-t", "42", "-f", str(src), url],
                        check=True, capture_output=True, timeout=60)
-        a = AgentProc(tmp_path / "dev.flash", seconds=90, extra=["--slot-blocks", "80"])  # last one wins
+        a = AgentProc(tmp_path / "dev.flash", seconds=90)  # the layout file says 80-block slots
 
         async def go():
             async with UspCoapController("self::dl") as ctl:
@@ -134,16 +134,20 @@ def test_gets_are_answered_while_a_download_pulls(tmp_path):
 
 
 def _flash(path, slot_blocks):
-    from firmware_slots import layout
+    """Like test_mtp_binding.make_flash, with bigger slots."""
+    import json
+    from firmware_slots import app
     from test_mtp_binding import image
-    flash, mgr = layout.sim_device(sector_size=4096, journal_blocks=2, slot_blocks=slot_blocks, nslots=2,
-                                   path=str(path))
+    with open(str(path) + ".json", "w") as f:
+        json.dump(app.profile_from_numbers(4096, None, 1, 2, slot_blocks, 2, mode="raw"), f)
+    flash, mgr = app.open_flash_file(str(path))
     data = image()
     w = mgr.install(0, len(data), "SHA-256", hashlib.sha256(data).digest(), "app", "1.0")
     w.write(data)
     w.finish()
     mgr.boot()
     mgr.confirm()
+    flash.close()
 
 
 def _notifies(ctl):

@@ -14,7 +14,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "device"))
 
 from mpy import requires_micropython  # noqa: E402
-from test_coap_support import free_udp_port  # noqa: E402
+from support.coap_peers import free_udp_port  # noqa: E402
 
 aiocoap = pytest.importorskip("aiocoap")
 
@@ -174,10 +174,9 @@ def test_seeded_fuzz_leaves_agent_answering_and_state_unchanged(agent):
 def test_no_traceback_after_everything(agent):
     out, err = agent.stop()
     assert "Traceback" not in err, err[-2000:]
-    from firmware_slots import layout
+    from firmware_slots import app
     import hashlib
-    flash, mgr = layout.sim_device(sector_size=4096, journal_blocks=2, slot_blocks=8, nslots=2,
-                                   path=str(agent.flash))
+    flash, mgr = app.open_flash_file(str(agent.flash))
     i = mgr.info(0)
     assert i["SHA256"] == hashlib.sha256(agent.image).hexdigest() and i["Available"]
     assert mgr.status(1) == "NoImage"

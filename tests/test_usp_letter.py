@@ -67,7 +67,7 @@ def test_header_that_disagrees_with_the_body_is_7001_and_not_carried_out(dev):
     out = agent.handle(bytes(codec.make_record(AGENT_ID, CTRL_ID, codec.encode_msg(msg))))
     m = codec.decode_msg(codec.record_payload(codec.decode_record(out[0])))
     assert m["header"].get("msg_type", 0) == schema.ERROR and m["body"]["error"]["err_code"] == 7001
-    assert c.values(FW + "1.Alias") == {FW + "1.Alias": "cpe-slot0"}
+    assert c.values(FW + "1.Alias") == {FW + "1.Alias": "cpe-1"}
     # a matching header still works
     assert c.set([(FW + "1.", {"Alias": "mine"})])["updated_obj_results"]
 
@@ -228,14 +228,14 @@ def test_search_expressions(dev):
     # a search in a Set selects the rows it writes
     r = c.set([(FW + '[Status=="Active"].', {"Alias": "live"})])
     assert c.values(FW + "1.Alias") == {FW + "1.Alias": "live"}
-    assert c.values(FW + "2.Alias") == {FW + "2.Alias": "cpe-slot1"}
+    assert c.values(FW + "2.Alias") == {FW + "2.Alias": "cpe-2"}
 
 
 # --- first contact costs no flash write and cannot lock the Controller table ------------------
 
 def test_new_controllers_and_reply_tos_cost_no_writes_and_never_fill_the_table(dev):
     flash, mgr, agent, c = dev
-    from firmware_slots.usp.localagent import MAX_CONTROLLERS
+    from firmware_slots.datamodel.localagent import MAX_CONTROLLERS
     c.subscribe("Event", "Device.Boot!")  # the loopback controller's row is now referred to
     flash.reset_counters()
     for n in range(3 * MAX_CONTROLLERS):
