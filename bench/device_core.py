@@ -4,6 +4,8 @@
                                     MicroPython over all geometries; bricked = failed checks
     metadata_erases_per_boot        journal erases per normal boot of a confirmed image
     boots_per_metadata_erase        trial boots (attempt counting) per journal erase
+    ..._erased00                    the same two on flash that erases to 0x00 (the sweep
+                                    covers such a geometry too: nor-4k-16b-erased00)
     write_overhead_ratio            install (erase-ahead, program, SHA-256, read-back,
                                     journal) of a 256 KiB image / raw erase+program of the
                                     same bytes into the same simulated flash, same run
@@ -30,7 +32,8 @@ COUNTERS = r"""
 from firmware_slots.sim.simdev import sim_device, reopen
 from firmware_slots.sim.norsim import NorFlash
 import time
-flash, m = sim_device(sector_size=4096, journal_blocks=2, slot_blocks=80, nslots=2, max_attempts=10**6)
+flash, m = sim_device(sector_size=4096, journal_blocks=2, slot_blocks=80, nslots=2, max_attempts=10**6,
+                      erased=ERASED)
 img = bytes(range(256)) * 1024  # 256 KiB
 w = m.install(0, size=len(img))
 for p in range(0, len(img), 1024):
@@ -55,6 +58,8 @@ for _ in range(1000):
     assert d.trial
 trial_erases = jerases() - e0
 print("COUNT", normal, 1000 / max(trial_erases, 1e-9) if trial_erases else 1000)
+if ERASED != 0xFF:
+    raise SystemExit
 
 # write overhead: the same bytes, same chunking, same flash geometry
 def raw():
@@ -164,7 +169,13 @@ def main():
     n, bad = map(int, line[-1].split()[1:])
     out["cut_points_tested"] = n
     out["bricked"] = bad
-    p = run(COUNTERS, heap=16 << 20)
+    p = run("ERASED = 0x00\n" + COUNTERS, heap=16 << 20)
+    for l in p.stdout.splitlines():
+        if l.startswith("COUNT"):
+            a, b = l.split()[1:]
+            out["metadata_erases_per_boot_erased00"] = float(a)
+            out["boots_per_metadata_erase_erased00"] = round(float(b), 1)
+    p = run("ERASED = 0xFF\n" + COUNTERS, heap=16 << 20)
     if p.returncode:
         raise SystemExit(p.stderr)
     for l in p.stdout.splitlines():

@@ -58,7 +58,7 @@ class Board:
         fl = profile["flash"]
         self.write_size = fl.get("write_size", 1)
         path = fl.get("path") or os.getenv("FWSLOTS_FLASH") or "fwslots.flash"
-        self.flash = CutFlash(fl["sector"], fl["sectors"], self.write_size, path)
+        self.flash = CutFlash(fl["sector"], fl["sectors"], self.write_size, path, fl.get("erased", 255))
         cut = os.getenv("FWSLOTS_CUT_AT")
         if cut:
             self.flash.cut_at = int(cut)

@@ -27,13 +27,13 @@ RESET_EXIT = 75  # agent_main's exit code for a USP reboot: the launcher restart
 
 
 def profile_from_numbers(sector=4096, sectors=None, write_size=1, journal_blocks=2,
-                         slot_blocks=64, nslots=2, max_attempts=3, mode="app"):
+                         slot_blocks=64, nslots=2, max_attempts=3, mode="app", erased=255):
     """A profile dict for one flash carved [journal][slot 1][slot 2]..."""
     slots = [{"first": journal_blocks + i * slot_blocks, "blocks": slot_blocks} for i in range(nslots)]
     need = journal_blocks + slot_blocks * nslots
     return {"name": "flash-file", "mode": mode, "adapter": "unix_virtual",
             "flash": {"device": "file", "sector": sector, "sectors": sectors or need,
-                      "write_size": write_size},
+                      "write_size": write_size, "erased": erased},
             "journal": {"first": 0, "blocks": journal_blocks}, "slots": slots,
             "boot": {"max_attempts": max_attempts}}
 
@@ -87,7 +87,8 @@ def slot_manager(profile, b=None):
     j, slots = b.devices()
     bp = profile.get("boot", {})
     keys, floor = trust(profile)
-    m = SlotManager(slots, j, b.write_size, bp.get("max_attempts", 3), inspector(profile, b), keys, floor)
+    m = SlotManager(slots, j, b.write_size, bp.get("max_attempts", 3), inspector(profile, b), keys, floor,
+                    profile["flash"].get("erased"))  # erased None: what the device says, else 0xFF
     m.controllers = (profile.get("trust") or {}).get("controllers")  # read by the USP agent
     return m
 

@@ -10,6 +10,14 @@ speak it. `BlockWindow` carves a slot or the journal out of a larger device.
 
 `FlashRegion` adds byte addressing on top, so callers think in offsets; it costs one
 small object and no buffers.
+
+Erased value: what an erased byte reads, a property of the part (MCUboot's
+flash_area_erased_val()). The block protocol has no ioctl for it, so:
+    device attribute `erased`    NorFlash / RamFlash / BlockWindow (forwarded) say it
+    FlashRegion(..., erased=e)   overrides (a board profile's "flash" "erased")
+    neither                      0xFF, NOR's usual
+Everything that tests for or pads with erased bytes asks `region.erased`: the journal
+(end of records, record padding), the image writer (last-unit padding, resume checks).
 """
 
 IOCTL_BLOCK_COUNT = 4
@@ -31,6 +39,7 @@ class BlockWindow:
         self.dev = dev
         self.first = first
         self.count = count
+        self.erased = getattr(dev, "erased", 0xFF)
 
     def readblocks(self, n, buf, off=0):
         self._check(n, off, len(buf))
@@ -59,8 +68,9 @@ class BlockWindow:
 class FlashRegion:
     """Byte-addressed view of a block device: read/program at offsets, erase sectors."""
 
-    def __init__(self, dev, write_size=1):
+    def __init__(self, dev, write_size=1, erased=None):
         self.dev = dev
+        self.erased = getattr(dev, "erased", 0xFF) if erased is None else erased
         self.sector = dev.ioctl(IOCTL_BLOCK_SIZE, 0)
         self.sectors = dev.ioctl(IOCTL_BLOCK_COUNT, 0)
         self.size = self.sector * self.sectors
@@ -90,8 +100,8 @@ class FlashRegion:
         self.dev.ioctl(IOCTL_BLOCK_ERASE, sector)
 
     def is_erased(self, offset, length, scratch):
-        """True when `length` bytes from `offset` all read 0xFF (uses `scratch` as buffer)."""
-        ff = b"\xff" * len(scratch)
+        """True when `length` bytes from `offset` all read erased (uses `scratch` as buffer)."""
+        ff = bytes((self.erased,)) * len(scratch)
         while length > 0:
             n = min(length, len(scratch))
             mv = memoryview(scratch)[:n]

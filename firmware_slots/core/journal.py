@@ -3,13 +3,14 @@
 On-flash record (little-endian, every record starts at a write_size-aligned offset):
 
     off  size  field
-    0    1     magic 0xA5 (never 0xFF, so erased flash ends a sector's records)
+    0    1     magic 0xA5 (neither erased value 0xFF nor 0x00: erased flash ends a sector's records)
     1    1     kind: 0x53 'S' snapshot (whole state) or 0x44 'D' delta (changes)
     2    2     body length L (bytes)
     4    4     sequence number, +1 per record, never reused
     8    L     body (CBOR, see state.py)
     8+L  4     CRC32 (binascii.crc32) over bytes 0 .. 8+L
-    12+L pad   0xFF up to the next multiple of write_size (programmed as part of the record)
+    12+L pad   erased bytes (region.erased) up to the next multiple of write_size (programmed
+               as part of the record)
 
 Ring rules:
 - a snapshot always sits at offset 0 of a sector; deltas follow it in the same sector;
@@ -153,8 +154,9 @@ class Journal:
         _put32(b, 4, self.seq + 1)
         b[HEADER:HEADER + ln] = body
         _put32(b, HEADER + ln, binascii.crc32(b[:HEADER + ln]) & 0xFFFFFFFF)
+        e = getattr(self.region, "erased", 0xFF)
         for i in range(HEADER + ln + TRAILER, total):
-            b[i] = 0xFF
+            b[i] = e
         return b
 
     def append(self, body):

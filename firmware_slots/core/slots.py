@@ -74,17 +74,19 @@ class SlotManager:
     """N slots plus the journal. `inspect(dev, length) -> (name, version)` checks format.
 
     keys: provisioned trust keys (core.image.load_key tuples); min_sc: the profile's
-    anti-rollback floor, below the journal's own minimum or above it."""
+    anti-rollback floor, below the journal's own minimum or above it.
+    erased: the part's erased byte when the devices do not say (core/flash.py)."""
 
-    def __init__(self, slot_devs, journal_dev, write_size=1, max_attempts=3, inspect=None, keys=(), min_sc=0):
+    def __init__(self, slot_devs, journal_dev, write_size=1, max_attempts=3, inspect=None, keys=(), min_sc=0,
+                 erased=None):
         self.keys = list(keys)
         self.min_floor = min_sc
-        self.regions = [FlashRegion(d, write_size) for d in slot_devs]
+        self.regions = [FlashRegion(d, write_size, erased) for d in slot_devs]
         self.n = len(slot_devs)
         self.write_size = write_size
         self.max_attempts = max_attempts
         self.inspect = inspect
-        self.meta = MetaStore(FlashRegion(journal_dev, write_size), self.n)
+        self.meta = MetaStore(FlashRegion(journal_dev, write_size, erased), self.n)
         self.meta.load()
         self.running = self.meta.get(DEVICE, D_RAN, -1)
         self._verified = {}
@@ -501,8 +503,9 @@ class ImageWriter:
         ws = len(self.pending)
         total = self.received
         if self.npend:  # pad the last unit with erased bytes (image length stays exact)
+            e = self.region.erased
             for j in range(self.npend, ws):
-                self.pending[j] = 0xFF
+                self.pending[j] = e
             self._program(self.pending)
             self.npend = 0
         mgr, i = self.mgr, self.slot

@@ -219,12 +219,12 @@ def open_manager(path, boot=False, create=False, layout=None, repair=False, read
         if bad and repair:
             _repair(path, prof)
     if readonly:
-        flash = NorFlash(fl["sector"], fl["sectors"], fl["write_size"])
+        flash = NorFlash(fl["sector"], fl["sectors"], fl["write_size"], erased=fl.get("erased", 255))
         with open(path, "rb") as f:
             data = f.read(fl["sector"] * fl["sectors"])
         flash.store.mem[:len(data)] = data
     else:
-        flash = NorFlash(fl["sector"], fl["sectors"], fl["write_size"], path=path)
+        flash = NorFlash(fl["sector"], fl["sectors"], fl["write_size"], path=path, erased=fl.get("erased", 255))
     j = prof["journal"]
     jdev = BlockWindow(flash, j["first"], j["blocks"])
     sdevs = [BlockWindow(flash, s["first"], s["blocks"]) for s in prof["slots"]]

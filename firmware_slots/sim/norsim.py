@@ -1,8 +1,10 @@
 """Simulated NOR flash with a fault plan: the device's flash as our tests see it.
 
 Rules it enforces (those of real NOR):
-- erase sets a whole sector to 0xFF; programming can only clear bits, so a program
-  that needs a 0->1 change raises FlashError;
+- erase sets a whole sector to the erased value `erased` (0xFF by default; 0x00 for parts
+  that erase to zeros); programming can only move bits away from it (clear them on 0xFF
+  flash, set them on 0x00 flash), so a program that needs the other change raises
+  FlashError. Internally a 0x00 part is a 0xFF part with every bit inverted;
 - with write_size > 1 (ECC flash such as STM32 or 16-byte program units) a unit may be
   programmed once per erase: offsets and lengths are multiples of write_size and every
   unit written must still be erased;
@@ -60,9 +62,9 @@ class FaultPlan:
 class _FileStore:
     """Flash contents in a file: what a killed process wrote is still there."""
 
-    def __init__(self, path, size):
+    def __init__(self, path, size, erased=0xFF):
         from firmware_slots.sim.ramflash import open_sized
-        self.f = open_sized(path, size)
+        self.f = open_sized(path, size, erased)
 
     def read(self, off, buf):
         self.f.seek(off)
@@ -78,8 +80,8 @@ class _FileStore:
 
 
 class _RamStore:
-    def __init__(self, size):
-        self.mem = bytearray(b"\xff" * size)
+    def __init__(self, size, erased=0xFF):
+        self.mem = bytearray(bytes((erased,)) * size)
 
     def read(self, off, buf):
         n = len(buf)
@@ -95,14 +97,17 @@ class _RamStore:
 class NorFlash:
     """A NOR flash speaking MicroPython's extended block-device protocol."""
 
-    def __init__(self, sector_size=4096, sectors=64, write_size=1, path=None):
+    def __init__(self, sector_size=4096, sectors=64, write_size=1, path=None, erased=0xFF):
         if write_size < 1 or sector_size % write_size:
             raise ValueError("write_size must divide sector_size")
+        if erased not in (0xFF, 0x00):
+            raise ValueError("erased must be 0xFF or 0x00")
         self.sector_size = sector_size
         self.sectors = sectors
         self.write_size = write_size
+        self.erased = erased
         self.size = sector_size * sectors
-        self.store = _FileStore(path, self.size) if path else _RamStore(self.size)
+        self.store = _FileStore(path, self.size, erased) if path else _RamStore(self.size, erased)
         self.fault = None
         self.dead = False
         self.ops = 0  # mutating operations since power-on (the fault plan's clock)
@@ -167,15 +172,19 @@ class NorFlash:
             raise FlashError("program %d+%d not aligned to %d" % (addr, ln, ws))
         old = bytearray(ln)
         self.store.read(addr, old)
-        # big-int bit arithmetic: C speed on both CPython and MicroPython
-        o = int.from_bytes(old, "big")
-        w = int.from_bytes(bytes(buf), "big")
+        # big-int bit arithmetic: C speed on both CPython and MicroPython; on a 0x00 part
+        # both sides are inverted (inv), so the rule is the 0xFF part's: only clear bits
+        inv = (1 << (8 * ln)) - 1 if self.erased == 0 else 0
+        o = int.from_bytes(old, "big") ^ inv
+        w = int.from_bytes(bytes(buf), "big") ^ inv
         if w & ~o:
             bad = ((w & ~o).bit_length() - 1) // 8
-            raise FlashError("program needs a 0->1 bit change at %d" % (addr + ln - 1 - bad))
-        if ws > 1 and old != b"\xff" * ln:
+            raise FlashError("program needs a %s bit change at %d" % (
+                "0->1" if self.erased else "1->0", addr + ln - 1 - bad))
+        if ws > 1 and old != bytes((self.erased,)) * ln:
+            blank = bytes((self.erased,)) * ws
             for u in range(0, ln, ws):
-                if old[u:u + ws] != b"\xff" * ws:
+                if old[u:u + ws] != blank:
                     raise FlashError("unit at %d programmed twice without erase" % (addr + u))
         fate = self._tick("program", n)
         if fate == "before":
@@ -185,10 +194,10 @@ class NorFlash:
             if ws > 1:
                 keep -= keep % ws
             if keep:
-                self.store.write(addr, (o & w).to_bytes(ln, "big")[:keep])
+                self.store.write(addr, ((o & w) ^ inv).to_bytes(ln, "big")[:keep])
             self.dead = True
             raise PowerCut("torn program (%d of %d bytes)" % (keep, ln))
-        self.store.write(addr, (o & w).to_bytes(ln, "big"))
+        self.store.write(addr, ((o & w) ^ inv).to_bytes(ln, "big"))
         self.programs[n] += 1
         self.bytes_programmed += ln
         if fate == "after":
@@ -214,7 +223,8 @@ class NorFlash:
             raise PowerCut("before erase")
         ss = self.sector_size
         if fate == "half":
-            # erasing drives bits towards 1: a random prefix made it, the rest is old|noise
+            # erasing drives bits towards erased: a random prefix made it, the rest is
+            # old|noise (old&noise on a 0x00 part)
             rng = XorShift(self.fault.seed)
             noise = bytearray(256)
             for i in range(256):
@@ -222,13 +232,15 @@ class NorFlash:
             cut = rng.below(ss)
             cur = bytearray(ss)
             self.store.read(n * ss, cur)
-            mixed = int.from_bytes(cur, "big") | int.from_bytes((bytes(noise) * (ss // 256 + 1))[:ss], "big")
+            nz = int.from_bytes((bytes(noise) * (ss // 256 + 1))[:ss], "big")
+            c = int.from_bytes(cur, "big")
+            mixed = (c | nz) if self.erased else (c & nz)
             cur = bytearray(mixed.to_bytes(ss, "big"))
-            cur[:cut] = b"\xff" * cut
+            cur[:cut] = bytes((self.erased,)) * cut
             self.store.write(n * ss, cur)
             self.dead = True
             raise PowerCut("half-done erase")
-        self.store.write(n * ss, b"\xff" * ss)
+        self.store.write(n * ss, bytes((self.erased,)) * ss)
         self.erases[n] += 1
         if fate == "after":
             raise PowerCut("after erase")

@@ -10,9 +10,10 @@ from firmware_slots.sim.norsim import NorFlash
 
 
 def sim_device(sector_size=4096, write_size=1, journal_blocks=2, slot_blocks=8, nslots=2,
-               path=None, **mgr_opts):
-    """A SlotManager over a fresh (or file-backed) simulated NOR flash: (flash, manager)."""
-    flash = NorFlash(sector_size, journal_blocks + slot_blocks * nslots, write_size, path)
+               path=None, erased=0xFF, **mgr_opts):
+    """A SlotManager over a fresh (or file-backed) simulated NOR flash: (flash, manager).
+    erased: the part's erased value (0xFF or 0x00)."""
+    flash = NorFlash(sector_size, journal_blocks + slot_blocks * nslots, write_size, path, erased)
     flash.layout = (journal_blocks, slot_blocks, nslots, mgr_opts)
     return flash, reopen(flash)
 

@@ -91,7 +91,8 @@ def signed(payload, counter):
 
 
 class Geometry:
-    def __init__(self, name, sector, write_size, journal_blocks, slot_blocks, image_size):
+    def __init__(self, name, sector, write_size, journal_blocks, slot_blocks, image_size, erased=0xFF):
+        self.erased = erased  # what an erased byte reads: 0xFF (most NOR) or 0x00
         self.name = name
         self.sector = sector
         self.write_size = write_size
@@ -104,6 +105,7 @@ GEOMETRIES = (
     Geometry("spi-nor-4k-1b", 4096, 1, 2, 4, 10 * 1024 + 100),
     Geometry("nor-4k-16b", 4096, 16, 2, 4, 10 * 1024 + 40),
     Geometry("stm32f4-128k", 131072, 4, 2, 1, 6 * 1024 + 8),
+    Geometry("nor-4k-16b-erased00", 4096, 16, 2, 4, 10 * 1024 + 40, erased=0x00),
 )
 
 
@@ -121,7 +123,7 @@ class Rig:
         self.known = {}
         for v in (self.v1, self.v2, self.v3):
             self.known[hashlib.sha256(v).digest()] = v
-        self.flash = NorFlash(g.sector, g.journal_blocks + 2 * g.slot_blocks, g.write_size)
+        self.flash = NorFlash(g.sector, g.journal_blocks + 2 * g.slot_blocks, g.write_size, erased=g.erased)
         m = self.manager()
         self.install(m, 0, self.v1)
         m.set_boot(0)
