@@ -37,6 +37,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "device"))
 
+from coap import libcoap_server  # noqa: E402  (bench/coap.py: 1 MiB on coap-server-notls)
 from mpy import micropython_exe  # noqa: E402
 from support.coap_peers import free_udp_port, pattern  # noqa: E402
 
@@ -100,20 +101,6 @@ class Agent:
 def p99(xs):
     xs = sorted(xs)
     return round(xs[min(len(xs) - 1, int(len(xs) * 0.99))], 2)
-
-
-def libcoap_server(tmp):
-    port = free_udp_port()
-    p = subprocess.Popen(["coap-server-notls", "-A", "127.0.0.1", "-p", str(port), "-d", "10", "-v", "0"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.3)
-    src = os.path.join(tmp, "img.bin")
-    with open(src, "wb") as f:
-        f.write(pattern(MIB))
-    uri = "coap://127.0.0.1:%d/fw/img" % port
-    subprocess.run(["coap-client-notls", "-B", "30", "-m", "put", "-b", "1024", "-t", "42", "-f", src, uri],
-                   check=True, capture_output=True, timeout=60)
-    return p, uri
 
 
 async def timed_gets(ctl, uri, n=None, until=None):

@@ -88,7 +88,7 @@ def test_gets_are_answered_while_a_download_pulls(tmp_path):
     port = free_udp_port()
     srv = subprocess.Popen([COAP_SERVER, "-A", "127.0.0.1", "-p", str(port), "-d", "10", "-v", "0"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _flash(tmp_path / "dev.flash", 80)  # 320 KiB slots
+    make_flash(tmp_path / "dev.flash", slot_blocks=80)  # 320 KiB slots
     a = None
     try:
         time.sleep(0.3)
@@ -131,23 +131,6 @@ def test_gets_are_answered_while_a_download_pulls(tmp_path):
         if a is not None:
             out, err = a.stop()
             assert "Traceback" not in err
-
-
-def _flash(path, slot_blocks):
-    """Like test_mtp_binding.make_flash, with bigger slots."""
-    import json
-    from firmware_slots import app
-    from test_mtp_binding import image
-    with open(str(path) + ".json", "w") as f:
-        json.dump(app.profile_from_numbers(4096, None, 1, 2, slot_blocks, 2, mode="raw"), f)
-    flash, mgr = app.open_flash_file(str(path))
-    data = image()
-    w = mgr.install(0, len(data), "SHA-256", hashlib.sha256(data).digest(), "app", "1.0")
-    w.write(data)
-    w.finish()
-    mgr.boot()
-    mgr.confirm()
-    flash.close()
 
 
 def _notifies(ctl):

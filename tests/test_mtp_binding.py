@@ -33,7 +33,7 @@ def image(n=20000):
     return (b"FWIMG:app:1.0\n" + hashlib.sha256(b"x").digest() * (n // 32 + 1))[:n]
 
 
-def make_flash(path, mode="raw"):
+def make_flash(path, mode="raw", slot_blocks=8):
     """Flash file with image() installed in slot 0, booted and confirmed (agent_main's layout).
 
     Its layout file says mode "raw" (no format check): these tests are about the binding,
@@ -41,8 +41,8 @@ def make_flash(path, mode="raw"):
     import json
     from firmware_slots import app
     with open(str(path) + ".json", "w") as f:
-        json.dump(app.profile_from_numbers(4096, None, 1, 2, 8, 2, mode=mode), f)
-    flash, mgr = simdev.sim_device(sector_size=4096, journal_blocks=2, slot_blocks=8, nslots=2,
+        json.dump(app.profile_from_numbers(4096, None, 1, 2, slot_blocks, 2, mode=mode), f)
+    flash, mgr = simdev.sim_device(sector_size=4096, journal_blocks=2, slot_blocks=slot_blocks, nslots=2,
                                    path=str(path))
     data = image()
     w = mgr.install(0, len(data), "SHA-256", hashlib.sha256(data).digest(), "app", "1.0")
