@@ -252,3 +252,31 @@ def test_new_controllers_and_reply_tos_cost_no_writes_and_never_fill_the_table(d
     # and what was made in RAM is on flash after that write
     mgr2, agent2 = reboot(flash)
     assert {r["e"] for r in agent2.la.ctrls.values()} >= {c.eid, "self::late"}
+
+
+def test_notif_retry_interval_is_the_controllers(dev):
+    flash, mgr, agent, c = dev
+    pl = agent.platform
+    ct = "Device.LocalAgent.Controller.1."
+    v = c.values(ct)
+    assert v[ct + "USPNotifRetryMinimumWaitInterval"] == "5" and v[ct + "USPNotifRetryIntervalMultiplier"] == "2000"
+    for name, bad in (("USPNotifRetryMinimumWaitInterval", "0"), ("USPNotifRetryIntervalMultiplier", "999")):
+        r = c.call("set", {"update_objs": [{"obj_path": ct, "param_settings": [
+            {"param": name, "value": bad, "required": True}]}]})
+        assert r[0] == "error" and r[1]["err_code"] in (7012, 7004), r  # out of TR-181's range
+    c.set([(ct, {"USPNotifRetryMinimumWaitInterval": "20", "USPNotifRetryIntervalMultiplier": "1500"})])
+    c.subscribe("ObjectCreation", "Device.LocalAgent.Controller.1.BootParameter.", NotifRetry="true")
+    agent.take_outbox()
+    c.add("Device.LocalAgent.Controller.1.BootParameter.", {"ParameterName": "Device.DeviceInfo."})
+    agent.take_outbox()
+    first = agent.retry[0][4] - agent.retry[0][3]
+    assert 20 <= first <= 30, first  # [m, m*k]
+    pl.wall_s = T0 + 19
+    agent.poll(0)
+    assert agent.take_outbox() == []
+    pl.wall_s = T0 + 31
+    agent.poll(0)
+    assert len(agent.take_outbox()) == 1
+    mgr2, agent2 = reboot(flash)  # the interval is persisted with the Controller row
+    assert Controller(agent2).values(ct + "USPNotifRetryMinimumWaitInterval") == {
+        ct + "USPNotifRetryMinimumWaitInterval": "20"}

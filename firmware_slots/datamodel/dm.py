@@ -60,7 +60,8 @@ OBJS = (
     ("Device.LocalAgent.", 0,
      "EndpointID:s SupportedProtocols:s ControllerNumberOfEntries:u SubscriptionNumberOfEntries:u RequestNumberOfEntries:u",
      (), (("TransferComplete!", "Command CommandKey Requestor TransferType Affected TransferURL StartTime CompleteTime FaultCode FaultString CheckSumAlgorithm CheckSum"),)),
-    (_CT, _MULTI | _ADD, "Alias:sw EndpointID:sw Enable:bw AssignedRole:s MTPNumberOfEntries:u BootParameterNumberOfEntries:u", (), ()),
+    (_CT, _MULTI | _ADD, "Alias:sw EndpointID:sw Enable:bw AssignedRole:s MTPNumberOfEntries:u BootParameterNumberOfEntries:u "
+     "USPNotifRetryMinimumWaitInterval:uw USPNotifRetryIntervalMultiplier:uw", (), ()),
     ("Device.LocalAgent.Controller.{i}.MTP.{i}.", _MULTI | _ADD, "Alias:sw Enable:bw Protocol:sw", (), ()),
     ("Device.LocalAgent.Controller.{i}.MTP.{i}.CoAP.", 0, "Host:sw Port:uw Path:sw", (), ()),
     ("Device.LocalAgent.Controller.{i}.BootParameter.{i}.", _MULTI | _ADD, "Alias:sw Enable:bw ParameterName:sw", (), ()),

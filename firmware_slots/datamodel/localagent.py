@@ -34,7 +34,8 @@ CT_PATH = "Device.LocalAgent.Controller."
 
 # parameter name -> stored key, per object
 _K = {
-    CT: {"Alias": "al", "EndpointID": "e", "Enable": "en"},
+    CT: {"Alias": "al", "EndpointID": "e", "Enable": "en", "USPNotifRetryMinimumWaitInterval": "rw",
+         "USPNotifRetryIntervalMultiplier": "rm"},
     MTP: {"Alias": "al", "Enable": "en", "Protocol": "p"},
     COAP: {"Host": "h", "Port": "po", "Path": "pa"},
     BP: {"Alias": "al", "Enable": "en", "ParameterName": "n"},
@@ -44,7 +45,7 @@ _K = {
     REQ: {"Alias": "al", "Originator": "o", "Command": "c", "CommandKey": "k"},
 }
 _DEFAULTS = {
-    CT: {"e": "", "en": True, "m": {}, "b": {}},
+    CT: {"e": "", "en": True, "m": {}, "b": {}, "rw": 5, "rm": 2000},  # TR-181 NotifRetry defaults
     MTP: {"en": True, "p": "CoAP", "h": "", "po": 5683, "pa": ""},
     BP: {"en": False, "n": ""},
     SUB: {"en": False, "nt": "", "rl": "", "p": False, "tl": 0, "nr": False, "ne": 0, "id": ""},
@@ -311,6 +312,8 @@ class LocalAgent:
             raise UspError(E_VALUE, "only the CoAP MTP is supported")
         if idx == COAP and k == "po" and not 0 < value < 65536:
             raise UspError(E_VALUE, "Port must be 1..65535")
+        if (k == "rw" and not 0 < value < 65536) or (k == "rm" and not 1000 <= value < 65536):
+            raise UspError(E_VALUE, "%s must be %s..65535" % (name, "1" if k == "rw" else "1000"))
         if idx != SUB or r.get("p"):  # only persisted rows count against the journal
             self.room(encoded_size(value) - encoded_size(r.get(k, "")))
         r[k] = value

@@ -95,7 +95,6 @@ class UspAgent:
         self.coop = False             # True: the MTP's loop steps downloads (step_tasks)
         self.retry = []               # Notifies awaiting their NotifyResp (notify.py: NotifRetry)
         self.retry_dropped = 0
-        self.notif_retry = (5, 2000)  # USPNotifRetryMinimumWaitInterval s, ...IntervalMultiplier
 
     # -- lifecycle ------------------------------------------------------------------
     def startup(self):

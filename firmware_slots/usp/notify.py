@@ -59,11 +59,12 @@ def emit(agent, s, eid, kind, body):
 
 # NotifRetry (TR-369 "Responses to Notifications and Notification Retry"): a Notify with
 # send_resp is sent again until its NotifyResp arrives. Retry n (1, 2, ...) waits a random
-# time in [m * k^(n-1), m * k^n] seconds, n capped at 10, m = USPNotifRetryMinimumWaitInterval
-# (default 5 s), k = USPNotifRetryIntervalMultiplier / 1000 (default 2000); it stops when
-# NotifExpiration (s since the first attempt; 0 = never) passes or the agent restarts.
-# agent.retry: [[msg_id, eid, record, first_s, next_s, n, expiration_s]], at most RETRY_MAX:
-# the oldest is given up (counted in agent.retry_dropped) when a new one does not fit.
+# time in [m * k^(n-1), m * k^n] seconds, n capped at 10, with the recipient Controller's
+# m = USPNotifRetryMinimumWaitInterval (default 5 s) and k = USPNotifRetryIntervalMultiplier
+# / 1000 (default 2000); it stops when NotifExpiration (s since the first attempt; 0 =
+# never) passes or the agent restarts.
+# agent.retry: [[msg_id, eid, record, first_s, next_s, n, expiration_s, m, k]], at most
+# RETRY_MAX: the oldest is given up (counted in agent.retry_dropped) when a new one does not fit.
 RETRY_MAX = 8
 
 
@@ -81,8 +82,10 @@ def _hold(agent, mid, eid, rec, exp):
         q.pop(0)
         agent.retry_dropped += 1
     now = agent.platform.now_s()
-    m, k = agent.notif_retry
-    q.append([mid, eid, rec, now, now + retry_wait(1, m, k), 1, exp])
+    la = agent.la
+    c = la.ctrls.get(la.controller_by_eid(eid)) or {}
+    m, k = c.get("rw", 5), c.get("rm", 2000)
+    q.append([mid, eid, rec, now, now + retry_wait(1, m, k), 1, exp, m, k])
 
 
 def acked(agent, sub_id, mid):
@@ -97,7 +100,6 @@ def acked(agent, sub_id, mid):
 def retry_due(agent, now_s):
     """Re-queue every held Notify whose wait is over; forget expired ones."""
     q = agent.retry
-    m, k = agent.notif_retry
     i = 0
     while i < len(q):
         r = q[i]
@@ -107,7 +109,7 @@ def retry_due(agent, now_s):
         if now_s >= r[4]:
             agent.outbox.append((r[1], r[2]))
             r[5] += 1
-            r[4] = now_s + retry_wait(r[5], m, k)
+            r[4] = now_s + retry_wait(r[5], r[7], r[8])
         i += 1
 
 
