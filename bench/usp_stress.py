@@ -226,8 +226,11 @@ def _ping(s, port, mid):
 def base_tree(tmp, rev):
     d = os.path.join(tmp, "base")
     os.makedirs(d)
-    arc = subprocess.run(["git", "-C", ROOT, "archive", rev, "firmware_slots"], check=True,
-                         capture_output=True).stdout
+    paths = subprocess.run(["git", "-C", ROOT, "ls-tree", "--name-only", rev], check=True,
+                           capture_output=True, text=True).stdout.split()
+    arc = subprocess.run(["git", "-C", ROOT, "archive", rev] + [p for p in ("firmware_slots", "boards")
+                                                                 if p in paths],
+                         check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", d], input=arc, check=True)
     return d
 

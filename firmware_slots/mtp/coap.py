@@ -4,18 +4,24 @@
     mtp = CoapMtp(agent, ep, path="usp", reply_host="192.0.2.7")
     mtp.startup()                # agent.startup() + first poll; boot notifications go out
     while True:
-        mtp.step(100)            # serve CoAP, send queued replies, run agent.poll()
+        mtp.step(100)            # serve CoAP, advance POSTs and downloads, run agent.poll()
 
 Inbound (our endpoint resource, rt="bbf.usp.endpoint", if="bbf.usp.a"):
   POST only (4.05 otherwise), Content-Format 42 (4.15 otherwise), a reply-to
   Uri-Query holding a coap/coaps URI (4.00 if missing or malformed), whose host must
   be the sender's own address (4.03: we never reflect replies to a third party),
-  a decodable Record (4.00); Records over one datagram arrive block-wise (Block1,
-  reassembled by the Site up to max_body, 4.13 beyond). A good Record is answered
-  2.04 Changed at once with no payload; the agent's reply Records are queued and
-  POSTed by step() to the reply-to URI, outside the handler, as new CON requests
-  from the same socket (Block1 when a Record is larger than one block).
-Outbound notifications (agent.take_outbox) go to agent.controller_uri(eid).
+  a Record the agent can process (4.00, R-COAP.13: not a Record, no payload, a Msg that
+  does not decode, a session_context Record, which also gets a DisconnectRecord 7106);
+  Records over one datagram arrive block-wise (Block1, reassembled by the Site up to
+  max_body, 4.13 beyond). A good Record is answered 2.04 Changed at once with no payload.
+Outbound: the agent's replies (to the reply-to URI) and notifications (agent.take_outbox,
+  to agent.controller_uri(eid)) go into coap/outbox.py: per-destination bounded queues,
+  one CON POST in flight per destination (Block1 when larger than one block) from the
+  same socket, advanced by step() and never waited for; a silent destination's Records
+  are dropped with a counted reason (outbox.stats). A due reboot waits up to
+  REBOOT_HOLD_MS for the queue to drain, so a Reboot()'s OperateResp is ACKed first.
+Downloads: the agent's Download() tasks are stepped by step() beside the handler; their
+  sockets are watched by the same poll, so Gets are answered while an image is pulled.
 
 Costs on the device: the CoAP client code is loaded by the first outbound POST (an
 agent nobody has talked to yet does not hold it); one reassembly buffer per concurrent Block1 upload (bounded by
