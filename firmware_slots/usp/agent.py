@@ -191,8 +191,9 @@ class UspAgent:
         if not self.tasks:
             return False
         from firmware_slots.usp import commands
-        for i in list(self.tasks):
-            commands.step_download(self, i)
+        for i in self.tasks:  # no copy per block: stop when one ends (the dict changed)
+            if commands.step_download(self, i):
+                break
         return bool(self.tasks)
 
     def pollables(self):
