@@ -13,6 +13,9 @@ download_1mib_s_idle       Download() of 1 MiB, OperateResp to OperationComplete
 download_1mib_s_serving    the same while a controller sends a Get every --get-interval-ms (20)
 download_1mib_s_base       the same idle Download() with the code of --base REV (git archive),
                            same run: "today" for the 10% pull-speed goal; speed_ratio_vs_base
+download_1mib_cpu_s_*      CPU seconds the agent process spent on that Download() (/proc/pid/stat):
+                           its work, unlike wall time not inflated by a loaded machine;
+                           cpu_ratio_vs_base
 fuzz_datagrams             seeded fuzzed datagrams sent (tests/device/coapfuzz.py, --fuzz N,
                            default 200000), a CoAP ping every 200 waits for the agent to catch
                            up (fuzz_pings_unanswered: pings without RST in 2 s), then:
@@ -87,6 +90,12 @@ class Agent:
             for line in f:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1])
+
+    def cpu_s(self):
+        """CPU seconds the agent process has used (user + system): its work, whatever the load."""
+        with open("/proc/%d/stat" % self.p.pid) as f:
+            v = f.read().rsplit(")", 1)[1].split()
+        return (int(v[11]) + int(v[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self):
         if self.p.poll() is None:
@@ -167,9 +176,12 @@ async def blackhole_phase(a, holes, n_gets):
 
 
 async def download_phase(a, url, sha, serve):
+    """-> (wall s, [Get ms], agent CPU s) of one 1 MiB Download()."""
     from firmware_slots.host.controller import UspCoapController
     async with UspCoapController("self::dl") as ctl:
-        return await download(ctl, a.uri, url, sha, serve)
+        c0 = a.cpu_s()
+        dt, gets = await download(ctl, a.uri, url, sha, serve)
+        return dt, gets, a.cpu_s() - c0
 
 
 async def state(a):
@@ -257,7 +269,8 @@ def main():
             res["healthy_get_p50_ms"] = round(statistics.median(lat), 2)
             res["blackholes"] = len(holes)
             # 2. Gets while a 1 MiB Download() is pulled, then the same Download() idle
-            dt, gets = run(download_phase(a, url, sha, arg("--get-interval-ms", 20)))
+            dt, gets, cpu = run(download_phase(a, url, sha, arg("--get-interval-ms", 20)))
+            res["download_1mib_cpu_s_serving"] = round(cpu, 3)
             res["get_during_download_p99_ms"] = p99(gets)
             res["gets_during_download"] = len(gets)
             res["download_1mib_s_serving"] = round(dt, 3)
@@ -295,14 +308,17 @@ def main():
                     continue
                 a = Agent(tmp, "idle", tree=t)
                 try:
-                    out.append(run(download_phase(a, url, sha, False))[0])
+                    out.append(run(download_phase(a, url, sha, False)))
                 finally:
                     a.stop()
-        res["download_1mib_s_idle"] = round(statistics.median(idle), 3)
+        res["download_1mib_s_idle"] = round(statistics.median(x[0] for x in idle), 3)
+        res["download_1mib_cpu_s_idle"] = round(statistics.median(x[2] for x in idle), 3)
         if base:
-            res["download_1mib_s_base"] = round(statistics.median(bs), 3)
+            res["download_1mib_s_base"] = round(statistics.median(x[0] for x in bs), 3)
+            res["download_1mib_cpu_s_base"] = round(statistics.median(x[2] for x in bs), 3)
             res["base"] = base
             res["speed_ratio_vs_base"] = round(res["download_1mib_s_idle"] / res["download_1mib_s_base"], 3)
+            res["cpu_ratio_vs_base"] = round(res["download_1mib_cpu_s_idle"] / res["download_1mib_cpu_s_base"], 3)
         res["load_avg_1min"] = os.getloadavg()[0]
     finally:
         srv.terminate()
