@@ -200,3 +200,59 @@ def test_outbox_bounds_and_drop_reasons():
         hole.close()
         a.close()
         b.close()
+
+
+# --- an http:// Download() yields too (agent level, CPython, a trickling server) -------------
+
+def test_http_download_is_stepped_while_usp_is_served(tmp_path):
+    import http.server
+    import threading
+    from usp_loopback import AGENT_ID as LID, T0, Controller, device, image, notifications
+    from firmware_slots.usp.agent import UspAgent
+    from firmware_slots.usp.platform import Platform
+    body = image("2.0", 12 * 1024)
+
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            for p in range(0, len(body), 1024):  # 1 KiB every 20 ms: a slow link
+                self.wfile.write(body[p:p + 1024])
+                self.wfile.flush()
+                time.sleep(0.02)
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        flash, mgr = device("1.0")
+        agent = UspAgent(mgr, LID, Platform(wall_s=T0))
+        agent.coop = True  # what the MTP sets: downloads are stepped, not run to the end
+        agent.startup()
+        c = Controller(agent)
+        c.subscribe("OperationComplete", FW + "*.Download()")
+        agent.take_outbox()
+        c.operate(FW + "2.Download()", {"URL": "http://127.0.0.1:%d/img" % srv.server_address[1],
+                                        "AutoActivate": "false", "CheckSumAlgorithm": "SHA-256",
+                                        "CheckSum": hashlib.sha256(body).hexdigest()})
+        agent.poll(0)
+        assert agent.tasks, "Download() should be in flight, not finished inside poll()"
+        during = 0
+        end = time.monotonic() + 20
+        while agent.tasks and time.monotonic() < end:
+            agent.step_tasks()
+            st = c.values(FW + "2.Status")[FW + "2.Status"]  # a Get between two chunks
+            during += st == "Downloading"
+            time.sleep(0.002)
+        assert not agent.tasks and during >= 5, during
+        (oc,) = [n["oper_complete"] for _, n in notifications(agent) if "oper_complete" in n]
+        assert "req_output_args" in oc, oc
+        assert c.values(FW + "2.Status") == {FW + "2.Status": "Available"}
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -10,7 +10,7 @@ A fetcher module exposes `fetch(url, writer, username="", password="", rate=0)`:
 - raise TransferError(message) on any failure (the caller records DownloadFailed).
 
 Fetchers are looked up by URL scheme and imported only when first used, so a board
-without DTLS or HTTP never loads that code. A fetcher may also expose
+without DTLS or HTTP never loads that code. A fetcher also exposes
 `start(url, writer, username, password, rate)` -> task (see start() below) so the agent
 keeps serving USP while it pulls.
 """
@@ -124,29 +124,6 @@ def fetch(url, writer, username="", password="", rate=0):
 def start(url, writer, username="", password="", rate=0):
     """Begin a pull as a cooperative task: t.step() -> True when done (then t.error is None
     or what ended it), t.pollable (a socket for the caller's select.poll, or None),
-    t.close(). A fetcher with its own start() (coap, file) yields between blocks; one
-    without (http) does the whole pull in its first step."""
-    m = fetcher(url)
-    f = getattr(m, "start", None)
-    if f is not None:
-        return f(url, writer, username, password, rate)
-    return _Whole(m, url, writer, username, password, rate)
-
-
-class _Whole:
-    pollable = None
-
-    def __init__(self, m, *args):
-        self.m = m
-        self.args = args
-        self.error = None
-
-    def step(self):
-        try:
-            self.m.fetch(*self.args)
-        except Exception as e:  # the caller sorts TransferError / SlotError / OSError
-            self.error = e
-        return True
-
-    def close(self):
-        pass
+    t.close(). Each fetcher's start() yields between blocks (coap: one Block2 exchange,
+    file: a few chunks, http: one chunk once the socket has data)."""
+    return fetcher(url).start(url, writer, username, password, rate)

@@ -136,6 +136,54 @@ def _request(url, headers):
 
 
 def fetch(url, writer, username="", password="", rate=0):
+    for _ in _pull(url, writer, username, password, rate, None):
+        pass
+
+
+def start(url, writer, username="", password="", rate=0):
+    """The pull as a cooperative task: the request and headers in the first step, then one
+    chunk per step, read only when the socket has data (plain http: never blocks on a
+    stalled server; https reads through ssl, which may)."""
+    return _Task(url, writer, username, password, rate)
+
+
+class _Task:
+    def __init__(self, *args):
+        self.conn = []   # _pull puts the connection here once it is open
+        self.gen = _pull(*(args + (self.conn,)))
+        self.error = None
+        self.poller = None
+        self.pollable = None
+
+    def step(self):
+        c = self.conn[0] if self.conn else None
+        if c is not None and not c.buf and self.poller is not None and not self.poller.poll(0):
+            return False  # nothing to read yet: the loop serves USP meanwhile
+        try:
+            next(self.gen)
+        except StopIteration:
+            return True
+        except Exception as e:  # TransferError, Restart, a SlotError from the writer
+            self.error = e
+            return True
+        if c is None and self.conn:
+            s = self.conn[0].s
+            if hasattr(s, "recv"):  # a plain socket: poll it (an ssl stream buffers on its own)
+                import select
+                self.poller = select.poll()
+                self.poller.register(s, select.POLLIN)
+                self.pollable = s
+        return False
+
+    def close(self):
+        try:
+            self.gen.close()
+        except Exception:
+            pass
+
+
+def _pull(url, writer, username, password, rate, conn):
+    """Generator: the whole pull, yielding after the headers and after every chunk."""
     start = writer.offset
     dl = writer.dl or {}
     headers = {}
@@ -150,6 +198,8 @@ def fetch(url, writer, username="", password="", rate=0):
         c, code, hdr = _request(url, headers)
     except OSError as e:
         raise TransferError("%s: %r" % (url, e), os_why(e))
+    if conn is not None:
+        conn.append(c)
     try:
         total = None
         if code == 206 and start:
@@ -187,6 +237,7 @@ def fetch(url, writer, username="", password="", rate=0):
         sector = writer.region.sector
         sect = start // sector
         pacer = Pacer(rate)
+        yield
         while left is None or left > 0:
             d = c.read(CHUNK if left is None else min(CHUNK, left))
             if not d:
@@ -201,6 +252,7 @@ def fetch(url, writer, username="", password="", rate=0):
                 sect = s
                 writer.checkpoint()
             pacer.add(len(d))
+            yield
     except OSError as e:
         raise TransferError("%s: %r" % (url, e), os_why(e))
     finally:
