@@ -19,7 +19,8 @@ download_1mib_cpu_s_*      CPU seconds the agent process spent on that Download(
 fuzz_datagrams             seeded fuzzed datagrams sent (tests/device/coapfuzz.py, --fuzz N,
                            default 200000), a CoAP ping every 200 waits for the agent to catch
                            up (fuzz_pings_unanswered: pings without RST in 2 s), then:
-                           fuzz_get_after_ms, fuzz_rss_kb (before, after),
+                           fuzz_get_after_ms, fuzz_rss_kb (before, after; and after each
+                           eighth of the run: flat once the fixed-size heap is touched),
                            fuzz_state_unchanged (Device.DeviceInfo. values equal)
 
     python bench/usp_stress.py [--fuzz N] [--base REV] [--gets N] [--get-interval-ms 20]
@@ -209,6 +210,7 @@ def fuzz(a, n):
     s.setblocking(False)
     k = 0
     lost = 0
+    rss = []
     for d in coapfuzz.datagrams(20261201, n, AGENT_ID, hole.getsockname()[1]):
         s.sendto(d, ("127.0.0.1", a.port))
         k += 1
@@ -216,9 +218,11 @@ def fuzz(a, n):
             # CoAP ping, wait for its RST: the agent has caught up, so the datagrams are
             # handled by it rather than dropped by a full socket buffer (bounded wait)
             lost += not _ping(s, a.port, k & 0xffff)
+        if k % max(1, n // 8) == 0:
+            rss.append(a.rss_kb())
     s.close()
     hole.close()
-    return k, lost
+    return k, lost, rss
 
 
 def _ping(s, port, mid):
@@ -278,7 +282,7 @@ def main():
             ms0, before = run(state(a))
             rss0 = a.rss_kb()
             t = time.perf_counter()
-            res["fuzz_datagrams"], res["fuzz_pings_unanswered"] = fuzz(a, n_fuzz)
+            res["fuzz_datagrams"], res["fuzz_pings_unanswered"], res["fuzz_rss_kb_each_eighth"] = fuzz(a, n_fuzz)
             res["fuzz_s"] = round(time.perf_counter() - t, 1)
             ms, after = run(state(a))
             res["fuzz_get_after_ms"] = round(ms, 2)
