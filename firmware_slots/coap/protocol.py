@@ -112,6 +112,7 @@ class CoapEndpoint:
         self._exchanges = {}  # token -> Exchange
         self._poller = select.poll()
         self._poller.register(transport.pollable, select.POLLIN)
+        self._watched = []  # keys of other sockets this poll also waits on (watch())
         self._stop = False
         self.log = log
         self.stats = {"rx": 0, "tx": 0, "retransmit": 0, "dup": 0, "malformed": 0, "rst": 0}
@@ -189,9 +190,12 @@ class CoapEndpoint:
         download's) is readable; -> the key to give unwatch()."""
         k = pollable.fileno() if hasattr(pollable, "fileno") else pollable
         self._poller.register(k, select.POLLIN)
+        self._watched.append(k)
         return k
 
     def unwatch(self, key):
+        if key in self._watched:
+            self._watched.remove(key)
         try:
             self._poller.unregister(key)
         except (OSError, KeyError, ValueError):
@@ -207,10 +211,24 @@ class CoapEndpoint:
         if nd is not None and (wait < 0 or nd < wait):
             wait = nd
         n = 0
-        if _ready(self._poller, wait):
+        if self.ready(wait) == 2:
             n = self._drain()
         self._run_timers()
         return n
+
+    def ready(self, wait):
+        """Wait up to `wait` ms: 0 nothing readable, 1 only watched sockets (leave them to
+        their owner), 2 our own socket has a datagram."""
+        w = self._watched
+        if not w:
+            return 2 if _ready(self._poller, wait) else 0
+        ip = getattr(self._poller, "ipoll", None)  # MicroPython: no list per call
+        got = 0
+        for r in (ip(wait) if ip is not None else self._poller.poll(wait)):
+            if r[0] not in w:
+                return 2
+            got = 1
+        return got
 
     def _drain(self, limit=32):
         n = 0

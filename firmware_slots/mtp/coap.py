@@ -223,10 +223,14 @@ class CoapMtp:
         the pull keeps its speed) and send its outbox. Never blocks beyond timeout_ms."""
         ag = self.agent
         n = self.endpoint.poll(timeout_ms if not self._sessions else min(timeout_ms, 20))
-        self.flush()
         tasks = getattr(ag, "tasks", None)
         if tasks:
             ag.step_tasks()
+            if not n and self._wgen == ag.task_gen and not self._sessions and \
+                    (self._outbox is None or not self._outbox.dests) and \
+                    ticks_diff(ticks_ms(), self._polled) < POLL_MS:
+                return  # only the download's socket spoke: the next block, nothing else to do
+        self.flush()
         now = ticks_ms()
         if getattr(ag, "reboot_due", None) and self._outbox is not None and self._outbox.busy():
             # a Reboot()'s OperateResp (and the rest) gets its ACK before the reset, bounded

@@ -211,6 +211,8 @@ class UspAgent:
 
     def take_outbox(self):
         out = self.outbox
+        if not out:
+            return ()  # the MTP asks every loop turn: no new list when there is nothing
         self.outbox = []
         return out
 
