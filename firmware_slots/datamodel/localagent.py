@@ -73,6 +73,7 @@ class LocalAgent:
         self.next = meta.agent(A_NEXT) or {}
         self.dirty = set()
         self.lazy = False  # a controller's reply-to changed: persisted with the next real write
+        self.lazy_bytes = 0  # what those RAM-only changes will add to the record (room() counts it)
         self.current = None  # controller instance of the message being handled
 
     # -- persistence --------------------------------------------------------------
@@ -81,6 +82,7 @@ class LocalAgent:
         if not self.dirty:
             return
         if self.lazy:
+            self.lazy_bytes = 0
             self.dirty.add(A_CONTROLLERS)
             self.dirty.add(A_NEXT)
             self.lazy = False
@@ -104,6 +106,7 @@ class LocalAgent:
         quarter kept free for the slots' install and fallback records (512-byte sectors)."""
         m = self.meta
         cap = m.journal.max_body
+        extra += self.lazy_bytes
         if m.agent_bytes() + extra > MAX_SECTION or m.state_bytes() + extra > cap - cap // 4:
             raise UspError(E_RESOURCES, "agent state is full (journal record of %d bytes)" % cap)
 
@@ -139,7 +142,9 @@ class LocalAgent:
                     return None
             else:
                 v = None
-            self.room(len(eid) + len(reply_to or "") + 24)  # the row's CBOR: strings plus keys
+            n = len(eid) + len(reply_to or "") + 24  # the row's CBOR: strings plus keys
+            self.room(n)
+            self.lazy_bytes += n
             if v is not None:
                 del self.ctrls[v]  # a row nothing refers to: the table is not first-come
             n_dirty = A_NEXT in self.dirty
@@ -151,13 +156,17 @@ class LocalAgent:
             c["b"] = {}
             c["e"] = eid
             c["al"] = "cpe-%d" % i
+            if reply_to:
+                c["u"] = reply_to  # counted in n above
             self.ctrls[i] = c
             # RAM only until something else is written: a stream of new from_ids (a fuzzer,
             # a misconfigured fleet) costs no journal write each
             self.lazy = True
         c = self.ctrls[i]
         if reply_to and c.get("u") != reply_to:
-            self.room(len(reply_to) - len(c.get("u") or ""))
+            n = len(reply_to) - len(c.get("u") or "")
+            self.room(n)
+            self.lazy_bytes += max(0, n)
             # RAM only until something else is written: a Get with a new reply-to port
             # (every aiocoap client, a fuzzer) must not cost a journal write each
             c["u"] = reply_to
