@@ -280,3 +280,13 @@ def test_notif_retry_interval_is_the_controllers(dev):
     mgr2, agent2 = reboot(flash)  # the interval is persisted with the Controller row
     assert Controller(agent2).values(ct + "USPNotifRetryMinimumWaitInterval") == {
         ct + "USPNotifRetryMinimumWaitInterval": "20"}
+
+
+def test_endless_passers_by_never_exhaust_the_state_budget(dev):
+    # rows that give way take their bytes with them: the 200th newcomer fits like the first
+    flash, mgr, agent, c = dev
+    for n in range(200):
+        other = Controller(agent, eid="self::passer-%03d-%s" % (n, "x" * 40),
+                           reply_to="coap://192.0.2.%d:%d/usp" % (n % 250, 5000 + n))
+        assert other.values("Device.DeviceInfo.SoftwareVersion"), n
+    assert agent.la.lazy_bytes < 1000

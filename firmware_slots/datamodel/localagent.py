@@ -146,7 +146,9 @@ class LocalAgent:
             self.room(n)
             self.lazy_bytes += n
             if v is not None:
-                del self.ctrls[v]  # a row nothing refers to: the table is not first-come
+                # a row nothing refers to gives way: the table is not first-come
+                old = self.ctrls.pop(v)
+                self.lazy_bytes -= len(old.get("e", "")) + len(old.get("u") or "") + 24
             n_dirty = A_NEXT in self.dirty
             i = self.new_inst(CT)
             if not n_dirty:
@@ -166,7 +168,7 @@ class LocalAgent:
         if reply_to and c.get("u") != reply_to:
             n = len(reply_to) - len(c.get("u") or "")
             self.room(n)
-            self.lazy_bytes += max(0, n)
+            self.lazy_bytes += n
             # RAM only until something else is written: a Get with a new reply-to port
             # (every aiocoap client, a fuzzer) must not cost a journal write each
             c["u"] = reply_to
