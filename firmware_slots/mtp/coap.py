@@ -229,7 +229,17 @@ class CoapMtp:
             if not n and self._wgen == ag.task_gen and not self._sessions and \
                     (self._outbox is None or not self._outbox.dests) and \
                     ticks_diff(ticks_ms(), self._polled) < POLL_MS:
-                return  # only the download's socket spoke: the next block, nothing else to do
+                # only the download's socket speaks: block after block straight from the
+                # poller, until our own socket has a datagram, a quiet 20 ms or POLL_MS
+                ep = self.endpoint
+                poller = ep._poller
+                t0 = self._polled
+                while ag.tasks and self._wgen == ag.task_gen and ticks_diff(ticks_ms(), t0) < POLL_MS:
+                    ready = poller.poll(20)
+                    if not ready or ep._mine(ready):
+                        break
+                    ag.step_tasks(True)
+                return
         self.flush()
         now = ticks_ms()
         if getattr(ag, "reboot_due", None) and self._outbox is not None and self._outbox.busy():

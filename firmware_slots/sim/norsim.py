@@ -175,8 +175,11 @@ class NorFlash:
         # big-int bit arithmetic: C speed on both CPython and MicroPython; on a 0x00 part
         # both sides are inverted (inv), so the rule is the 0xFF part's: only clear bits
         inv = (1 << (8 * ln)) - 1 if self.erased == 0 else 0
-        o = int.from_bytes(old, "big") ^ inv
-        w = int.from_bytes(bytes(buf), "big") ^ inv
+        o = int.from_bytes(old, "big")
+        w = int.from_bytes(bytes(buf), "big")
+        if inv:  # no big-int copies on the usual 0xFF part
+            o ^= inv
+            w ^= inv
         if w & ~o:
             bad = ((w & ~o).bit_length() - 1) // 8
             raise FlashError("program needs a %s bit change at %d" % (
@@ -194,10 +197,10 @@ class NorFlash:
             if ws > 1:
                 keep -= keep % ws
             if keep:
-                self.store.write(addr, ((o & w) ^ inv).to_bytes(ln, "big")[:keep])
+                self.store.write(addr, ((o & w) ^ inv if inv else o & w).to_bytes(ln, "big")[:keep])
             self.dead = True
             raise PowerCut("torn program (%d of %d bytes)" % (keep, ln))
-        self.store.write(addr, ((o & w) ^ inv).to_bytes(ln, "big"))
+        self.store.write(addr, ((o & w) ^ inv if inv else o & w).to_bytes(ln, "big"))
         self.programs[n] += 1
         self.bytes_programmed += ln
         if fate == "after":

@@ -70,8 +70,13 @@ class _Task:
         self.pollable = self.ep.transport.pollable  # for the owner's select.poll
         self.error = None
 
-    def step(self):
-        self.ep.poll(0)
+    def step(self, ready=False):
+        ep = self.ep
+        if ready:  # the owner's poll saw our socket readable: read it without polling again
+            ep._drain()
+            ep._run_timers()
+        else:
+            ep.poll(0)
         if not self.p.step():
             return False
         if self.p.error is not None:

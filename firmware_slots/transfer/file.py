@@ -54,7 +54,7 @@ class _Task:
         self.buf = bytearray(CHUNK)
         self.f.seek(writer.offset)
 
-    def step(self):
+    def step(self, ready=False):
         try:
             for _ in range(CHUNKS_PER_STEP):
                 n = self.f.readinto(self.buf)

@@ -155,7 +155,7 @@ class _Task:
         self.poller = None
         self.pollable = None
 
-    def step(self):
+    def step(self, ready=False):
         c = self.conn[0] if self.conn else None
         if c is not None and not c.buf and self.poller is not None and not self.poller.poll(0):
             return False  # nothing to read yet: the loop serves USP meanwhile

@@ -185,14 +185,18 @@ class UspAgent:
         if self.retry:
             notify.retry_due(self, now_s)
 
-    def step_tasks(self):
+    def step_tasks(self, ready=False):
         """Advance every Download() in flight by about one block; -> True while any runs.
-        May reset the device (AutoActivate) like poll()."""
+        ready: the caller's poll saw a download socket readable. May reset the device
+        (AutoActivate) like poll()."""
         if not self.tasks:
             return False
-        from firmware_slots.usp import commands
+        step = _step_download[0]
+        if step is None:
+            from firmware_slots.usp.commands import step_download as step
+            _step_download[0] = step
         for i in self.tasks:  # no copy per block: stop when one ends (the dict changed)
-            if commands.step_download(self, i):
+            if step(self, i, ready):
                 break
         return bool(self.tasks)
 
@@ -384,6 +388,9 @@ def _authorize(roles, kind, body):
     for p, op in ps:
         if not trust.allowed(roles, p, op):
             raise UspError(*trust.denial(p, op))
+
+
+_step_download = [None]  # commands.step_download once loaded: no import per block
 
 
 def _handler(kind):

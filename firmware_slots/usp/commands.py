@@ -275,11 +275,11 @@ def _cs(x):
     return binascii.unhexlify(x["cs"]) if x.get("cs") else b""
 
 
-def step_download(agent, i):
+def step_download(agent, i, ready=False):
     """Advance request i's transfer; -> True once it is over (and reported)."""
     task = agent.tasks[i]
     t = task[0]
-    if not t.step():
+    if not (t.step(ready) if ready else t.step()):
         return False
     e = t.error
     if isinstance(e, transfer.Restart) and not task[3]:
