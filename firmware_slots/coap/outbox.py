@@ -12,8 +12,8 @@ SILENT_MS passes or heard(uri) says it spoke again. So a black-hole reply-to cos
 own queue and one exchange slot, never another controller's latency.
 
 Bounds and drop reasons (stats keys, each counted; `dropped` is their sum):
-  dests     at most MAX_DESTS destinations; a new one evicts the one whose POST has
-            waited longest ("evicted"), or is dropped if none is in flight ("full")
+  dests     at most MAX_DESTS destinations; a new one evicts the one that has waited
+            longest ("evicted": its POST in flight and what it queued)
   count     MAX_COUNT payloads queued per destination                ("full")
   bytes     MAX_BYTES queued per destination, TOTAL_BYTES in all     ("full")
             (a lone payload is always taken: it is in RAM already)
@@ -81,8 +81,7 @@ class Outbox:
         d[_Q].append((uri, payload))
         d[_B] += n
         self.queued_bytes += n
-        self._start(key, d, now)
-        return True
+        return True  # step() sends it: after the handler returns, its garbage is free
 
     def heard(self, key):
         """The destination spoke to us: it is not silent any more."""
@@ -97,17 +96,17 @@ class Outbox:
             if d[_P] is None and not d[_Q]:
                 old = k  # idle (only a silent mark): cheapest to forget
                 break
-            if d[_P] is not None and (old is None or ticks_diff(self.dests[old][_T0], d[_T0]) > 0):
-                old = k
+            if old is None or ticks_diff(self.dests[old][_T0], d[_T0]) > 0:
+                old = k  # waiting longest: in flight since _T0, or queued since then
         if old is None:
             return False
         d = self.dests.pop(old)
+        self.queued_bytes -= d[_B]
         if d[_P] is not None:
             d[_P].cancel()
             self._drop("evicted")
         if d[_Q]:
-            self._drop("evicted", len(d[_Q]))
-        self.queued_bytes -= d[_B]
+            self._drop("evicted", len(d[_Q]) - (d[_P] is not None))
         return True
 
     def _start(self, key, d, now):
