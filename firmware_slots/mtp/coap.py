@@ -232,12 +232,10 @@ class CoapMtp:
                 # only the download's socket speaks: block after block straight from the
                 # poller, until our own socket has a datagram, a quiet 20 ms or POLL_MS
                 ep = self.endpoint
-                poller = ep._poller
                 t0 = self._polled
                 while ag.tasks and self._wgen == ag.task_gen and ticks_diff(ticks_ms(), t0) < POLL_MS:
-                    ready = poller.poll(20)
-                    if not ready or ep._mine(ready):
-                        break
+                    if ep.ready(20) != 1:
+                        break  # quiet, or our own socket has a datagram: the full turn
                     ag.step_tasks(True)
                 return
         self.flush()
