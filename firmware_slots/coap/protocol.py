@@ -222,9 +222,10 @@ class CoapEndpoint:
         w = self._watched
         if not w:
             return 2 if _ready(self._poller, wait) else 0
-        ip = getattr(self._poller, "ipoll", None)  # MicroPython: no list per call
         got = 0
-        for r in (ip(wait) if ip is not None else self._poller.poll(wait)):
+        # poll(), not ipoll(): measured on the unix port, iterating ipoll from Python made
+        # a stepped 1 MiB download ~20% slower than one small list per wake-up
+        for r in self._poller.poll(wait):
             if r[0] not in w:
                 return 2
             got = 1
