@@ -221,21 +221,11 @@ def _activate_now(agent, i, why):
 #   other 4.xx/5.xx, HTTP 401/403                 7022  "server refused", "access denied"
 #   no answer / ECONNREFUSED / unreachable        7022  "timeout", "connection refused", ...
 #   reboots interrupted it MAX_RESUMES times      7022  "interrupted by N reboots"
-_SLOT_WHY = (("ImageTooLarge", "image too large"), ("ChecksumMismatch", "checksum mismatch"),
-             ("InvalidImage", "invalid image"), ("ReadBackMismatch", "flash read-back mismatch"),
-             ("ImageTruncated", "image truncated"))
-
-
 def fault(e):
-    """(FaultCode, FaultString) for the exception that ended a Download()."""
-    why = getattr(e, "why", None)
-    if why is None:
-        n = e.__class__.__name__
-        why = "download failed"
-        for c, w in _SLOT_WHY:
-            if c == n:
-                why = w
-    code = E_RESOURCES if why == "image too large" else FAULT
+    """(FaultCode, FaultString) for the exception that ended a Download(): slots.SlotError and
+    transfer.TransferError both say what failed in `.why` (the table above)."""
+    why = getattr(e, "why", None) or "download failed"
+    code = E_RESOURCES if why == slots.TOO_LARGE else FAULT
     return code, ("%s: %s" % (why, e))[:256]
 
 
