@@ -25,7 +25,7 @@ from .error import CoapTimeout
 from ._compat import ticks_ms, ticks_diff, ticks_add
 
 MAX_DESTS = 8
-MAX_COUNT = 4
+MAX_COUNT = 8  # a Download()'s end is a burst to one controller: OperationComplete, TransferComplete!, Get replies
 MAX_BYTES = 8192
 TOTAL_BYTES = 16384
 SILENT_MS = 60000
