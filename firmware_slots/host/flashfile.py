@@ -32,9 +32,7 @@ write, so a flash file inspected here is byte-for-byte what a board would hold.
 import json
 import os
 
-from firmware_slots.core.flash import BlockWindow
 from firmware_slots.sim.norsim import NorFlash
-from firmware_slots.core.slots import SlotManager
 
 MODES = ("app", "native", "raw")
 
@@ -188,8 +186,7 @@ def check(path, prof):
 def inspector(mode):
     """The format check SlotManager runs on finish(): the device's own for `mode`.
 
-    The one place that picks it (the composition root firmware_slots.app takes over at
-    merge). Under CPython the device's appimage (VfsLfs2) is missing, so the host mirror
+    The one place on the host that picks it (app.slot_manager takes it from _FileBoard). Under CPython the device's appimage (VfsLfs2) is missing, so the host mirror
     with littlefs-python runs the same rules."""
     if mode != "app":
         return None  # raw blobs: no format; native firmware: checked by the board's adapter
@@ -199,6 +196,23 @@ def inspector(mode):
     except ImportError:
         from firmware_slots.host.appimage import inspect_device
         return inspect_device
+
+
+class _FileBoard:
+    """A flash file as the board app.slot_manager builds on: carved by the profile, with the
+    host's format check (CPython has no VfsLfs2) standing in for the device's."""
+
+    def __init__(self, flash, prof):
+        self.flash = flash
+        self.profile = prof
+        self.write_size = prof["flash"]["write_size"]
+        insp = inspector(prof["mode"])
+        if insp is not None:
+            self.inspect = insp
+
+    def devices(self):
+        from firmware_slots.core.layout import windows
+        return windows(self.flash, self.profile)
 
 
 def open_manager(path, boot=False, create=False, layout=None, repair=False, readonly=False):
@@ -225,13 +239,8 @@ def open_manager(path, boot=False, create=False, layout=None, repair=False, read
         flash.store.mem[:len(data)] = data
     else:
         flash = NorFlash(fl["sector"], fl["sectors"], fl["write_size"], path=path, erased=fl.get("erased", 255))
-    j = prof["journal"]
-    jdev = BlockWindow(flash, j["first"], j["blocks"])
-    sdevs = [BlockWindow(flash, s["first"], s["blocks"]) for s in prof["slots"]]
-    from firmware_slots.app import trust  # the profile's "trust" entry, read the device's way
-    keys, floor = trust(prof)
-    m = SlotManager(sdevs, jdev, fl["write_size"], max_attempts=prof["boot"]["max_attempts"],
-                    inspect=inspector(prof["mode"]), keys=keys, min_sc=floor)
+    from firmware_slots import app  # the device's composition root builds the manager
+    m = app.slot_manager(prof, _FileBoard(flash, prof))
     m.profile = prof
     if boot:
         m.boot()
