@@ -39,7 +39,7 @@ def _boot():
             print("fwslots: switching firmware to image", d.slot + 1)
             b.switch(d.slot)  # set_boot + reset: the stub of that firmware counts the attempt
     d = api.decision = m.boot()
-    _explain(m, b, d, prev, bp)
+    explain_failed_trials(m, b, d, prev, bp)
     print("fwslots:", d.reason)
     s = d.slot
     if s is None:
@@ -53,7 +53,7 @@ def _boot():
     _run(m, b, s, d.trial)
 
 
-def _explain(m, b, d, prev, bp):
+def explain_failed_trials(m, b, d, prev, bp):
     """Add why the last attempt failed to the BootFailureLog of a slot out of attempts."""
     from firmware_slots.core.bootdecision import ATTEMPTS
     for i, cause in d.failed:

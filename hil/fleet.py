@@ -61,7 +61,7 @@ def inspect_image(dev, length):
 
 
 class _Board:
-    """What bootstub's _explain asks of a board after a failed trial."""
+    """What bootstub.stub.explain_failed_trials asks of a board after a failed trial."""
 
     def __init__(self, dev):
         self.dev = dev
@@ -110,7 +110,7 @@ class SimDevice:
         mgr.controllers = self.controllers  # what app.slot_manager sets from the profile
         prev = mgr.running
         d = mgr.boot()
-        _stub._explain(mgr, _Board(self), d, prev, {})
+        _stub.explain_failed_trials(mgr, _Board(self), d, prev, {})
         self.boots += 1
         if d.slot is None:
             raise RuntimeError("device %d: no bootable image" % self.n)

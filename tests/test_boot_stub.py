@@ -39,7 +39,7 @@ boot()
 assert api.slot == 0 and api.confirmed
 def broken(*a):
     raise MemoryError('simulated')
-stub._explain = broken
+stub.explain_failed_trials = broken
 boot()
 print('RESULT', api.slot, api.mgr.lkg)
 """ % str(img)
