@@ -10,9 +10,9 @@
 Each device is what a board runs, minus the hardware: a RAM NOR flash (sim.norsim) carved
 by sim.simdev, a SlotManager whose format check is the app-image manifest, the USP agent
 (UspAgent) and the TR-369 CoAP MTP on its own UDP port (a fixed one below the ephemeral
-range, kept across reboots), built by firmware_slots.app.agent exactly as on a board. The
-device CoAP stack is synchronous (a Download() pulls the whole image inside agent.poll),
-so each device runs in its own thread; threads wait in poll(2) and cost nothing idle.
+range, kept across reboots), built by firmware_slots.app.agent exactly as on a board. Each
+device runs its own poll loop in its own thread (one socket per agent, not one shared
+endpoint); threads wait in poll(2) and cost nothing idle.
 
 A reboot (Platform.reboot raising Rebooting, as on the unix port) closes the MTP and runs
 the device's boot again over the same flash: mgr.boot() counts the trial attempt, then the
@@ -32,6 +32,7 @@ import threading
 import time
 
 from firmware_slots import app
+from firmware_slots.host import appimage
 from firmware_slots.sim import simdev
 from firmware_slots.usp.platform import Platform, Rebooting
 from bootstub import stub as _stub
@@ -45,19 +46,6 @@ MAX_ATTEMPTS = 3
 
 class SelfTestError(Exception):
     pass
-
-
-def inspect_image(dev, length):
-    """SlotManager format check on CPython: (name, version) from the littlefs manifest."""
-    from firmware_slots.host import appimage
-    from firmware_slots.core.flash import IOCTL_BLOCK_SIZE
-    bs = dev.ioctl(IOCTL_BLOCK_SIZE, 0)
-    buf = bytearray(length)
-    for i in range(length // bs):
-        mv = memoryview(buf)[i * bs:(i + 1) * bs]
-        dev.readblocks(i, mv)
-    m, _ = appimage.inspect(bytes(buf), bs)
-    return m["name"], m["version"]
 
 
 class _Board:
@@ -81,7 +69,7 @@ class SimDevice:
         blocks = -(-len(image) // sector) + 2  # + the MCUboot header sector of a signed image
         self.flash, mgr = simdev.sim_device(sector_size=sector, journal_blocks=2, slot_blocks=blocks,
                                             nslots=nslots, max_attempts=MAX_ATTEMPTS,
-                                            inspect=inspect_image, keys=keys, min_sc=min_sc)
+                                            inspect=appimage.inspect_device, keys=keys, min_sc=min_sc)
         w = mgr.install(0, len(image))
         w.write(image)
         w.finish()

@@ -157,8 +157,8 @@ class _Task:
 
     def step(self, ready=False):
         c = self.conn[0] if self.conn else None
-        if c is not None and not c.buf and self.poller is not None and not self.poller.poll(0):
-            return False  # nothing to read yet: the loop serves USP meanwhile
+        if not ready and c is not None and not c.buf and self.poller is not None and not self.poller.poll(0):
+            return False  # nothing to read yet (the owner's poll says so when ready): serve USP meanwhile
         try:
             next(self.gen)
         except StopIteration:
