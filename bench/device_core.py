@@ -170,6 +170,8 @@ def main():
     out["cut_points_tested"] = n
     out["bricked"] = bad
     p = run("ERASED = 0x00\n" + COUNTERS, heap=16 << 20)
+    if p.returncode:
+        raise SystemExit("0x00 wear run failed:\n" + p.stderr[-2000:])
     for l in p.stdout.splitlines():
         if l.startswith("COUNT"):
             a, b = l.split()[1:]

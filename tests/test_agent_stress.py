@@ -56,6 +56,7 @@ def test_black_hole_reply_tos_do_not_delay_a_healthy_controller(tmp_path):
         for _ in range(10):
             h = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             h.bind(("127.0.0.1", 0))  # bound and never read: the agent's CON POSTs are never ACKed
+            h.settimeout(5)  # a hole never sent to fails the check below instead of hanging
             holes.append(h)
 
         async def go():

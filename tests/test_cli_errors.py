@@ -125,7 +125,8 @@ def test_inspect_reads_without_writing(tmp_path, appflash):
     assert dump.read_bytes() == b"\xff" * (4096 * 52)
     assert "no layout file" in one_line(cli("inspect", dump), 2)
     before = appflash.read_bytes()
-    cli("inspect", appflash)
+    r = cli("inspect", appflash)
+    assert r.exit_code == 0, r.output
     assert appflash.read_bytes() == before
 
 
@@ -241,7 +242,8 @@ def test_agent_main_usage_errors_are_one_line(tmp_path, interp):
     missing = tmp_path / "no" / "such" / "dev.flash"
     p = _agent_main(interp, "--flash", missing, "--port", "0", "--seconds", "1")
     assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
-    assert p.stderr.strip().splitlines() == ["agent_main: cannot create %s.json: %s" % (missing, p.stderr.split(": ", 2)[2].strip())]
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("agent_main: cannot create %s.json: " % missing), lines
     assert not missing.parent.exists()
 
 

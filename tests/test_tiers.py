@@ -57,7 +57,8 @@ def test_mip_packages_list_existing_files_and_chain_by_deps():
         for dest, src in pkg["urls"]:
             assert dest == src and os.path.isfile(os.path.join(ROOT, src)), src
         assert [d for d, _ in pkg["deps"]] == [T.PACKAGE % d for d in tiers[n]["deps"]]
-        assert os.path.isfile(os.path.join(ROOT, pkg["deps"][0][0])) if pkg["deps"] else True
+        for dep, _ in pkg["deps"]:
+            assert os.path.isfile(os.path.join(ROOT, dep)), dep
 
 
 def test_url_base_for_remote_installs():
