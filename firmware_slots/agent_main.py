@@ -18,7 +18,6 @@ The wiring itself is firmware_slots.app (the composition root); this is only its
 """
 import sys
 
-from firmware_slots.app import RESET_EXIT  # noqa: F401 (launchers read it here)
 
 
 def usage_error(msg):

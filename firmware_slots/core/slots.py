@@ -149,9 +149,6 @@ class SlotManager:
                 return j
         return -1
 
-    def image_length(self, i):
-        return self._slot(i).get(S_LENGTH, 0)
-
     def min_counter(self):
         """The lowest security counter an image may carry to be installed or booted."""
         return max(self.min_floor, self.meta.get(DEVICE, D_MIN_SC, 0))
@@ -422,10 +419,9 @@ class ImageWriter:
                 self.img = ImageStream()
         if self.img is None:
             return
-        from firmware_slots.core.image import ImageError
         try:
             self.img.feed(mv)
-        except ImageError as e:
+        except ValueError as e:  # image.ImageError: no import per block to name it
             self.img = None
             if self.mgr.keys:
                 raise SlotError("untrusted image: %s" % e, INVALID)

@@ -87,7 +87,6 @@ def obj_id(template):
 
 # ids by path: no module counts positions in OBJS
 FW_PATH = _FW
-DEVICE_ID = obj_id("Device.")
 DEVINFO_ID = obj_id("Device.DeviceInfo.")
 FW_IDX = obj_id(_FW)
 LA_ID = obj_id("Device.LocalAgent.")
