@@ -79,6 +79,7 @@ class UspAgent:
         self.platform = platform = platform or Platform()
         self.fw = Firmware(mgr, platform)
         self.la = LocalAgent(mgr.meta, endpoint_id, platform)
+        self.la.role_of = self.role_of
         fw, la = self.fw, self.la
         self.model = Model(fw, la)
         self.outbox = []
@@ -95,6 +96,18 @@ class UspAgent:
         self.coop = False             # True: the MTP's loop steps downloads (step_tasks)
         self.retry = []               # Notifies awaiting their NotifyResp (notify.py: NotifRetry)
         self.retry_dropped = 0
+
+    def role_of(self, eid):
+        """eid's ControllerTrust role: full access without a policy; under one, provisioned
+        (the profile's list, or a row a trusted controller added: vouched), else untrusted."""
+        if self.controllers is None:
+            return 1
+        if eid == self.current_eid:
+            return self.roles[0]  # the message being handled: what it was established with
+        from firmware_slots.datamodel import trust
+        if self.la.vouched(eid):
+            return trust.FULL_ACCESS
+        return trust.roles_for(eid, self.controllers)[0]
 
     # -- lifecycle ------------------------------------------------------------------
     def startup(self):
@@ -257,13 +270,7 @@ class UspAgent:
             msg = codec.decode_msg(payload)
         except codec.DecodeError as e:
             raise BadRecord("undecodable Msg: %s" % e)
-        if self.controllers is None:
-            self.roles = (1,)
-        else:
-            from firmware_slots.datamodel import trust
-            # provisioned: the profile's list, or a row a trusted controller created (the only kind)
-            known = self.la.controller_by_eid(sender) is not None
-            self.roles = trust.roles_for(sender, self.controllers) if not known else (trust.FULL_ACCESS,)
+        self.roles = (self.role_of(sender),)
         if self.roles != (2,):  # untrusted senders get no persisted Controller row
             try:
                 self.la.seen(sender, reply_to)
