@@ -73,7 +73,7 @@ def _msg_type_of(part, kind):
 class UspAgent:
     def __init__(self, mgr, endpoint_id, platform=None, store=None, controllers=None):
         self.mgr = mgr
-        self.controllers = controllers if controllers is not None else getattr(mgr, "controllers", None)
+        self.controllers = controllers
         self.roles = (1,)  # the sender's ControllerTrust roles, set per message
         self.endpoint_id = endpoint_id
         self.platform = platform = platform or Platform()
