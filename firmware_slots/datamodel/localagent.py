@@ -5,6 +5,7 @@ Persisted through the state's agent handle (meta.agent / agent_update; which tab
 exist is state.py's table), bounded so one journal record stays well under a sector.
 The row formats are this module's own:
     'c' {inst: controller}  controller = {'al','e' EndpointID,'en','u' last reply-to,
+                            'ce' True: made for a certificate's name (trusted with it only),
                             'm' {inst: {'al','en','p' Protocol,'h','po','pa'}},
                             'b' {inst: {'al','en','n' ParameterName}}}
     's' {inst: subscription} persistent ones only: {'al','en','r' controller inst,'id',
@@ -124,8 +125,9 @@ class LocalAgent:
                 return i
         return None
 
-    def seen(self, eid, reply_to):
-        """Note a message from controller eid; creates its row on first contact.
+    def seen(self, eid, reply_to, by_cert=False):
+        """Note a message from controller eid; creates its row on first contact (marked 'ce'
+        when by_cert: trusted only because its certificate named it).
 
         UspError 7005, with nothing changed, when the EndpointID or reply-to is longer
         than its bound or the new row would not fit the state budget (room())."""
@@ -142,7 +144,7 @@ class LocalAgent:
                     return None
             else:
                 v = None
-            n = len(eid) + len(reply_to or "") + 24  # the row's CBOR: strings plus keys
+            n = len(eid) + len(reply_to or "") + 24 + 4 * by_cert  # the row's CBOR: strings plus keys
             self.room(n)
             self.lazy_bytes += n
             if v is not None:
@@ -160,6 +162,8 @@ class LocalAgent:
             c["al"] = "cpe-%d" % i
             if reply_to:
                 c["u"] = reply_to  # counted in n above
+            if by_cert:
+                c["ce"] = True  # counted in n above
             self.ctrls[i] = c
             # RAM only until something else is written: a stream of new from_ids (a fuzzer,
             # a misconfigured fleet) costs no journal write each

@@ -23,6 +23,9 @@ board profile's "trust"."controllers") every request is checked against the send
 roles before it runs, 7006 when denied; unknown senders get the untrusted role and no
 Controller row, so every row is one a trusted controller made, and its EndpointID is trusted
 too ("added by a trusted controller", TR-181 ControllerTrust). controllers=None keeps the first wave's open door (full access for all).
+Over coaps a sender is also trusted when its verified certificate names it (handle()'s
+san_uris, TR-369); the row made for it is marked, so over plain CoAP its EndpointID alone
+is still a stranger's.
 """
 
 from firmware_slots.core.state import A_BOOT_CAUSE, A_PREV_VERSION
@@ -224,7 +227,9 @@ class UspAgent:
         return self.la.controller_uri(endpoint_id)
 
     # -- messages -------------------------------------------------------------------
-    def handle(self, record_bytes, reply_to=None):
+    def handle(self, record_bytes, reply_to=None, san_uris=None):
+        """Replies (Records) to one Record. san_uris: subjectAltName URIs of the sender's
+        certificate, verified against the configured CA; only the coaps MTP passes them."""
         if not record_bytes:
             raise BadRecord("empty payload: not a USP Record")
         try:
@@ -257,16 +262,22 @@ class UspAgent:
             msg = codec.decode_msg(payload)
         except codec.DecodeError as e:
             raise BadRecord("undecodable Msg: %s" % e)
+        by_cert = False
         if self.controllers is None:
             self.roles = (1,)
         else:
             from firmware_slots.datamodel import trust
-            # provisioned: the profile's list, or a row a trusted controller created (the only kind)
-            known = self.la.controller_by_eid(sender) is not None
-            self.roles = trust.roles_for(sender, self.controllers) if not known else (trust.FULL_ACCESS,)
+            # provisioned: the profile's list, or a row a trusted controller created (the only
+            # kind), except a row made for a certificate: that one's name counts only with it
+            i = self.la.controller_by_eid(sender)
+            if i is not None and not self.la.ctrls[i].get("ce"):
+                self.roles = (trust.FULL_ACCESS,)
+            else:
+                self.roles = trust.roles_for(sender, self.controllers, san_uris)
+                by_cert = self.roles != (2,) and sender not in self.controllers
         if self.roles != (2,):  # untrusted senders get no persisted Controller row
             try:
-                self.la.seen(sender, reply_to)
+                self.la.seen(sender, reply_to, by_cert)
             except UspError as e:  # no room for this controller: refused, state untouched
                 resp = codec.error_msg(codec.split_msg(msg)[0], e.code, e.msg)
                 return [codec.make_record(sender, self.endpoint_id, codec.encode_msg(resp))]
