@@ -355,7 +355,7 @@ class DtlsSocket:
     def close(self):
         if self._s is not None:
             try:
-                self._s.close()  # sends close_notify, closes the UDP socket too
+                self._s.close()  # closes the UDP socket too; sends no close_notify (the port only frees the context)
             finally:
                 self._s = None
 
