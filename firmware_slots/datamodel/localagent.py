@@ -128,12 +128,13 @@ class LocalAgent:
 
     def vouched(self, eid):
         """True when eid's row was added by a trusted controller under a trust policy (not
-        auto-created on first contact, nor made while the door was open)."""
+        auto-created on first contact, e.g. for a certificate's name, nor made while the door
+        was open): only such a row trusts the EndpointID alone, on any MTP."""
         i = self.controller_by_eid(eid)
         return i is not None and bool(self.ctrls[i].get("t"))
 
     def seen(self, eid, reply_to):
-        """Note a message from controller eid; creates its row on first contact.
+        """Note a message from controller eid; creates its row on first contact (never vouched).
 
         UspError 7005, with nothing changed, when the EndpointID or reply-to is longer
         than its bound or the new row would not fit the state budget (room())."""
