@@ -66,10 +66,10 @@ What works:
      'MBEDTLS_ERR_SSL_HELLO_VERIFY_REQUIRED') (-0x6A80); calling wrap_socket
      again on the same connected socket with the same client_id completes the
      handshake with the client's second ClientHello. accept() does this.
-  One session per socket: after a handshake the listener is re-bound with
-  SO_REUSEADDR so further peers can be accepted while the session lives (Linux
-  prefers the connected socket for its own peer; two concurrent sessions on one
-  port were checked). On lwIP ports that second bind
+  One session per socket: as a peer's handshake starts, a fresh listener is bound
+  with SO_REUSEADDR so further peers queue (rather than get ICMP "refused") while
+  it runs and while the session lives (Linux prefers the connected socket for its
+  own peer; two concurrent sessions on one port were checked). On lwIP ports that second bind
   needs SO_REUSE; if it fails, accept() re-binds once the session is closed.
 Key/cert formats (load_cert_chain / load_verify_locations):
 * DER only: certificates DER; keys DER as PKCS#8, SEC1 ("EC PRIVATE KEY") or
@@ -453,6 +453,18 @@ class DtlsServer:
             self._sock.close()
             self._sock = None
 
+    def knocking(self):
+        """True when a datagram from a peer without a session waits. Keeps the listening
+        socket bound, so while every place is taken new peers queue instead of being refused."""
+        if self._sock is None:
+            self._bind()
+        self._sock.settimeout(0)
+        try:
+            self._sock.recvfrom(1, socket.MSG_PEEK)
+            return True
+        except OSError:
+            return False
+
     def accept(self, timeout=None):
         deadline = _deadline(timeout)
         while True:
@@ -470,6 +482,13 @@ class DtlsServer:
                     raise _timed_out()
                 raise
             s.connect(peer)
+            self._sock = None  # s is this peer's now
+            try:
+                # the next listener, bound before this handshake: a peer knocking while it runs
+                # (or before this side has finished it) queues instead of being refused
+                self._bind()
+            except OSError:
+                self._sock = None  # (lwIP without SO_REUSE) re-bound by the next accept()
             cid = peer if isinstance(peer, bytes) else repr(peer).encode()
             d = None
             try:
@@ -491,17 +510,12 @@ class DtlsServer:
                             raise
             except (OSError, ValueError) as e:
                 self.last_error = e
-                self._drop()  # socket is connected to the failed peer
+                s.close()
                 continue
             if d is None:
                 self.last_error = OSError(HELLO_VERIFY_REQUIRED, "peer never returned the cookie")
-                self._drop()
+                s.close()
                 continue
-            self._sock = None  # the session owns it now
-            try:
-                self._bind()  # listen for other peers meanwhile (SO_REUSEADDR)
-            except OSError:
-                self._sock = None  # re-bound by the next accept()
             out = DtlsSocket(d, peer)
             if self._names is not None and self._ctx.verify_mode == _tls.CERT_REQUIRED:
                 out.san_uris = self._leaf or []  # verified: the handshake would have failed otherwise

@@ -22,7 +22,8 @@ from firmware_slots.coap.coaps import recv_nb
 from firmware_slots.mtp.coap import CoapMtp
 
 MAX_SESSIONS = 2
-IDLE_MS = 60000
+IDLE_MS = 60000       # a session this quiet is closed (this port's tls sends no close_notify)
+EVICT_IDLE_MS = 5000  # all places taken and a new peer knocks: a session this quiet gives way
 
 
 def _hostport(addr):
@@ -91,6 +92,11 @@ class CoapsListener:
         self.refused = 0
 
     def step(self, timeout_ms=50):
+        if len(self.sessions) >= MAX_SESSIONS and self.srv.knocking():
+            quiet = max(self.sessions, key=_Session.idle_ms)
+            if quiet.idle_ms() >= EVICT_IDLE_MS:  # one silent controller cannot lock out the rest
+                quiet.close()
+                self.sessions.remove(quiet)
         if len(self.sessions) < MAX_SESSIONS:
             try:
                 s = self.srv.accept(timeout=max(timeout_ms, 1) / 1000)
