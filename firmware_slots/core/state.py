@@ -228,16 +228,6 @@ class MetaStore:
         worst case of the device and slot sections, at most AGENT_MAX, at least AGENT_MIN."""
         return max(AGENT_MIN, min(AGENT_MAX, self._budget()))
 
-    def agent_room(self):
-        """Bytes the agent's tables may still add: agent_budget() less what the section holds,
-        its boot notes (A_BOOT_CAUSE, A_PREV_VERSION) counted at their worst (FIXED_MAX)."""
-        a = self.state[AGENT]
-        used = len(cbor.dumps(a)) + FIXED_MAX
-        for k in (A_BOOT_CAUSE, A_PREV_VERSION):
-            if k in a:
-                used -= len(cbor.dumps(k)) + len(cbor.dumps(a[k]))
-        return self.agent_budget() - used
-
     def update(self, changes):
         """Persist `changes` ({section: {key: value}}) as one record, then apply them."""
         if not changes:

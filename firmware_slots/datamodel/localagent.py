@@ -3,9 +3,10 @@ Subscription.{i}. and Request.{i}., kept in state section AGENT.
 
 Persisted through the state's agent handle (meta.agent / agent_update; which tables
 exist is state.py's table), bounded so one journal record stays well under a sector:
-every row and value is charged against meta.agent_room() (the journal's real record
-capacity less the other sections' worst case, state.py) before it changes, and refused
-with 7005 when it does not fit, leaving the tables as they were.
+every row and value is charged against left() (the journal's real record capacity less
+the other sections' worst case, state.MetaStore.agent_budget, less what the tables take as
+flush() would write them, RAM-only rows included) before it changes, and refused with
+7005 when it does not fit, leaving the tables as they were.
 The row formats are this module's own:
     'c' {inst: controller}  controller = {'al','e' EndpointID,'en','u' last reply-to,
                             'm' {inst: {'al','en','p' Protocol,'h','po','pa'}},
@@ -18,7 +19,7 @@ The row formats are this module's own:
 """
 
 from firmware_slots.core.state import (A_CONTROLLERS, A_SUBS, A_REQUESTS, A_NEXT, default_alias,  # noqa: F401
-                                       encoded_size, AGENT_MAX, ID_MAX, URL_MAX, too_long)
+                                       encoded_size, AGENT_MAX, FIXED_MAX, ID_MAX, URL_MAX, too_long)
 from firmware_slots.datamodel.dm import (UspError, E_VALUE, E_INTERNAL, E_RESOURCES, E_NO_OBJECT,
                                          E_NOT_CREATABLE, iso_time, LA_ID,
                                          CT_ID as CT, MTP_ID as MTP, COAP_ID as COAP, BP_ID as BP,
@@ -75,8 +76,7 @@ class LocalAgent:
         self.reqs = meta.agent(A_REQUESTS) or {}
         self.next = meta.agent(A_NEXT) or {}
         self.dirty = set()
-        self.lazy = False  # a controller's reply-to changed: persisted with the next real write
-        self.lazy_bytes = 0  # what those RAM-only changes will add to the record (room() counts it)
+        self.lazy = False  # a controller row or reply-to changed: persisted with the next real write
         self.current = None  # controller instance of the message being handled
 
     # -- persistence --------------------------------------------------------------
@@ -85,31 +85,51 @@ class LocalAgent:
         if not self.dirty:
             return
         if self.lazy:
-            self.lazy_bytes = 0
             self.dirty.add(A_CONTROLLERS)
             self.dirty.add(A_NEXT)
             self.lazy = False
         ch = {}
         for k in self.dirty:
             if k == A_SUBS:
-                ps = {}
-                for i in self.subs:
-                    if self.subs[i].get("p"):
-                        ps[i] = self.subs[i]
-                ch[A_SUBS] = ps
+                ch[A_SUBS] = self._persistent_subs()
             else:
                 ch[k] = self.ctrls if k == A_CONTROLLERS else self.reqs if k == A_REQUESTS else self.next
         self.dirty = set()
         self.meta.agent_update(ch)
 
+    def _persistent_subs(self):
+        ps = {}
+        for i in self.subs:
+            if self.subs[i].get("p"):
+                ps[i] = self.subs[i]
+        return ps
+
+    def left(self):
+        """Bytes the tables may still grow by: the agent's budget (state.MetaStore.agent_budget:
+        what one snapshot record holds less the worst case of the device and slot sections)
+        less the boot notes' worst case (FIXED_MAX) less the tables as flush() would write
+        them now, RAM-only (lazy) rows and this message's earlier changes included."""
+        used = encoded_size({A_CONTROLLERS: self.ctrls, A_SUBS: self._persistent_subs(),
+                             A_REQUESTS: self.reqs, A_NEXT: self.next})
+        return self.meta.agent_budget() - FIXED_MAX - used
+
     def room(self, extra=0):
-        """UspError 7005 when the persisted tables (plus `extra` bytes) would not fit the
-        agent's budget (state.MetaStore.agent_budget: what one snapshot record holds less
-        the worst case of the device and slot sections)."""
-        left = self.meta.agent_room() - self.lazy_bytes
+        """UspError 7005 when the persisted tables plus `extra` bytes would not fit (left())."""
+        left = self.left()
         if extra > left:
             raise UspError(E_RESOURCES, "agent state is full: %d more bytes, %d left of %d" % (
                 extra, max(left, 0), self.meta.agent_budget()))
+
+    def mark(self):
+        """The bookkeeping an Add changes besides its row (instance counters, pending writes)."""
+        return dict(self.next), set(self.dirty), self.lazy
+
+    def rollback(self, mark):
+        """Put that bookkeeping back after the Add was taken back: a refused Add leaves
+        nothing behind, not even a used instance number or a journal write."""
+        self.next.clear()  # in place: the state's A_NEXT may be this very dict
+        self.next.update(mark[0])
+        self.dirty, self.lazy = set(mark[1]), mark[2]
 
     def new_inst(self, idx, scope=""):
         key = "%d%s" % (idx, scope)
@@ -154,7 +174,6 @@ class LocalAgent:
             if v is not None:  # the row that gives way frees its bytes
                 n -= self._row_bytes(self.ctrls[v])
             self.room(n)
-            self.lazy_bytes += n
             if v is not None:
                 # a row nothing refers to gives way: the table is not first-come
                 self._forget_next(v)
@@ -169,9 +188,7 @@ class LocalAgent:
             self.lazy = True
         c = self.ctrls[i]
         if reply_to and c.get("u") != reply_to:
-            n = len(reply_to) - len(c.get("u") or "")
-            self.room(n)
-            self.lazy_bytes += n
+            self.room(encoded_size(reply_to) - encoded_size(c.get("u") or ""))
             # RAM only until something else is written: a Get with a new reply-to port
             # (every aiocoap client, a fuzzer) must not cost a journal write each
             c["u"] = reply_to
