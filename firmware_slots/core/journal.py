@@ -42,9 +42,12 @@ Ring rules:
 - erasing a logical sector erases its first block (the one holding offset 0) first, then
   the others in order, and only then programs the snapshot. A cut anywhere in between
   leaves offset 0 erased (or torn: CRC), so a half-erased sector never holds a valid
-  snapshot and recovery ignores it; the next snapshot erases all k blocks again.
-  A valid snapshot therefore implies the rest of its sector was erased after it was
-  started, so deltas only ever land on erased flash (recovery checks that too);
+  snapshot and recovery ignores it; the next snapshot erases all k blocks again, so a
+  valid snapshot always has a fully erased sector behind it and deltas land only on
+  erased flash (recovery checks that too). Recovery does not rest on the order alone:
+  the sector being erased is the oldest of the ring, so even an intact old snapshot there
+  loses to the head's sequence number (tests/device/powercut.py run_512 sweeps every cut
+  of a wrap, between and inside the k erases and across block boundaries of records);
 - one record = one program operation, so a boot attempt costs one small write;
 - at most MAX_DELTAS deltas follow a snapshot, so boot-time replay stays bounded even
   in 128 KiB sectors (with 4 KiB sectors the sector fills first).

@@ -1,7 +1,8 @@
 """The persisted state: its vocabulary (the one place that names journal keys) and MetaStore.
 
 Everything the device remembers is one CBOR map of sections kept in the journal
-(journal.py has the bytes). Only this module names the keys; the slot manager and
+(journal.py has the bytes). Text bounds (<= TEXT_MAX ...) are UTF-8 bytes: the bounds
+table below says who enforces each, and what the whole state can grow to. Only this module names the keys; the slot manager and
 the boot decision use the constants below, every other module goes through the
 SlotManager's methods or MetaStore.agent()/agent_update() with the A_* names.
 
@@ -117,6 +118,7 @@ AGENT_MIN = 640    # floor for layouts too small for the bound (see agent_budget
 #
 # | ring sector (max_body) | slots | agent budget | bounded |
 # | ---------------------- | ----- | ------------ | ------- |
+# | 4 KiB (4000): one 4 KiB block, or 8 x 512 B (stm32, layout.journal_blocks) - the same rows: |
 # | 4 KiB (4000)           | 2     | 1800 (cap)   | yes     |
 # | 4 KiB (4000)           | 3     | 1800 (cap)   | yes     |
 # | 4 KiB (4000)           | 4     | 1320         | yes     |
