@@ -14,6 +14,10 @@ mpy64_*     the PyPI 64-bit unix port loading the tiers as .mpy files (a board w
   *_download_1mib_min_heap_bytes  smallest -X heapsize with which a USP Download() of 1 MiB from
                                coap-server-notls completes: FirmwareImage.2.Status reads Available
                                (length, SHA-256 checksum and read-back verified by the slot manager)
+  *_signed_get_min_heap_bytes / *_signed_download_1mib_min_heap_bytes  the same two with an
+                               ECDSA-P256 trust key provisioned (SlotManager keys): the Download
+                               is a 1 MiB payload signed by imgtool (MCUboot container, security
+                               counter 1), its signature checked once before Available
   *_peak_live_bytes            max gc.mem_alloc() after gc.collect(), sampled every 64 flash
                                programs and every loop turn during that Download (heap: 256 KiB / 1 MiB)
   heap figures are bisected to *_heap_step_bytes (--quick: 4x coarser); None = did not fit the top
@@ -64,7 +68,7 @@ from firmware_slots.core.slots import SlotManager
 from firmware_slots import app
 '''
 
-# argv: FLASH-FILE MODE PORT MS (MODE: get | download | peak), or FLASH-FILE pull URL SHA
+# argv: FLASH-FILE MODE PORT MS [KEY.pem] (MODE: get | download | peak), or FLASH-FILE pull URL SHA
 DRIVER = r'''
 import sys, gc, time
 gc.collect()
@@ -89,7 +93,12 @@ else:
     F = RamFlash
 flash = F(%d, %d, path=a[0])
 j, s = carve(flash, %d, %d, 2)
-mgr = SlotManager(s, j, 1)
+if len(a) > 4 and a[1] != "pull":
+    from firmware_slots.core.image import load_key
+    with open(a[4]) as f:
+        mgr = SlotManager(s, j, 1, keys=[load_key(f.read())])
+else:
+    mgr = SlotManager(s, j, 1)
 if a[1] == "pull":
     import binascii
     from firmware_slots.transfer import pull
@@ -148,9 +157,9 @@ class Run:
             os.unlink(self.flash)
         return self.flash
 
-    def start(self, it, mode, heap, seconds):
+    def start(self, it, mode, heap, seconds, key=None):
         port = bc.free_udp_port()
-        p = it.popen([self.fresh(), mode, str(port), str(seconds * 1000)], heap)
+        p = it.popen([self.fresh(), mode, str(port), str(seconds * 1000)] + ([key] if key else []), heap)
         line = p.stdout.readline()
         if not line.startswith("READY"):
             bc.stop(p)
@@ -186,11 +195,11 @@ async def _get(uri):
         return "SoftwareVersion" in json.dumps(m, default=str)
 
 
-async def _download(uri, url, sha):
+async def _download(uri, url, sha, size):
     from firmware_slots.host.controller import UspCoapController
     async with UspCoapController("self::fit-dl") as ctl:
         await ctl.operate(uri, AGENT_ID, "Device.DeviceInfo.FirmwareImage.2.Download()",
-                          {"URL": url, "AutoActivate": "false", "FileSize": str(bc.MIB),
+                          {"URL": url, "AutoActivate": "false", "FileSize": str(size),
                            "CheckSumAlgorithm": "SHA-256", "CheckSum": sha}, key="fit", timeout=10)
         for _ in range(120):
             await asyncio.sleep(0.5)
@@ -227,8 +236,8 @@ def resident_after_gets(run, it, heap, n=CREEP_GETS):
     return mems[-1] if ok and mems else None
 
 
-def get_ok(run, it, heap, out=None):
-    p, uri, ready = run.start(it, "get", heap, 20)
+def get_ok(run, it, heap, out=None, key=None):
+    p, uri, ready = run.start(it, "get", heap, 20, key)
     if p is None:
         return False
     try:
@@ -240,12 +249,14 @@ def get_ok(run, it, heap, out=None):
         bc.stop(p)
 
 
-def download_ok(run, it, heap, url, sha, mode="download"):
-    p, uri, _ = run.start(it, mode, heap, 90)
+def download_ok(run, it, heap, url, sha, mode="download", signed=None):
+    """signed: (key.pem, size) of a signed image at url, the key provisioned on the device."""
+    key, size = signed or (None, bc.MIB)
+    p, uri, _ = run.start(it, mode, heap, 90, key)
     if p is None:
         return None
     try:
-        ok = asyncio.run(_watch(p, _download(uri, url, sha), 80))
+        ok = asyncio.run(_watch(p, _download(uri, url, sha, size), 80))
     finally:
         out, run.err = bc.stop(p)
     if mode == "peak":
@@ -328,6 +339,40 @@ def logged(name, ok):
     return probe
 
 
+def signed_image(tmp, server_url, name="signed"):
+    """(public key.pem, url, sha256 hex, size): a 1 MiB payload signed like `imgtool sign`
+    with a fresh ECDSA-P256 key, PUT as `name` next to the plain image on the same libcoap server."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from firmware_slots.host import signing
+    k = ec.generate_private_key(ec.SECP256R1())
+    priv, pub = os.path.join(tmp, name + "-key.pem"), os.path.join(tmp, name + "-pub.pem")
+    with open(priv, "wb") as f:
+        f.write(k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()))
+    with open(pub, "wb") as f:
+        f.write(k.public_key().public_bytes(serialization.Encoding.PEM,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo))
+    data = signing.sign(bc.pattern(bc.MIB), priv, "2.0.0", 1)
+    src = os.path.join(tmp, name + ".bin")
+    with open(src, "wb") as f:
+        f.write(data)
+    url = server_url.rsplit("/", 1)[0] + "/" + name
+    subprocess.run(["coap-client-notls", "-B", "30", "-m", "put", "-b", "1024", "-t", "42", "-f", src, url],
+                   check=True, capture_output=True, timeout=60)
+    return pub, url, hashlib.sha256(data).hexdigest(), len(data)
+
+
+def signed_figures(prefix, run, it, signed, get_range, dl_range, step):
+    pub, url, sha, size = signed
+    lo, hi = get_range
+    return {prefix + "signed_get_min_heap_bytes": smallest(
+                logged(prefix + "signed_get", lambda h: get_ok(run, it, h, key=pub)), lo, hi, step),
+            prefix + "signed_download_1mib_min_heap_bytes": smallest(
+                logged(prefix + "signed_download", lambda h: download_ok(
+                    run, it, h, url, sha, signed=(pub, size))), dl_range[0], dl_range[1], step * 2)}
+
+
 def figures(prefix, run, it, url, sha, get_range, dl_range, step, peak_heap):
     res = {}
     ready = []
@@ -371,6 +416,8 @@ def main(argv):
         k = 4 if quick else 1
         res.update(figures("frozen32_", run, i32, url, sha, (8 << 10, 128 << 10),
                            (8 << 10, 256 << 10), 512 * k, 256 << 10))
+        res.update(signed_figures("frozen32_", run, i32, signed_image(tmp, url), (8 << 10, 128 << 10),
+                                  (8 << 10, 256 << 10), 512 * k))
         if "--modules" in argv:
             res["frozen32_import_bytes"] = module_costs(run, i32)
         if "--no-mpy64" not in argv:

@@ -4,12 +4,13 @@
                             the confirm deadline is cancelled
     bootstub.elapsed_us()   microseconds since the stub's first line
     bootstub.reset()        reset the board (the stub runs again)
-State for the console: board, mgr (SlotManager), decision, slot, manifest.
+State for the console: profile (the board's), board, mgr (SlotManager), decision, slot, manifest.
 """
 
 import time
 
 t0 = 0
+profile = {}
 board = None
 mgr = None
 decision = None

@@ -31,7 +31,8 @@ def serve(endpoint_id, port=5683, host="127.0.0.1", path="usp", health=None, pla
     """Run the agent forever on host:port; confirm the boot once it serves."""
     import bootstub
     from firmware_slots import app
-    mtp = app.agent(bootstub.mgr, endpoint_id, host, port, path, platform=platform or StubPlatform())
+    mtp = app.agent(bootstub.mgr, endpoint_id, host, port, path, platform=platform or StubPlatform(),
+                    controllers=app.controllers(bootstub.profile))
     print("READY", mtp.endpoint.transport.local_port)
     mtp.startup()
     if health is not None:

@@ -28,7 +28,7 @@ def main(t0):
 def _boot():
     import boards
     from firmware_slots import app
-    p = boards.load()
+    p = api.profile = boards.load()
     b = api.board = app.board(p)
     bp = p.get("boot", {})
     m = api.mgr = app.slot_manager(p, b)

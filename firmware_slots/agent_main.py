@@ -57,7 +57,7 @@ def parse_args(argv):
 
 
 def manager(opts):
-    """SlotManager of the board profile (--board) or of the flash file and its layout file."""
+    """(SlotManager, profile) of the board profile (--board) or of the flash file and its layout file."""
     from firmware_slots import app
     if opts.get("board"):
         import boards
@@ -65,7 +65,7 @@ def manager(opts):
             p = boards.load(opts["board"])
         except OSError:
             usage_error("no board profile %r" % opts["board"])
-        return app.slot_manager(p)
+        return app.slot_manager(p), p
     path = opts["flash"]
     p = app.read_profile(path)
     if p is None:
@@ -78,7 +78,7 @@ def manager(opts):
         except OSError as e:
             sys.stderr.write("agent_main: cannot create %s.json: %s\n" % (path, e))
             sys.exit(1)
-    return app.open_flash_file(path, p)[1]
+    return app.open_flash_file(path, p)[1], p
 
 
 def _read(path):
@@ -90,7 +90,7 @@ def _read(path):
 
 def main(argv=None):
     opts = parse_args(sys.argv[1:] if argv is None else argv)
-    mgr = manager(opts)
+    mgr, profile = manager(opts)
     mgr.boot()
     if mgr.running >= 0:
         try:
@@ -109,7 +109,8 @@ def main(argv=None):
         coaps = (int(opts["coaps-port"]), der(opts["dtls-cert"]), der(opts["dtls-key"]), der(opts["dtls-ca"]))
     from firmware_slots import app
     return app.serve(mgr, opts["endpoint-id"], opts["host"], int(opts["port"]), opts["path"],
-                     int(opts["seconds"]), coaps=coaps, reply_host=opts["reply-host"] or None, dtls_client=dc)
+                     int(opts["seconds"]), coaps=coaps, reply_host=opts["reply-host"] or None, dtls_client=dc,
+                     controllers=app.controllers(profile))
 
 
 if __name__ == "__main__":

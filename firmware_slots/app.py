@@ -93,8 +93,12 @@ def slot_manager(profile, b=None):
     keys, floor = trust(profile)
     m = SlotManager(slots, j, b.write_size, bp.get("max_attempts", 3), inspector(profile, b), keys, floor,
                     profile["flash"].get("erased"))  # erased None: what the device says, else 0xFF
-    m.controllers = (profile.get("trust") or {}).get("controllers")  # read by the USP agent
     return m
+
+
+def controllers(profile):
+    """The provisioned controller EndpointIDs of `profile` (None: no policy, the open door)."""
+    return (profile.get("trust") or {}).get("controllers")
 
 
 def trust(profile):
@@ -120,13 +124,14 @@ def open_flash_file(path, profile=None):
 
 
 def agent(mgr, endpoint_id, host="127.0.0.1", port=5683, path="usp", reply_host=None,
-          dtls_client=None, platform=None):
-    """-> CoapMtp serving `mgr`'s USP agent on host:port (port 0: any free one)."""
+          dtls_client=None, platform=None, controllers=None):
+    """-> CoapMtp serving `mgr`'s USP agent on host:port (port 0: any free one).
+    controllers: the profile's trust policy (app.controllers(profile)); None: everyone trusted."""
     from firmware_slots.coap.protocol import CoapEndpoint
     from firmware_slots.coap.transport import UdpTransport
     from firmware_slots.usp.agent import UspAgent
     from firmware_slots.mtp.coap import CoapMtp
-    a = UspAgent(mgr, endpoint_id, platform)
+    a = UspAgent(mgr, endpoint_id, platform, controllers=controllers)
     ep = CoapEndpoint(UdpTransport(host, port))
     if reply_host is None and host not in ("0.0.0.0", "::"):
         reply_host = host

@@ -95,7 +95,6 @@ class SimDevice:
     def boot(self):
         """One power-up: boot decision, the app's self-test; -> SlotManager once confirmed, or None."""
         mgr = simdev.reopen(self.flash)
-        mgr.controllers = self.controllers  # what app.slot_manager sets from the profile
         prev = mgr.running
         d = mgr.boot()
         _stub.explain_failed_trials(mgr, _Board(self), d, prev, {})
@@ -120,7 +119,8 @@ class SimDevice:
                 if mgr is None:
                     time.sleep(REBOOT_S)
                     continue
-                self.mtp = app.agent(mgr, self.endpoint_id, self.host, self.port, platform=Platform())
+                self.mtp = app.agent(mgr, self.endpoint_id, self.host, self.port, platform=Platform(),
+                                     controllers=self.controllers)
                 self.port = self.mtp.endpoint.transport.local_port
                 try:
                     self.mtp.startup()

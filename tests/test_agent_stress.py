@@ -20,7 +20,7 @@ from support.coap_peers import free_udp_port, pattern  # noqa: E402
 
 aiocoap = pytest.importorskip("aiocoap")
 
-from test_mtp_binding import AGENT_ID, AgentProc, make_flash, run  # noqa: E402
+from support.agent_proc import AGENT_ID, AgentProc, make_flash, run  # noqa: E402
 
 from firmware_slots.coap import numbers as N  # noqa: E402
 from firmware_slots.coap.client import CoapClient  # noqa: E402

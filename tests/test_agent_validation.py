@@ -18,7 +18,7 @@ from mpy import requires_micropython  # noqa: E402
 aiocoap = pytest.importorskip("aiocoap")
 pytest.importorskip("littlefs")
 
-from test_mtp_binding import AGENT_ID, AgentProc, run  # noqa: E402
+from support.agent_proc import AGENT_ID, AgentProc, run  # noqa: E402
 
 from firmware_slots import app  # noqa: E402
 from firmware_slots.host import appimage  # noqa: E402

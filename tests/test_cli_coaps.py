@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from mpy import ROOT, micropython_exe, requires_micropython
 from test_dtls import _free_udp_pair, _write_pki
-from test_mtp_binding import AGENT_ID, LAYOUT, make_flash
+from support.agent_proc import AGENT_ID, LAYOUT, make_flash
 
 from firmware_slots.host.cli import main
 

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from mpy import requires_micropython
 from support.coap_peers import free_udp_port
-from test_mtp_binding import AGENT_ID, AgentProc, make_flash
+from support.agent_proc import AGENT_ID, AgentProc, make_flash
 
 from firmware_slots.host.cli import main
 

@@ -120,7 +120,7 @@ def test_agent_serves_usp_over_coaps(pki):
 @pytest.mark.skipif(COAP_CLIENT is None, reason="coap-client-openssl not installed")
 def test_agent_main_listens_on_coap_and_coaps(pki, tmp_path):
     """`agent_main --coaps-port` (PEM files converted on the device) serves both bindings."""
-    from test_mtp_binding import LAYOUT, make_flash
+    from support.agent_proc import LAYOUT, make_flash
     good, _ = pki
     make_flash(tmp_path / "dev.flash")
     port = _free_udp_pair()

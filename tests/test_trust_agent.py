@@ -184,3 +184,30 @@ def test_controller_trust_objects_and_assigned_role():
     # strangers may not even read the policy
     assert err(Controller(a, EVIL).call("get", {"param_paths": [T]}))[0] == 7006
     assert err(c.set([(T, {"UntrustedRole": T + "Role.1"})]))[0] in (7012, 7013, 7026)
+
+
+def test_rows_made_while_the_door_was_open_are_not_trusted_once_a_policy_is_on():
+    from firmware_slots.sim import simdev
+    flash, mgr, a = agent_for(None)  # the first wave's open door: everyone has full access
+    evil = Controller(a, EVIL)
+    r = evil.add("Device.LocalAgent.Controller.", {"EndpointID": "self::friend"})  # persists both rows
+    assert r["created_obj_results"][0]["oper_status"]["oper_success"]
+    assert sorted(c["e"] for c in a.la.ctrls.values()) == sorted([EVIL, "self::friend"])
+    # the board is provisioned: same journal, a policy naming only CTRL_ID
+    mgr = simdev.reopen(flash)
+    mgr.boot()
+    a = UspAgent(mgr, AGENT_ID, Platform(wall_s=T0), controllers=[CTRL_ID])
+    a.startup()
+    a.take_outbox()
+    assert len(a.la.ctrls) == 2  # the rows are still there, but vouch for nobody
+    for eid in (EVIL, "self::friend"):
+        assert err(Controller(a, eid).operate("Device.Reboot()"))[0] == 7006
+    c = Controller(a, CTRL_ID)
+    T = "Device.LocalAgent.ControllerTrust."
+    roles = c.values("Device.LocalAgent.Controller.")
+    got = {roles[k[:-len("EndpointID")] + "EndpointID"]: roles[k[:-len("EndpointID")] + "AssignedRole"]
+           for k in roles if k.endswith(".EndpointID")}
+    assert got == {EVIL: T + "Role.2", "self::friend": T + "Role.2", CTRL_ID: T + "Role.1"}
+    # a row the provisioned controller adds now does vouch
+    c.add("Device.LocalAgent.Controller.", {"EndpointID": "self::ops"})
+    assert Controller(a, "self::ops").operate("Device.Reboot()")["operation_results"][0]["executed_command"] == "Device.Reboot()"

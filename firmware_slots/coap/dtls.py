@@ -28,7 +28,10 @@ API
     DtlsSocket: send(data) -> int; recv(n=2048, timeout=<default>) -> bytes
         (one datagram; b"" once the peer sent close_notify; OSError(ETIMEDOUT)
         after `timeout` seconds, and the session stays usable);
-        settimeout(t); cipher() -> (suite, "DTLSv1.2"); peer; close().
+        settimeout(t); cipher() -> (suite, "DTLSv1.2"); peer; close();
+        san_uris: on a server session with `cadata`, the subjectAltName URIs
+        (x509.san_uris, [] when none) of the client certificate the handshake
+        verified against `cadata`; None on every other socket.
     pem_to_der(data) -> [der, ...]: PEM text to DER blobs (see key formats).
     supported() -> (client_ok, server_ok)
 
@@ -77,7 +80,15 @@ Key/cert formats (load_cert_chain / load_verify_locations):
   a second load_cert_chain re-parses the key and fails); several CA certs are fine.
 Other limits of this port's API:
 * No getpeercert() (built without MBEDTLS_SSL_KEEP_PEER_CERTIFICATE); cipher()
-  must not be called before the handshake finished (NULL suite name).
+  must not be called before the handshake finished (NULL suite name). Instead,
+  SSLContext.verify_callback(cert, depth) is called inside wrap_socket for each
+  certificate of the peer's chain, the root first and the leaf (depth 0) last,
+  with a memoryview of its DER valid only during the call; also for a chain that
+  then fails (another CA: only depth 0), so what it saw counts only once the
+  handshake succeeded. Return 0 keeps mbedTLS's verdict; non-zero aborts the
+  chain walk at once and the handshake fails with that number as the error (the
+  peer gets a fatal alert); an exception escapes through mbedTLS, skipping its
+  cleanup (the handshake state leaks), so the callback here never raises.
 * No way to set mbedTLS's handshake timer (1 s .. 60 s). With a non-blocking
   socket the handshake inside wrap_socket would retry for ~2 minutes, so the
   handshake runs on a socket with a per-flight receive timeout: a lost flight
@@ -295,6 +306,8 @@ def _timed_out():
 class DtlsSocket:
     """One DTLS session with one peer: datagram in, datagram out."""
 
+    san_uris = None  # server sessions set it (DtlsServer.accept): a class default costs no RAM per socket
+
     def __init__(self, ssl_sock, peer, timeout=None):
         self._s = ssl_sock
         self.peer = peer
@@ -342,7 +355,7 @@ class DtlsSocket:
     def close(self):
         if self._s is not None:
             try:
-                self._s.close()  # sends close_notify, closes the UDP socket too
+                self._s.close()  # closes the UDP socket too; sends no close_notify (the port only frees the context)
             finally:
                 self._s = None
 
@@ -404,13 +417,26 @@ def connect(
 
 
 class DtlsServer:
-    def __init__(self, ctx, addr, flight_timeout):
+    def __init__(self, ctx, addr, flight_timeout, names=None):
         self._ctx = ctx
         self._addr = addr
         self.flight_timeout = flight_timeout
         self.last_error = None
         self._sock = None
+        self._names = names  # x509.san_uris when client certificates are verified, else None
+        self._leaf = None  # SAN URIs of the leaf seen by the handshake under way (one at a time)
+        if names is not None:
+            ctx.verify_callback = self._verify
         self._bind()
+
+    def _verify(self, cert, depth):
+        # mbedTLS calls this inside wrap_socket: only that handshake's peer can be its source
+        if depth == 0:
+            try:
+                self._leaf = self._names(cert)  # copies out the names: cert is only valid now
+            except Exception:  # never raise through mbedTLS (see the module notes)
+                self._leaf = []
+        return 0  # mbedTLS's own verdict on the chain stands
 
     def _bind(self):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -448,6 +474,7 @@ class DtlsServer:
             d = None
             try:
                 for _ in range(3):  # 1st: HelloVerifyRequest sent, 2nd: handshake
+                    self._leaf = None  # nothing seen before this wrap_socket is this peer's
                     try:
                         d = _handshake(
                             self._ctx,
@@ -475,7 +502,11 @@ class DtlsServer:
                 self._bind()  # listen for other peers meanwhile (SO_REUSEADDR)
             except OSError:
                 self._sock = None  # re-bound by the next accept()
-            return DtlsSocket(d, peer)
+            out = DtlsSocket(d, peer)
+            if self._names is not None and self._ctx.verify_mode == _tls.CERT_REQUIRED:
+                out.san_uris = self._leaf or []  # verified: the handshake would have failed otherwise
+            self._leaf = None
+            return out
 
     def close(self):
         self._drop()
@@ -493,4 +524,7 @@ def server(host, port, cert, key, cadata=None, flight_timeout=1):
     if why:
         raise DtlsUnsupported(why)
     ctx = _context(_tls.PROTOCOL_DTLS_SERVER, cadata, cert, key)
-    return DtlsServer(ctx, _addr(host, port), flight_timeout)
+    names = None
+    if cadata is not None:  # only a certificate verified against cadata may name its owner
+        from firmware_slots.coap.x509 import san_uris as names
+    return DtlsServer(ctx, _addr(host, port), flight_timeout, names)

@@ -210,11 +210,10 @@ class CoapEndpoint:
         nd = self._next_timer(now)
         if nd is not None and (wait < 0 or nd < wait):
             wait = nd
-        n = 0
         if self.ready(wait) == 2:
-            n = self._drain()
+            return self.readable()
         self._run_timers()
-        return n
+        return 0
 
     def ready(self, wait):
         """Wait up to `wait` ms: 0 nothing readable, 1 only watched sockets (leave them to
@@ -230,6 +229,13 @@ class CoapEndpoint:
                 return 2
             got = 1
         return got
+
+    def readable(self):
+        """Someone else's poll saw our socket readable: handle what is queued and run due
+        timers, without polling again (an owner's loop, a transfer stepped by the agent)."""
+        n = self._drain()
+        self._run_timers()
+        return n
 
     def _drain(self, limit=32):
         n = 0
@@ -389,8 +395,7 @@ class CoapEndpoint:
                     await _mp_readable(self.transport.pollable)
                 else:
                     await _cpy_readable(self.transport.pollable)
-                self._drain()
-                self._run_timers()
+                self.readable()
         finally:
             timer.cancel()
 

@@ -9,6 +9,7 @@ flush() would write them, RAM-only rows included) before it changes, and refused
 7005 when it does not fit, leaving the tables as they were.
 The row formats are this module's own:
     'c' {inst: controller}  controller = {'al','e' EndpointID,'en','u' last reply-to,
+                            't' 1: added by a trusted controller under a trust policy (vouched),
                             'm' {inst: {'al','en','p' Protocol,'h','po','pa'}},
                             'b' {inst: {'al','en','n' ParameterName}}}
     's' {inst: subscription} persistent ones only: {'al','en','r' controller inst,'id',
@@ -78,6 +79,7 @@ class LocalAgent:
         self.dirty = set()
         self.lazy = False  # a controller row or reply-to changed: persisted with the next real write
         self.current = None  # controller instance of the message being handled
+        self.role_of = lambda eid: 1  # the agent's policy: EndpointID -> ControllerTrust role
 
     # -- persistence --------------------------------------------------------------
     def flush(self):
@@ -145,8 +147,15 @@ class LocalAgent:
                 return i
         return None
 
+    def vouched(self, eid):
+        """True when eid's row was added by a trusted controller under a trust policy (not
+        auto-created on first contact, e.g. for a certificate's name, nor made while the door
+        was open): only such a row trusts the EndpointID alone, on any MTP."""
+        i = self.controller_by_eid(eid)
+        return i is not None and bool(self.ctrls[i].get("t"))
+
     def seen(self, eid, reply_to):
-        """Note a message from controller eid; creates its row on first contact.
+        """Note a message from controller eid; creates its row on first contact (never vouched).
 
         UspError 7005, with nothing changed, when the EndpointID or reply-to is longer
         than its bound or the new row would not fit the state budget (room())."""
@@ -314,9 +323,8 @@ class LocalAgent:
         # ControllerTrust. read from trust.ROLES; AssignedRole from the agent's policy
         from firmware_slots.datamodel import trust
         role = "Device.LocalAgent.ControllerTrust.Role.%d"
-        if idx == CT:  # a row exists only for a trusted controller (usp/agent.py)
-            self._row(idx, keys)
-            return role % trust.FULL_ACCESS
+        if idx == CT:
+            return role % self.role_of(self._row(idx, keys).get("e", ""))
         if idx == TRUST_ID:
             return role % trust.UNTRUSTED if name == "UntrustedRole" else len(trust.ROLES)
         r = trust.ROLES[keys[0] - 1]
@@ -376,8 +384,9 @@ class LocalAgent:
             return self.subs
         return self.reqs
 
-    def add(self, idx, keys):
-        """Create a row with defaults under parent keys; returns its instance number."""
+    def add(self, idx, keys, vouched=False):
+        """Create a row with defaults under parent keys; returns its instance number.
+        vouched: a Controller row a trusted controller adds under a trust policy (see vouched())."""
         if idx == CT:
             table, cap, scope = self.ctrls, MAX_CONTROLLERS, ""
         elif idx in (MTP, BP):
@@ -393,6 +402,8 @@ class LocalAgent:
         if idx == CT:
             row["m"] = {}
             row["b"] = {}
+            if vouched:
+                row["t"] = 1
         if idx == SUB:  # RAM only (not Persistent) until a Set makes it so
             row["r"] = self.current or 0
             row["cd"] = int(self.platform.now_s())

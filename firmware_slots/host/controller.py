@@ -26,6 +26,56 @@ class TransportError(Exception):
     """The agent could not be reached (no route, no answer, not a USP endpoint): exit 3."""
 
 
+class UspFailure(Exception):
+    """The agent answered, and refused: a USP Error, or one path's/object's failure: exit 1."""
+
+
+# --- reading replies and building requests: the one place every host tool uses ---------
+def error_of(msg):
+    """The reply Msg's response body, or UspFailure when the agent sent a USP Error."""
+    body = msg.get("body", {})
+    if "error" in body:
+        e = body["error"]
+        detail = "; ".join("%s: %s" % (p.get("param_path", ""), p.get("err_msg", ""))
+                           for p in e.get("param_errs", []))
+        raise UspFailure("USP error %s: %s%s" % (e.get("err_code"), e.get("err_msg", ""),
+                                                 " (" + detail + ")" if detail else ""))
+    return body.get("response", {})
+
+
+def get_params(msg, strict=True):
+    """A GetResp Msg -> {full parameter path: value}; strict: a path's error is UspFailure
+    (else that path is left out)."""
+    out = {}
+    for rp in error_of(msg)["get_resp"].get("req_path_results", []):
+        if rp.get("err_code") and strict:
+            raise UspFailure("USP error %s: %s (%s)" % (rp["err_code"], rp.get("err_msg", ""),
+                                                        rp.get("requested_path")))
+        for res in rp.get("resolved_path_results", []):
+            for k, v in sorted(res.get("result_params", {}).items()):
+                out[res["resolved_path"] + k] = v
+    return out
+
+
+def subscription(notif_type, refs, persistent=True):
+    """The Add body of one Device.LocalAgent.Subscription. row."""
+    return {"allow_partial": False, "create_objs": [{
+        "obj_path": "Device.LocalAgent.Subscription.", "param_settings": [
+            {"param": "Enable", "value": "true", "required": True},
+            {"param": "NotifType", "value": notif_type, "required": True},
+            {"param": "ReferenceList", "value": refs, "required": True},
+            {"param": "Persistent", "value": "true" if persistent else "false", "required": True}]}]}
+
+
+def added_path(msg, what):
+    """An AddResp Msg of one object -> its instantiated path; UspFailure naming `what` else."""
+    st = error_of(msg)["add_resp"]["created_obj_results"][0]["oper_status"]
+    if "oper_failure" in st:
+        f = st["oper_failure"]
+        raise UspFailure("USP error %s: %s (%s)" % (f.get("err_code"), f.get("err_msg"), what))
+    return st["oper_success"]["instantiated_path"]
+
+
 def check_uri(uri):
     """A one-line reason `uri` cannot name a USP agent on the CoAP MTP, or None."""
     from urllib.parse import urlsplit

@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 
+from firmware_slots.host import controller as C  # noqa: E402  (the one reader and builder of USP messages)
 from firmware_slots.host.usp_cli import describe  # noqa: E402,F401  (one decoder of Notify messages)
 
 AGENT_ID = "os::0044FF-virtual-1"
@@ -37,17 +38,8 @@ def agent_uri(port):
 
 async def subscribe(ctl, uri, notif_type, refs, persistent=True, agent_id=AGENT_ID):
     """Add a Device.LocalAgent.Subscription. row; -> its path."""
-    add = {"allow_partial": False, "create_objs": [{
-        "obj_path": "Device.LocalAgent.Subscription.", "param_settings": [
-            {"param": "Enable", "value": "true", "required": True},
-            {"param": "NotifType", "value": notif_type, "required": True},
-            {"param": "ReferenceList", "value": refs, "required": True},
-            {"param": "Persistent", "value": "true" if persistent else "false", "required": True}]}]}
-    m = await ctl.request(uri, agent_id, "add", add)
-    r = m["body"].get("response", {}).get("add_resp")
-    if r is None:
-        raise RuntimeError("subscription refused: %r" % (m["body"],))
-    return r["created_obj_results"][0]["oper_status"]["oper_success"]["instantiated_path"]
+    return C.added_path(await ctl.request(uri, agent_id, "add", C.subscription(notif_type, refs, persistent)),
+                        "subscribing to %s" % refs)
 
 
 async def subscribe_all(ctl, uri, agent_id=AGENT_ID, slot_cmd=FW + "*.Download()"):
@@ -80,13 +72,8 @@ async def notes_until(ctl, last, timeout=30.0, echo=None):
 
 
 def params(m):
-    """Decoded GetResp -> {full path: value}."""
-    out = {}
-    for r in m["body"]["response"]["get_resp"]["req_path_results"]:
-        for rp in r.get("resolved_path_results", []):
-            for k, v in rp.get("result_params", {}).items():
-                out[rp["resolved_path"] + k] = v
-    return out
+    """Decoded GetResp -> {full path: value} (a path's error leaves it out)."""
+    return C.get_params(m, strict=False)
 
 
 async def get(ctl, uri, paths, agent_id=AGENT_ID):

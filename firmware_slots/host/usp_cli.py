@@ -96,6 +96,8 @@ def run(coro):
         return asyncio.run(coro)
     except C.TransportError as e:
         raise TransportFailure(str(e))
+    except C.UspFailure as e:
+        raise UspFailure(str(e))
     except asyncio.TimeoutError as e:
         raise TransportFailure("no answer from the agent in time%s" % (": %s" % e if str(e) else ""))
     except OSError as e:
@@ -105,31 +107,23 @@ def run(coro):
 
 
 def error_of(msg):
-    """A USP Error Msg -> UspFailure; else the response body."""
-    body = msg.get("body", {})
-    if "error" in body:
-        e = body["error"]
-        detail = "; ".join("%s: %s" % (p.get("param_path", ""), p.get("err_msg", ""))
-                           for p in e.get("param_errs", []))
-        raise UspFailure("USP error %s: %s%s" % (e.get("err_code"), e.get("err_msg", ""),
-                                                 " (" + detail + ")" if detail else ""))
-    return body.get("response", {})
+    """A reply Msg -> its response body; a USP Error -> UspFailure (one line, exit 1)."""
+    try:
+        return C.error_of(msg)
+    except C.UspFailure as e:
+        raise UspFailure(str(e))
 
 
-def params_of(resp):
-    out = {}
-    for rp in resp["get_resp"].get("req_path_results", []):
-        if rp.get("err_code"):
-            raise UspFailure("USP error %s: %s (%s)" % (rp["err_code"], rp.get("err_msg", ""),
-                                                        rp.get("requested_path")))
-        for res in rp.get("resolved_path_results", []):
-            for k, v in sorted(res.get("result_params", {}).items()):
-                out[res["resolved_path"] + k] = v
-    return out
+def params_of(msg):
+    """A GetResp Msg -> {path: value}; any path's error -> UspFailure."""
+    try:
+        return C.get_params(msg)
+    except C.UspFailure as e:
+        raise UspFailure(str(e))
 
 
 async def get_params(ctl, t, paths):
-    return params_of(error_of(await ctl.get(t.uri, t.agent_id, paths, timeout=t.timeout)))
+    return params_of(await ctl.get(t.uri, t.agent_id, paths, timeout=t.timeout))
 
 
 def get_params_sync(t, paths):
@@ -158,17 +152,8 @@ def pairs(items, what="NAME=VALUE"):
 
 async def add_sub(ctl, t, notif_type, refs, persistent=False):
     """Add a Device.LocalAgent.Subscription. row; -> its path."""
-    add = {"allow_partial": False, "create_objs": [{"obj_path": SUB, "param_settings": [
-        {"param": "Enable", "value": "true", "required": True},
-        {"param": "NotifType", "value": notif_type, "required": True},
-        {"param": "ReferenceList", "value": refs, "required": True},
-        {"param": "Persistent", "value": "true" if persistent else "false", "required": True}]}]}
-    r = error_of(await ctl.request(t.uri, t.agent_id, "add", add, t.timeout))["add_resp"]
-    st = r["created_obj_results"][0]["oper_status"]
-    if "oper_failure" in st:
-        f = st["oper_failure"]
-        raise UspFailure("USP error %s: %s (subscribing to %s)" % (f.get("err_code"), f.get("err_msg"), refs))
-    return st["oper_success"]["instantiated_path"]
+    m = await ctl.request(t.uri, t.agent_id, "add", C.subscription(notif_type, refs, persistent), t.timeout)
+    return C.added_path(m, "subscribing to %s" % refs)
 
 
 async def drop_subs(ctl, t, paths):

@@ -7,7 +7,10 @@
 Each accepted DTLS session gets its own CoapEndpoint over the session and a CoapMtp
 sharing the one agent; a controller's USP replies go back over the same session (its
 reply-to must name the peer's own address: the MTP refuses reflection with 4.03).
-With `cadata` the controller must present a certificate that chains to it.
+With `cadata` the controller must present a certificate that chains to it, and the
+subjectAltName URIs of that certificate go with each of the session's Records to
+agent.handle(record, reply_to, san_uris): a controller whose URI is
+"urn:bbf:usp:id:<its EndpointID>" is trusted (datamodel/trust.roles_for).
 
 What the device pays: one DTLS context, MAX_SESSIONS sessions (mbedTLS keeps ~10-20 KB
 per session on a board), no per-peer state beyond them. Notifications are not sent
@@ -29,8 +32,14 @@ def _hostport(addr):
 
 
 class _SessionMtp(CoapMtp):
+    san_uris = None  # the session's verified client-certificate URIs (dtls.DtlsSocket.san_uris)
+
     def _dtls(self, u):
         return self.client  # a coaps reply-to rides back on the session the request came in on
+
+    def _handle(self, record, reply_to):
+        # only here does the agent learn certificate names: TR-369's SAN rule for coaps
+        return self.agent.handle(record, reply_to, self.san_uris)
 
 
 class _Session:
@@ -45,6 +54,7 @@ class _Session:
         self.closed = False
         self.peer = (host, port)
         self.mtp = _SessionMtp(agent, CoapEndpoint(tr), path, log=log)
+        self.mtp.san_uris = sock.san_uris
         self.ticks_ms = ticks_ms
         self.last = ticks_ms()
 

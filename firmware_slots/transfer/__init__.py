@@ -25,29 +25,29 @@ class Pacer:
     def __init__(self, rate):
         self.rate = rate
         self.n = 0
-        self.t0 = _ms()
+        self.t0 = now_ms()
 
     def add(self, n):
         if not self.rate:
             return
         self.n += n
-        ahead = self.n * 1000 // self.rate - _elapsed_ms(self.t0)
+        ahead = self.n * 1000 // self.rate - elapsed_ms(self.t0)
         if ahead > 0:
             _sleep_ms(ahead)
 
 
-def _ms():
+def now_ms():
     try:
         return time.ticks_ms()
     except AttributeError:  # CPython
         return int(time.time() * 1000)
 
 
-def _elapsed_ms(t0):
+def elapsed_ms(t0):
     try:
         return time.ticks_diff(time.ticks_ms(), t0)  # ticks wrap on a board
     except AttributeError:
-        return _ms() - t0
+        return now_ms() - t0
 
 
 def _sleep_ms(ms):

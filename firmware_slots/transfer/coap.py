@@ -73,8 +73,7 @@ class _Task:
     def step(self, ready=False):
         ep = self.ep
         if ready:  # the owner's poll saw our socket readable: read it without polling again
-            ep._drain()
-            ep._run_timers()
+            ep.readable()
         else:
             ep.poll(0)
         if not self.p.step():

@@ -7,14 +7,21 @@ changed (or the server cannot resume): Restart. Username/Password go as HTTP Bas
 auth. Redirects (301/302/303/307/308) are followed up to 3 times. https needs the
 port's ssl module (server certificate verified when CADATA is set).
 rate: bytes per second cap. Costs: one 1 KiB buffer and a socket.
+
+Every network wait is a yield: the socket is non-blocking from connect to close, and
+_pull yields the poll event it waits for, so the agent's loop keeps serving USP while
+a server is slow or silent. A wait longer than TIMEOUT_S with nothing readable ends the
+transfer ("timeout"). Only a host name's DNS lookup blocks (IP literals never do).
 """
+import select
 import socket
 
-from firmware_slots.transfer import Pacer, TransferError, Restart, os_why
+from firmware_slots.transfer import Pacer, TransferError, Restart, os_why, now_ms, elapsed_ms
 
 CHUNK = 1024
-TIMEOUT_S = 30
+TIMEOUT_S = 30  # longest wait for the server with nothing readable/writable
 CADATA = None   # DER CA for https (None: no server verification, as the port's ssl default)
+_AGAIN = (11, 35, 115, 114, 36, 37, 10035)  # EAGAIN, EINPROGRESS, EALREADY (Linux, BSD/macOS, Windows)
 
 
 def split_url(url):
@@ -43,54 +50,98 @@ def _b64(s):
     return binascii.b2a_base64(s.encode()).strip().decode()
 
 
+def _again(e):
+    # CPython's ssl says "want read/write" with its own classes; errno says it elsewhere
+    n = e.args[0] if e.args and isinstance(e.args[0], int) else None
+    return n in _AGAIN or type(e).__name__ in ("SSLWantReadError", "SSLWantWriteError", "BlockingIOError")
+
+
 class _Conn:
+    """One non-blocking TCP (+TLS) connection. Its generator methods yield the poll event
+    they wait for (select.POLLIN / POLLOUT) and return when done."""
+
     def __init__(self, scheme, host, port):
         ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
         s = socket.socket(ai[0], socket.SOCK_STREAM)
-        try:
-            s.settimeout(TIMEOUT_S)
-        except (AttributeError, OSError):
-            pass
-        s.connect(ai[-1])
-        if scheme == "https":
-            try:
-                import ssl
-            except ImportError:
-                s.close()
-                raise TransferError("https is not available on this port (no ssl module)")
-            if CADATA is not None:
-                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                ctx.verify_mode = ssl.CERT_REQUIRED
-                ctx.load_verify_locations(cadata=CADATA)
-                s = ctx.wrap_socket(s, server_hostname=host)
-            else:
-                s = ssl.wrap_socket(s, server_hostname=host)
+        s.setblocking(False)
         self.s = s
         self.buf = b""
+        self.scheme, self.host, self.addr = scheme, host, ai[-1]
+
+    def open(self):
+        try:
+            self.s.connect(self.addr)
+        except OSError as e:
+            if not _again(e):
+                raise
+        yield select.POLLOUT  # connected, or refused: the first send says which
+        if self.scheme != "https":
+            return
+        try:
+            import ssl
+        except ImportError:
+            raise TransferError("https is not available on this port (no ssl module)")
+        if CADATA is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(cadata=CADATA)
+        else:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            if hasattr(ctx, "check_hostname"):  # CPython: no verification, as the port's default
+                ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        self.s = ctx.wrap_socket(self.s, server_hostname=self.host, do_handshake_on_connect=False)
+        if hasattr(self.s, "do_handshake"):  # CPython; MicroPython shakes hands on the first read/write
+            while True:
+                try:
+                    self.s.do_handshake()
+                    return
+                except OSError as e:
+                    if not _again(e):
+                        raise
+                    yield select.POLLOUT if type(e).__name__ == "SSLWantWriteError" else select.POLLIN
 
     def send(self, data):
-        if hasattr(self.s, "sendall"):
-            self.s.sendall(data)
-        else:
-            self.s.write(data)
+        mv = memoryview(data)
+        while mv:
+            try:
+                n = self.s.send(mv) if hasattr(self.s, "send") else self.s.write(mv)
+            except OSError as e:
+                if not _again(e):
+                    raise
+                n = None
+            if n is None:  # would block (MicroPython's ssl returns None)
+                yield select.POLLOUT
+                continue
+            mv = mv[n:]
 
     def _more(self):
-        d = self.s.recv(CHUNK) if hasattr(self.s, "recv") else self.s.read(CHUNK)
-        return d
+        """Bytes read (b"" at the end), or None when nothing is there yet."""
+        try:
+            return self.s.recv(CHUNK) if hasattr(self.s, "recv") else self.s.read(CHUNK)
+        except OSError as e:
+            if _again(e):
+                return None
+            raise
 
-    def readline(self):
+    def readline(self, out):
+        """Appends the next line (with its newline) to list `out`."""
         while b"\n" not in self.buf:
             d = self._more()
+            if d is None:
+                yield select.POLLIN
+                continue
             if not d:
                 raise TransferError("connection closed in the response header")
             self.buf += d
             if len(self.buf) > 4096:
                 raise TransferError("response header line too long")
         i = self.buf.index(b"\n")
-        line, self.buf = self.buf[:i + 1], self.buf[i + 1:]
-        return line
+        out.append(self.buf[:i + 1])
+        self.buf = self.buf[i + 1:]
 
     def read(self, n):
+        """Up to n bytes, b"" at the end, None when nothing is there yet (poll again)."""
         if self.buf:
             d, self.buf = self.buf[:n], self.buf[n:]
             return d
@@ -103,26 +154,34 @@ class _Conn:
             pass
 
 
-def _request(url, headers):
+def _request(url, headers, conn):
+    """Generator: connect, send the GET, read the status and headers; returns (code, hdr)
+    with the open connection in conn[0]."""
     for _ in range(4):
         scheme, host, port, path = split_url(url)
         c = _Conn(scheme, host, port)
+        conn[:] = [c]
         hostport = host if port in (80, 443) else "%s:%d" % (host, port)
         req = "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nUser-Agent: fwslots\r\n" % (path, hostport)
         for k in headers:
             req += "%s: %s\r\n" % (k, headers[k])
-        c.send((req + "\r\n").encode())
-        status = c.readline().split(None, 2)
+        yield from c.open()
+        yield from c.send((req + "\r\n").encode())
+        line = []
+        yield from c.readline(line)
+        status = line[0].split(None, 2)
         if len(status) < 2 or not status[0].startswith(b"HTTP/"):
             c.close()
             raise TransferError("not an HTTP response")
         code = int(status[1])
         hdr = {}
         while True:
-            line = c.readline().strip()
-            if not line:
+            line = []
+            yield from c.readline(line)
+            ln = line[0].strip()
+            if not ln:
                 break
-            k, _, v = line.partition(b":")
+            k, _, v = ln.partition(b":")
             hdr[k.strip().lower().decode()] = v.strip().decode()
         if code in (301, 302, 303, 307, 308) and "location" in hdr:
             c.close()
@@ -131,48 +190,78 @@ def _request(url, headers):
                 loc = "%s://%s%s" % (scheme, hostport, loc)
             url = loc
             continue
-        return c, code, hdr
+        return code, hdr
     raise TransferError("too many redirects")
 
 
 def fetch(url, writer, username="", password="", rate=0):
-    for _ in _pull(url, writer, username, password, rate, None):
-        pass
+    """The whole pull, blocking (host tools, tests): the task stepped as its socket allows."""
+    t = _Task(url, writer, username, password, rate)
+    try:
+        while not t.step(t.wait(100)):
+            pass
+    finally:
+        t.close()
+    if t.error is not None:
+        raise t.error
 
 
 def start(url, writer, username="", password="", rate=0):
-    """The pull as a cooperative task: the request and headers in the first step, then one
-    chunk per step, read only when the socket has data (plain http: never blocks on a
-    stalled server; https reads through ssl, which may)."""
+    """The pull as a cooperative task: each step does what the socket allows without
+    waiting (connect, request, headers, one chunk) and returns."""
     return _Task(url, writer, username, password, rate)
 
 
 class _Task:
     def __init__(self, *args):
-        self.conn = []   # _pull puts the connection here once it is open
+        self.conn = []   # _request puts the open connection here
         self.gen = _pull(*(args + (self.conn,)))
         self.error = None
+        self.want = 0    # the poll event the pull waits for (0: run it again)
         self.poller = None
+        self.polled = None  # the socket object registered with self.poller
         self.pollable = None
+        self.since = now_ms()  # last time the socket had something for us
+
+    def _ready(self, ms):
+        c = self.conn[0] if self.conn else None
+        if c is None or not self.want or c.buf:
+            return True
+        if self.polled is not c.s:  # a new connection (redirect) or the TLS wrapper
+            self.poller = select.poll()
+            self.polled = c.s
+            self.poller.register(c.s, self.want)
+        else:
+            self.poller.modify(c.s, self.want)
+        for r in self.poller.poll(ms):
+            return True
+        return False
+
+    def wait(self, ms):
+        """Block up to ms for the socket (the blocking fetch() only)."""
+        return self._ready(ms)
 
     def step(self, ready=False):
-        c = self.conn[0] if self.conn else None
-        if not ready and c is not None and not c.buf and self.poller is not None and not self.poller.poll(0):
-            return False  # nothing to read yet (the owner's poll says so when ready): serve USP meanwhile
+        if not (ready or self._ready(0)):
+            if elapsed_ms(self.since) < TIMEOUT_S * 1000:
+                return False  # nothing to do yet: serve USP meanwhile
+            self.error = TransferError("no answer from the server for %d s" % TIMEOUT_S, "timeout")
+            self.close()
+            return True
+        self.since = now_ms()
         try:
-            next(self.gen)
+            self.want = next(self.gen) or 0
         except StopIteration:
+            return True
+        except OSError as e:
+            self.error = TransferError("%r" % e, os_why(e))
             return True
         except Exception as e:  # TransferError, Restart, a SlotError from the writer
             self.error = e
             return True
-        if c is None and self.conn:
-            s = self.conn[0].s
-            if hasattr(s, "recv"):  # a plain socket: poll it (an ssl stream buffers on its own)
-                import select
-                self.poller = select.poll()
-                self.poller.register(s, select.POLLIN)
-                self.pollable = s
+        c = self.conn[0] if self.conn else None
+        if c is not None and self.pollable is None and c.scheme == "http":
+            self.pollable = c.s  # the owner's poll wakes us (an ssl stream buffers on its own)
         return False
 
     def close(self):
@@ -180,6 +269,8 @@ class _Task:
             self.gen.close()
         except Exception:
             pass
+        for c in self.conn:
+            c.close()
 
 
 def _pull(url, writer, username, password, rate, conn):
@@ -195,11 +286,10 @@ def _pull(url, writer, username, password, rate, conn):
         if validator:
             headers["If-Range"] = validator
     try:
-        c, code, hdr = _request(url, headers)
+        code, hdr = yield from _request(url, headers, conn)
     except OSError as e:
         raise TransferError("%s: %r" % (url, e), os_why(e))
-    if conn is not None:
-        conn.append(c)
+    c = conn[0]
     try:
         total = None
         if code == 206 and start:
@@ -237,9 +327,12 @@ def _pull(url, writer, username, password, rate, conn):
         sector = writer.region.sector
         sect = start // sector
         pacer = Pacer(rate)
-        yield
+        yield 0
         while left is None or left > 0:
             d = c.read(CHUNK if left is None else min(CHUNK, left))
+            if d is None:
+                yield select.POLLIN
+                continue
             if not d:
                 if left:
                     raise TransferError("connection closed with %d bytes to go" % left)
@@ -252,7 +345,7 @@ def _pull(url, writer, username, password, rate, conn):
                 sect = s
                 writer.checkpoint()
             pacer.add(len(d))
-            yield
+            yield 0
     except OSError as e:
         raise TransferError("%s: %r" % (url, e), os_why(e))
     finally:

@@ -23,6 +23,9 @@ board profile's "trust"."controllers") every request is checked against the send
 roles before it runs, 7006 when denied; unknown senders get the untrusted role and no
 Controller row, so every row is one a trusted controller made, and its EndpointID is trusted
 too ("added by a trusted controller", TR-181 ControllerTrust). controllers=None keeps the first wave's open door (full access for all).
+Over coaps a sender is also trusted when its verified certificate names it (handle()'s
+san_uris, TR-369); the row made for it is marked, so over plain CoAP its EndpointID alone
+is still a stranger's.
 """
 
 from firmware_slots.core.state import A_BOOT_CAUSE, A_PREV_VERSION, TEXT_MAX, clip
@@ -73,12 +76,13 @@ def _msg_type_of(part, kind):
 class UspAgent:
     def __init__(self, mgr, endpoint_id, platform=None, store=None, controllers=None):
         self.mgr = mgr
-        self.controllers = controllers if controllers is not None else getattr(mgr, "controllers", None)
+        self.controllers = controllers
         self.roles = (1,)  # the sender's ControllerTrust roles, set per message
         self.endpoint_id = endpoint_id
         self.platform = platform = platform or Platform()
         self.fw = Firmware(mgr, platform)
         self.la = LocalAgent(mgr.meta, endpoint_id, platform)
+        self.la.role_of = self.role_of
         fw, la = self.fw, self.la
         self.model = Model(fw, la)
         self.outbox = []
@@ -95,6 +99,19 @@ class UspAgent:
         self.coop = False             # True: the MTP's loop steps downloads (step_tasks)
         self.retry = []               # Notifies awaiting their NotifyResp (notify.py: NotifRetry)
         self.retry_dropped = 0
+
+    def role_of(self, eid, san_uris=None):
+        """eid's ControllerTrust role: full access without a policy; under one, provisioned
+        (the profile's list, or a row a trusted controller added: vouched), or named by the
+        verified certificate of this coaps session (san_uris, TR-369), else untrusted."""
+        if self.controllers is None:
+            return 1
+        if eid == self.current_eid:
+            return self.roles[0]  # the message being handled: what it was established with
+        from firmware_slots.datamodel import trust
+        if self.la.vouched(eid):
+            return trust.FULL_ACCESS
+        return trust.roles_for(eid, self.controllers, san_uris)[0]
 
     # -- lifecycle ------------------------------------------------------------------
     def startup(self):
@@ -225,7 +242,9 @@ class UspAgent:
         return self.la.controller_uri(endpoint_id)
 
     # -- messages -------------------------------------------------------------------
-    def handle(self, record_bytes, reply_to=None):
+    def handle(self, record_bytes, reply_to=None, san_uris=None):
+        """Replies (Records) to one Record. san_uris: subjectAltName URIs of the sender's
+        certificate, verified against the configured CA; only the coaps MTP passes them."""
         if not record_bytes:
             raise BadRecord("empty payload: not a USP Record")
         try:
@@ -258,13 +277,7 @@ class UspAgent:
             msg = codec.decode_msg(payload)
         except codec.DecodeError as e:
             raise BadRecord("undecodable Msg: %s" % e)
-        if self.controllers is None:
-            self.roles = (1,)
-        else:
-            from firmware_slots.datamodel import trust
-            # provisioned: the profile's list, or a row a trusted controller created (the only kind)
-            known = self.la.controller_by_eid(sender) is not None
-            self.roles = trust.roles_for(sender, self.controllers) if not known else (trust.FULL_ACCESS,)
+        self.roles = (self.role_of(sender, san_uris),)
         if self.roles != (2,):  # untrusted senders get no persisted Controller row
             try:
                 self.la.seen(sender, reply_to)

@@ -129,7 +129,7 @@ def h_add(agent, req):
             if not OBJS[idx][1] & ADD:
                 raise UspError(E_NOT_CREATABLE, "%s is a static table: rows cannot be added" % path)
             k = kl[0]
-            i = la.add(idx, k)
+            i = la.add(idx, k, agent.controllers is not None)  # only under a policy does adding vouch
             keys = k + (i,)
             done = []
             upd, errs, fatal = _apply(agent, idx, keys, co.get("param_settings", []), done)

@@ -9,7 +9,7 @@ exchange is bounded by `timeout` (a rebooting agent does not answer the CON at a
 import asyncio
 import collections
 
-from firmware_slots.host.controller import UspCoapController
+from firmware_slots.host.controller import UspCoapController, UspFailure, error_of
 from firmware_slots.host.demo_virtual import params, subscribe
 from firmware_slots.host.usp_cli import describe
 from firmware_slots.usp import codec
@@ -18,10 +18,6 @@ FW = "Device.DeviceInfo.FirmwareImage."
 EARLY = 512   # replies that beat their waiter (the 2.04 is processed after the reply POST)
 
 __all__ = ["FleetController", "UspFailure", "describe", "params", "subscribe", "FW"]
-
-
-class UspFailure(Exception):
-    """The agent answered with a USP Error (or an operation failure)."""
 
 
 class FleetController(UspCoapController):
@@ -65,10 +61,7 @@ class FleetController(UspCoapController):
     async def call(self, uri, eid, kind, body, timeout=10):
         """One request, bounded as a whole; -> the reply Msg; UspFailure on a USP Error."""
         m = await asyncio.wait_for(self.request(uri, eid, kind, body, timeout), timeout)
-        b = m.get("body", {})
-        if "error" in b:
-            e = b["error"]
-            raise UspFailure("%s %s" % (e.get("err_code"), e.get("err_msg", "")))
+        error_of(m)
         return m
 
     async def get_params(self, uri, eid, paths, timeout=10):
@@ -80,7 +73,7 @@ class FleetController(UspCoapController):
         r = m["body"]["response"]["operate_resp"]["operation_results"][0]
         if "cmd_failure" in r:
             f = r["cmd_failure"]
-            raise UspFailure("%s %s" % (f.get("err_code"), f.get("err_msg", "")))
+            raise UspFailure("USP error %s: %s" % (f.get("err_code"), f.get("err_msg", "")))
         return r
 
     async def set_param(self, uri, eid, obj, param, value, timeout=10):
@@ -90,5 +83,5 @@ class FleetController(UspCoapController):
         r = m["body"]["response"]["set_resp"]["updated_obj_results"][0]["oper_status"]
         if "oper_failure" in r:
             f = r["oper_failure"]
-            raise UspFailure("%s %s" % (f.get("err_code"), f.get("err_msg", "")))
+            raise UspFailure("USP error %s: %s" % (f.get("err_code"), f.get("err_msg", "")))
         return r
