@@ -1,10 +1,11 @@
 """The persisted state: its vocabulary (the one place that names journal keys) and MetaStore.
 
 Everything the device remembers is one CBOR map of sections kept in the journal
-(journal.py has the bytes). Text bounds (<= TEXT_MAX ...) are UTF-8 bytes: the bounds
-table below says who enforces each, and what the whole state can grow to. Only this module names the keys; the slot manager and
+(journal.py has the bytes). Only this module names the keys; the slot manager and
 the boot decision use the constants below, every other module goes through the
 SlotManager's methods or MetaStore.agent()/agent_update() with the A_* names.
+Text bounds (<= TEXT_MAX ...) are UTF-8 bytes: the bounds table below the constants
+says who enforces each, and what the whole state can grow to (the agent's 7005 budget).
 
 | section      | key  | constant      | value                                               |
 | ------------ | ---- | ------------- | --------------------------------------------------- |
