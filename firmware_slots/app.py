@@ -26,9 +26,13 @@ format. The first wave's sidecar ({"sector_size", "journal_blocks", "slot_blocks
 RESET_EXIT = 75  # agent_main's exit code for a USP reboot: the launcher restarts = a reset
 
 
-def profile_from_numbers(sector=4096, sectors=None, write_size=1, journal_blocks=2,
+def profile_from_numbers(sector=4096, sectors=None, write_size=1, journal_blocks=None,
                          slot_blocks=64, nslots=2, max_attempts=3, mode="app", erased=255):
-    """A profile dict for one flash carved [journal][slot 1][slot 2]..."""
+    """A profile dict for one flash carved [journal][slot 1][slot 2]... (journal_blocks
+    None: core.layout.journal_blocks(sector), 2 for sectors of 4 KiB and more)."""
+    if not journal_blocks:
+        from firmware_slots.core.layout import journal_blocks as default
+        journal_blocks = default(sector)
     slots = [{"first": journal_blocks + i * slot_blocks, "blocks": slot_blocks} for i in range(nslots)]
     need = journal_blocks + slot_blocks * nslots
     return {"name": "flash-file", "mode": mode, "adapter": "unix_virtual",

@@ -86,8 +86,9 @@ OWNERS = {"firmware_slots/core/state.py", "firmware_slots/core/slots.py", "firmw
 # what the rest may take from state.py: the agent handle's table names and read-only vocabulary
 SHARED = {"A_CONTROLLERS", "A_SUBS", "A_REQUESTS", "A_NEXT", "A_BOOT_CAUSE", "A_PREV_VERSION",
           "default_alias", "STATUSES", "TEXT_MAX", "LOG_MAX", "MetaStore", "DEVICE", "AGENT",
-          "encoded_size"}
-META_API = {"agent", "agent_update", "agent_bytes"}
+          "encoded_size", "URL_MAX", "ID_MAX", "KEY_MAX", "MESSAGE_MAX", "AGENT_MAX", "FIXED_MAX", "clip",
+          "too_long"}
+META_API = {"agent", "agent_update", "agent_bytes", "agent_budget"}
 
 
 def device_modules():

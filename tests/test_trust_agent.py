@@ -163,63 +163,6 @@ def test_refusal_is_reported_in_transfer_complete_and_operation_complete(signer,
     assert oc and "image signed by an unknown key" in oc[0]["cmd_failure"]["err_msg"]
 
 
-def small_journal_device(**opts):
-    """v1 confirmed on a flash whose journal sectors are 512 bytes, and its agent (open policy)."""
-    from usp_loopback import inspect
-    from firmware_slots.sim import simdev
-    flash, mgr = simdev.sim_device(sector_size=512, slot_blocks=16, nslots=2, inspect=inspect, **opts)
-    v1 = image("1.0")
-    w = mgr.install(0, len(v1))
-    w.write(v1)
-    w.finish()
-    mgr.boot()
-    mgr.confirm()
-    a = UspAgent(mgr, AGENT_ID, Platform(wall_s=T0))
-    a.startup()
-    a.take_outbox()
-    return flash, mgr, a
-
-
-def test_bounded_state_on_a_512_byte_journal(tmp_path):
-    """Largest EndpointIDs until 7005 and a Download() that would not fit refused with 7005,
-    existing state untouched each time; an install, activation and fallback still fit."""
-    from firmware_slots.sim import simdev
-    flash, mgr, a = small_journal_device(max_attempts=2)
-    first = Controller(a, "proto::" + "a" * 57)
-    assert first.values("Device.DeviceInfo.SoftwareVersion")
-    codes = []
-    for n in range(6):
-        before = (mgr.meta.state_bytes(), dict(a.la.ctrls))
-        r = Controller(a, "proto::%s%d" % ("b" * 56, n)).call("get", {"param_paths": ["Device.LocalAgent.EndpointID"]})
-        if isinstance(r, tuple):
-            codes.append(r[1]["err_code"])
-            assert (mgr.meta.state_bytes(), a.la.ctrls) == before  # refused, nothing changed
-    assert codes and set(codes) == {7005}
-    too_long = Controller(a, "proto::" + "c" * 58).call("get", {"param_paths": ["Device.LocalAgent.EndpointID"]})
-    assert too_long[0] == "error" and too_long[1]["err_code"] == 7005 and "exceeds 64" in too_long[1]["err_msg"]
-    # a Download() whose request would not fit is refused at once, and nothing changes
-    (tmp_path / "v2").write_bytes(image("2.0"))
-    before = mgr.meta.state_bytes()
-    r = first.operate(FW + "2.Download()", {"URL": "file://" + str(tmp_path / "v2"), "AutoActivate": "true"})
-    assert r["operation_results"][0]["cmd_failure"]["err_code"] == 7005
-    assert mgr.meta.state_bytes() == before and a.la.reqs == {} and mgr.status(1) == "NoImage"
-    # the quarter kept free still carries an update cycle: install, activate, failing trial, fallback
-    v2 = image("2.0")
-    w = mgr.install(1, len(v2))
-    w.write(v2)
-    w.finish()
-    mgr.set_boot(1)
-    for _ in range(3):  # two unconfirmed trial boots, then the fallback
-        m = simdev.reopen(flash)
-        d = m.boot()
-    assert d.slot == 0 and d.fallback and m.status(1) == "ActivationFailed"
-    a = UspAgent(m, AGENT_ID, Platform(wall_s=T0 + 60))
-    a.startup()
-    assert Controller(a, first.eid).values("Device.DeviceInfo.SoftwareVersion") == {
-        "Device.DeviceInfo.SoftwareVersion": "1.0"}
-    assert m.meta.state_bytes() <= m.meta.journal.max_body
-
-
 def test_controller_trust_objects_and_assigned_role():
     flash, mgr, a = agent_for([CTRL_ID, "self::ops"])
     c = Controller(a, CTRL_ID)
@@ -241,19 +184,6 @@ def test_controller_trust_objects_and_assigned_role():
     # strangers may not even read the policy
     assert err(Controller(a, EVIL).call("get", {"param_paths": [T]}))[0] == 7006
     assert err(c.set([(T, {"UntrustedRole": T + "Role.1"})]))[0] in (7012, 7013, 7026)
-
-
-def test_set_that_would_overflow_a_512_byte_journal_is_7005():
-    from firmware_slots.sim import simdev
-    flash, mgr, a = small_journal_device()
-    c = Controller(a, CTRL_ID)
-    c.subscribe("Event", "Device.Boot!")  # persistent: its strings live in the journal
-    before = mgr.meta.state_bytes()
-    r = c.set([("Device.LocalAgent.Subscription.1.", {"ReferenceList": "Device.DeviceInfo." + "x" * 230})])
-    assert isinstance(r, tuple) and r[1]["err_code"] == 7005, r
-    assert r[1]["param_errs"][0]["param_path"] == "Device.LocalAgent.Subscription.1.ReferenceList"
-    assert mgr.meta.state_bytes() == before
-    assert simdev.reopen(flash).meta.state_bytes() == before  # and nothing half-written
 
 
 def test_rows_made_while_the_door_was_open_are_not_trusted_once_a_policy_is_on():

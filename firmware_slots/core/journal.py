@@ -12,6 +12,25 @@ On-flash record (little-endian, every record starts at a write_size-aligned offs
     12+L pad   erased bytes (region.erased) up to the next multiple of write_size (programmed
                as part of the record)
 
+Sectors: the ring is made of *logical sectors* of k consecutive erase blocks, so a whole
+state fits one sector on parts with small erase blocks too (a 4 KiB snapshot on 512-byte
+blocks). k is a function of the journal's geometry alone (nothing on flash says it):
+
+    k = ceil(SPAN / block) blocks, at most blocks // 2 (the ring keeps >= 2 sectors)
+
+| erase block | journal blocks              | k | logical sector | ring sectors | max_body  |
+| ----------- | --------------------------- | - | -------------- | ------------ | --------- |
+| 4 KiB       | n >= 2                      | 1 | 4 KiB          | n            | 4000      |
+| 128 KiB     | n >= 2                      | 1 | 128 KiB        | n            | 4000      |
+| 512 B       | 16 (layout.journal_blocks)  | 8 | 4 KiB          | 2            | 4000      |
+| 512 B       | 8 (stm32 profile until now) | 4 | 2 KiB          | 2            | 2036 - ws |
+| 512 B       | 2 (too small for the state) | 1 | 512 B          | 2            | 500 - ws  |
+| 1 KiB       | 3                           | 1 | 1 KiB          | 3            | 1012 - ws |
+
+k = 1 is the format of every journal before logical sectors, byte for byte; blocks past
+sectors * k stay unused. Records may cross erase-block boundaries inside a logical sector
+(FlashRegion.program splits the write: a cut between the parts is a torn record).
+
 Ring rules:
 - a snapshot always sits at offset 0 of a sector; deltas follow it in the same sector;
 - recovery reads offset 0 of every sector, takes the valid snapshot with the highest
@@ -20,6 +39,15 @@ Ring rules:
 - a record that does not fit (or follows a torn record) goes to the next sector of the
   ring: erase it, write a fresh snapshot there. The head sector is never erased, so the
   newest valid state survives a cut at any point, and a sector is erased only on wrap.
+- erasing a logical sector erases its first block (the one holding offset 0) first, then
+  the others in order, and only then programs the snapshot. A cut anywhere in between
+  leaves offset 0 erased (or torn: CRC), so a half-erased sector never holds a valid
+  snapshot and recovery ignores it; the next snapshot erases all k blocks again, so a
+  valid snapshot always has a fully erased sector behind it and deltas land only on
+  erased flash (recovery checks that too). Recovery does not rest on the order alone:
+  the sector being erased is the oldest of the ring, so even an intact old snapshot there
+  loses to the head's sequence number (tests/device/powercut.py run_512 sweeps every cut
+  of a wrap, between and inside the k erases and across block boundaries of records);
 - one record = one program operation, so a boot attempt costs one small write;
 - at most MAX_DELTAS deltas follow a snapshot, so boot-time replay stays bounded even
   in 128 KiB sectors (with 4 KiB sectors the sector fills first).
@@ -33,6 +61,7 @@ DELTA = 0x44
 HEADER = 8
 TRAILER = 4
 MAX_BODY = 4000   # a whole-state snapshot must fit one 4 KiB sector
+SPAN = 4096       # bytes a logical sector spans at least (when the journal has room)
 SMALL = 128       # initial record buffer: deltas are this small; snapshots grow it
 MAX_DELTAS = 128
 
@@ -56,15 +85,24 @@ def _put32(b, o, v):
     b[o + 3] = (v >> 24) & 0xFF
 
 
+def span_blocks(block, blocks):
+    """k: erase blocks per logical sector for a journal of `blocks` blocks of `block` bytes."""
+    k = (SPAN + block - 1) // block
+    return max(1, min(k, blocks // 2))
+
+
 class Journal:
-    """Records in `region` (a flash.FlashRegion of >= 2 sectors)."""
+    """Records in `region` (a flash.FlashRegion of >= 2 erase blocks), in logical sectors."""
 
     def __init__(self, region):
         if region.sectors < 2:
             raise JournalError("journal needs at least two sectors")
         self.region = region
+        self.k = span_blocks(region.sector, region.sectors)
+        self.sector = self.k * region.sector   # bytes of a logical sector
+        self.sectors = region.sectors // self.k
         self.ws = region.write_size
-        self.max_body = min(MAX_BODY, region.sector - HEADER - TRAILER - self.ws)
+        self.max_body = min(MAX_BODY, self.sector - HEADER - TRAILER - self.ws)
         self.buf = bytearray(HEADER + SMALL + TRAILER + self.ws)
         self.seq = 0
         self.head = -1     # sector holding the newest snapshot, -1 before format
@@ -82,15 +120,15 @@ class Journal:
     def _read_record(self, sector, off):
         """(kind, seq, body memoryview, total length) of a valid record, else None."""
         r = self.region
-        if off + HEADER + TRAILER > r.sector:
+        if off + HEADER + TRAILER > self.sector:
             return None
         b = self.buf
-        base = sector * r.sector + off
+        base = sector * self.sector + off
         r.read(base, memoryview(b)[:HEADER])
         if b[0] != MAGIC or b[1] not in (SNAPSHOT, DELTA):
             return None
         ln = _u16(b, 2)
-        if ln > self.max_body or off + HEADER + ln + TRAILER > r.sector:
+        if ln > self.max_body or off + HEADER + ln + TRAILER > self.sector:
             return None
         if len(b) < HEADER + ln + TRAILER:
             hdr = bytes(b[:HEADER])
@@ -107,7 +145,7 @@ class Journal:
         """Find the newest state: returns (snapshot body, [delta bodies]) or (None, [])."""
         best = -1
         best_seq = -1
-        for s in range(self.region.sectors):
+        for s in range(self.sectors):
             rec = self._read_record(s, 0)
             if rec and rec[0] == SNAPSHOT and rec[1] > best_seq:
                 best, best_seq = s, rec[1]
@@ -133,11 +171,11 @@ class Journal:
         return snap, deltas
 
     def _erased_from(self, sector, off):
-        r = self.region
-        n = min(r.sector - off, HEADER + self.max_body + TRAILER)
+        r = self.region  # reads cross erase blocks: FlashRegion splits them
+        n = min(self.sector - off, HEADER + self.max_body + TRAILER)
         if n <= 0:
-            return off == r.sector
-        return r.is_erased(sector * r.sector + off, n, memoryview(self.buf)[:min(n, len(self.buf))])
+            return off == self.sector
+        return r.is_erased(sector * self.sector + off, n, memoryview(self.buf)[:min(n, len(self.buf))])
 
     # -- writing -----------------------------------------------------------------
     def _encode(self, kind, body):
@@ -164,9 +202,9 @@ class Journal:
         if self.head < 0 or self.free is None or self.deltas >= MAX_DELTAS:
             return False
         rec = self._encode(DELTA, body)
-        if self.free + len(rec) > self.region.sector:
+        if self.free + len(rec) > self.sector:
             return False
-        self.region.program(self.head * self.region.sector + self.free, rec)
+        self.region.program(self.head * self.sector + self.free, rec)
         self.seq += 1
         self.free += len(rec)
         self.deltas += 1
@@ -176,9 +214,11 @@ class Journal:
     def snapshot(self, body):
         """Start the next sector of the ring with a whole-state record."""
         rec = self._encode(SNAPSHOT, body)
-        nxt = (self.head + 1) % self.region.sectors
-        self.region.erase(nxt)
-        self.region.program(nxt * self.region.sector, rec)
+        nxt = (self.head + 1) % self.sectors
+        b = nxt * self.k
+        for e in range(b, b + self.k):  # the block holding offset 0 first (see Ring rules)
+            self.region.erase(e)
+        self.region.program(nxt * self.sector, rec)
         self.seq += 1
         self.head = nxt
         self.free = len(rec)
@@ -189,4 +229,4 @@ class Journal:
         """Bytes left in the head sector (0 when closed or out of delta budget)."""
         if self.free is None or self.head < 0 or self.deltas >= MAX_DELTAS:
             return 0
-        return self.region.sector - self.free
+        return self.sector - self.free

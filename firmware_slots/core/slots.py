@@ -23,8 +23,8 @@ from firmware_slots.core.state import (  # noqa: F401 (statuses are re-exported:
     DEVICE, MetaStore, D_BOOT, D_LKG, D_RAN, S_STATUS, S_NAME, S_VERSION, S_LENGTH, S_SHA256,
     S_AVAILABLE, S_LOG, S_ERROR, S_TRIAL_FAIL, S_ATTEMPTS, S_ALIAS, S_DOWNLOAD, PARAMS, STATUSES,
     NO_IMAGE, ACTIVE, DOWNLOADING, VALIDATING, AVAILABLE, DOWNLOAD_FAILED, VALIDATION_FAILED,
-    INSTALLATION_FAILED, ACTIVATION_FAILED, TEXT_MAX, LOG_MAX, CRASH_MAX, default_alias,
-    D_MIN_SC, S_OFFSET, S_PAYLOAD, S_COUNTER)
+    INSTALLATION_FAILED, ACTIVATION_FAILED, TEXT_MAX, LOG_MAX, CRASH_MAX, URL_MAX, TAG_MAX, default_alias,
+    D_MIN_SC, S_OFFSET, S_PAYLOAD, S_COUNTER, clip, too_long)
 
 CHUNK = 512  # read-back and re-hash buffer: the largest allocation while writing
 _MAGIC = b"\x3d\xb8\xf3\x96"  # MCUboot header magic 0x96f3b83d, little-endian (core/image.py)
@@ -163,7 +163,7 @@ class SlotManager:
     def note_trial_failure(self, i, why):
         """Why this trial boot of slot i is failing (the next boot decision logs it)."""
         self._slot(i)
-        self.meta.update({i: {S_TRIAL_FAIL: why[:CRASH_MAX]}})
+        self.meta.update({i: {S_TRIAL_FAIL: clip(why, CRASH_MAX)}})
 
     def trial_failure(self, i):
         return self._slot(i).get(S_TRIAL_FAIL)
@@ -171,7 +171,7 @@ class SlotManager:
     def log_last_attempt(self, i, why):
         """Append why the last attempt failed to slot i's BootFailureLog; forget the note."""
         lg = self._slot(i).get(S_LOG, "")
-        self.meta.update({i: {S_LOG: (lg + "; last attempt: " + why)[:LOG_MAX], S_TRIAL_FAIL: None}})
+        self.meta.update({i: {S_LOG: clip(lg + "; last attempt: " + why, LOG_MAX), S_TRIAL_FAIL: None}})
 
     def slot_size(self, i):
         self._slot(i)
@@ -223,8 +223,8 @@ class SlotManager:
 
     def set_alias(self, i, alias):
         self._slot(i)
-        if not isinstance(alias, str) or len(alias) > TEXT_MAX:
-            raise ValueError("Alias is a string of at most %d characters" % TEXT_MAX)
+        if not isinstance(alias, str) or too_long(alias, TEXT_MAX):
+            raise ValueError("Alias is a string of at most %d bytes" % TEXT_MAX)
         self.meta.update({i: {S_ALIAS: alias}})
 
     def protected(self):
@@ -272,14 +272,18 @@ class SlotManager:
             if checksum and len(checksum) != hashes.digest_size(algorithm):
                 raise ValueError("%s checksum must be %d bytes, got %d" % (
                     algorithm, hashes.digest_size(algorithm), len(checksum)))
-        dl = {"o": 0, "z": size, "a": algorithm, "c": checksum, "m": [name, version]}
+        if extra and too_long(extra.get("u") or "", URL_MAX):
+            raise ValueError("a download URL is at most %d bytes" % URL_MAX)
+        dl = {"o": 0, "z": size, "a": algorithm, "c": checksum,
+              "m": [clip(name or "", TEXT_MAX), clip(version or "", TEXT_MAX)]}
         if extra:
             for k in extra:
                 dl[k] = extra[k]
+        # every other key goes: a slot holds one status's keys at a time (state.py, SLOT_MAX)
         self.meta.update({i: {S_STATUS: DOWNLOADING, S_AVAILABLE: False, S_ATTEMPTS: 0, S_LOG: None,
                               S_ERROR: None, S_NAME: None, S_VERSION: None, S_SHA256: None,
                               S_LENGTH: None, S_OFFSET: None, S_PAYLOAD: None, S_COUNTER: None,
-                              S_DOWNLOAD: dl}})
+                              S_TRIAL_FAIL: None, S_DOWNLOAD: dl}})
         return ImageWriter(self, i, dl, 0)
 
     def resume(self, i):
@@ -298,7 +302,7 @@ class SlotManager:
 
     def fail(self, i, status, why):
         # download/validation failures are not boot failures: BootFailureLog stays as is
-        self.meta.update({i: {S_STATUS: status, S_ERROR: why[:LOG_MAX], S_AVAILABLE: False, S_DOWNLOAD: None}})
+        self.meta.update({i: {S_STATUS: status, S_ERROR: clip(why, LOG_MAX), S_AVAILABLE: False, S_DOWNLOAD: None}})
 
     def erase_slot(self, i):
         """Forget slot i's image (status NoImage); refused for protected slots."""
@@ -309,7 +313,7 @@ class SlotManager:
         self.meta.update({i: {S_STATUS: NO_IMAGE, S_AVAILABLE: False, S_NAME: None, S_VERSION: None,
                               S_SHA256: None, S_LENGTH: None, S_DOWNLOAD: None, S_LOG: None,
                               S_ERROR: None, S_ATTEMPTS: 0, S_OFFSET: None, S_PAYLOAD: None,
-                              S_COUNTER: None}})
+                              S_COUNTER: None, S_TRIAL_FAIL: None}})
         for s in range(r.sectors):
             r.erase(s)
 
@@ -476,11 +480,16 @@ class ImageWriter:
         self.offset = end
 
     def checkpoint(self, **extra):
-        """Persist progress (programmed offset plus fetcher keys such as ETag)."""
+        """Persist progress (programmed offset plus fetcher keys such as ETag). A text or
+        bytes key longer than TAG_MAX is not kept (the fetcher resumes without it)."""
         dl = dict(self.dl)
         dl["o"] = self.offset
         for k in extra:
-            dl[k] = extra[k]
+            v = extra[k]
+            if isinstance(v, (str, bytes)) and (len(v) > TAG_MAX or isinstance(v, str) and too_long(v, TAG_MAX)):
+                dl.pop(k, None)
+                continue
+            dl[k] = v
         self.dl = dl
         self.mgr.meta.update({self.slot: {S_DOWNLOAD: dl}})
 
@@ -544,7 +553,7 @@ class ImageWriter:
             version = vr or version
         self.done = True
         ch = {S_STATUS: AVAILABLE, S_AVAILABLE: True, S_LENGTH: total, S_SHA256: digest,
-              S_NAME: (name or "unnamed")[:TEXT_MAX], S_VERSION: (version or "unknown")[:TEXT_MAX],
+              S_NAME: clip(name or "unnamed", TEXT_MAX), S_VERSION: clip(version or "unknown", TEXT_MAX),
               S_ATTEMPTS: 0}
         for k in signed:
             ch[k] = signed[k]

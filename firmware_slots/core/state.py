@@ -4,6 +4,8 @@ Everything the device remembers is one CBOR map of sections kept in the journal
 (journal.py has the bytes). Only this module names the keys; the slot manager and
 the boot decision use the constants below, every other module goes through the
 SlotManager's methods or MetaStore.agent()/agent_update() with the A_* names.
+Text bounds (<= TEXT_MAX ...) are UTF-8 bytes: the bounds table below the constants
+says who enforces each, and what the whole state can grow to (the agent's 7005 budget).
 
 | section      | key  | constant      | value                                               |
 | ------------ | ---- | ------------- | --------------------------------------------------- |
@@ -66,10 +68,86 @@ STATUSES = (
 NO_IMAGE, ACTIVE, DOWNLOADING, VALIDATING, AVAILABLE = 0, 1, 2, 3, 4
 DOWNLOAD_FAILED, VALIDATION_FAILED, INSTALLATION_FAILED, ACTIVATION_FAILED = 5, 6, 7, 8
 
-# text bounds: the whole state must keep fitting one journal sector
+# -- bounds -----------------------------------------------------------------------------
+# Every string the journal keeps has a bound in UTF-8 bytes (= characters for ASCII), enforced
+# by the module that writes it: device-made texts are clipped (clip()), a controller's
+# values are refused (USP 7005, nothing changed):
+#
+# | bound      | bytes | strings (section key)                          | owner: at the bound               |
+# | ---------- | ----- | ---------------------------------------------- | --------------------------------- |
+# | TEXT_MAX   | 64    | Name 'nm', Version 'vr', 'dl' hints 'm'        | slots.finish / install: clipped   |
+# |            |       | Alias 'al' (slot)                              | slots.set_alias: ValueError (7012)|
+# |            |       | SoftwareVersion A_PREV_VERSION                 | usp/agent: clipped                |
+# |            |       | Reboot() Reason (A_BOOT_CAUSE 'r')             | usp/commands: 7005 (own: fixed)   |
+# | LOG_MAX    | 200   | BootFailureLog 'lg' (bootdecision: fixed texts)| slots.log_last_attempt: clipped   |
+# |            |       | install error 'er'                             | slots.fail: clipped               |
+# | CRASH_MAX  | 120   | trial failure 'bf'                             | slots.note_trial_failure: clipped |
+# | URL_MAX    | 256   | Download URL ('dl' 'u', request 'x' 'u')       | usp/commands: 7005; slots.install:|
+# |            |       |                                                | ValueError                        |
+# |            |       | reply-to (Controller 'u')                      | localagent.seen: 7005             |
+# | ID_MAX     | 64    | EndpointID (Controller 'e', request 'o')       | localagent.seen / set: 7005       |
+# | KEY_MAX    | 64    | CommandKey (request 'k', A_BOOT_CAUSE 'k')     | usp/commands.run: 7005            |
+# | TAG_MAX    | 64    | resume validator: HTTP ETag/Last-Modified 'hv',| transfer: a longer one is not kept|
+# |            |       | CoAP ETag 'et' (<= 8 by RFC 7252)              | (resume checks the length only)   |
+# | MESSAGE_MAX| 128   | Activate() TimeWindow UserMessage ('x' 'w')    | usp/commands: 7005                |
+# | (256)      | 256   | other LocalAgent strings a controller Sets     | localagent.set: 7012; each row is |
+# |            |       | (MTP Host/Path, ReferenceList, ParameterName)  | charged to the agent budget       |
 TEXT_MAX = 64    # Alias, Name, Version (TR-181 string(64))
 LOG_MAX = 200    # BootFailureLog and install errors
 CRASH_MAX = 120  # a trial's crash line, before "; last attempt: " joins it to the log
+URL_MAX = 256    # a Download() URL, a controller's reply-to
+ID_MAX = 64      # an EndpointID (TR-181 string(64))
+KEY_MAX = 64     # a CommandKey
+TAG_MAX = 64     # a fetcher's resume validator
+MESSAGE_MAX = 128  # an Activate() UserMessage
+
+# Worst-case CBOR bytes of each section with every bound reached (the slot: its largest
+# status, see the slot states below); tests/test_state_budget_512.py rebuilds each from the
+# bounds. A slot's keys by status (slots.py keeps them apart: install clears the others):
+#   Downloading      st av n al + 'dl' (u, c, m, fetcher keys)
+#   Available        st av n al + nm vr ln h po pl sc + bf (a trial's note)
+#   ActivationFailed the same + lg
+#   *Failed          st av n al + er
+DEVICE_MAX = 32    # 'v' 'b' 'k' 'r' 'sc'
+SLOT_MAX = 656     # Downloading: a URL_MAX URL, SHA-512 checksum, TEXT_MAX hints, TAG_MAX tag (654)
+FIXED_MAX = 224    # agent A_BOOT_CAUSE + A_PREV_VERSION: one of each, written without a budget check
+FRAME_MAX = 24     # the outer map and its section keys
+AGENT_MAX = 1800   # the agent section's own cap (its tables live in RAM too)
+AGENT_MIN = 640    # floor for layouts too small for the bound (see agent_budget)
+
+# The agent's budget = journal.max_body - FRAME_MAX - DEVICE_MAX - nslots * SLOT_MAX (<= AGENT_MAX):
+#
+# | ring sector (max_body) | slots | agent budget | bounded |
+# | ---------------------- | ----- | ------------ | ------- |
+# | 4 KiB (4000): one 4 KiB block, or 8 x 512 B (stm32, layout.journal_blocks) - the same rows: |
+# | 4 KiB (4000)           | 2     | 1800 (cap)   | yes     |
+# | 4 KiB (4000)           | 3     | 1800 (cap)   | yes     |
+# | 4 KiB (4000)           | 4     | 1320         | yes     |
+# | 4 KiB (4000)           | 5     | 664          | yes     |
+# | 4 KiB (4000)           | 6     | 640 (floor)  | no: 8 computed |
+# | 512 B (500 - ws: old 2-block journals) | 2 | 640 (floor) | no |
+#
+# "bounded": the whole state at its worst fits one snapshot record, so no write of the device's
+# own (boot attempt, BootFailureLog, install error) can fail for room. Below AGENT_MIN the
+# agent still gets the floor and the proof no longer holds (MetaStore.bounded() says so).
+
+
+def clip(s, n):
+    """`s` cut to at most `n` UTF-8 bytes, at a character boundary."""
+    if len(s) * 4 <= n:  # no encoding needed: even 4-byte characters fit
+        return s
+    b = s.encode()
+    if len(b) <= n:
+        return s
+    while n and (b[n] & 0xC0) == 0x80:  # do not split a character
+        n -= 1
+    return b[:n].decode()
+
+
+def too_long(s, n):
+    """True when `s` takes more than `n` UTF-8 bytes."""
+    return len(s) > n or (len(s) * 4 > n and len(s.encode()) > n)
+
 
 # TR-181 parameter name -> slot key, for the data model's reads
 PARAMS = {"Alias": S_ALIAS, "Name": S_NAME, "Version": S_VERSION, "Available": S_AVAILABLE,
@@ -140,6 +218,18 @@ class MetaStore:
     def state_bytes(self):
         """CBOR size of the whole state: a snapshot record must hold it (journal.max_body)."""
         return len(cbor.dumps(self.state))
+
+    def _budget(self):
+        return self.journal.max_body - FRAME_MAX - DEVICE_MAX - self.nslots * SLOT_MAX
+
+    def bounded(self):
+        """True when the worst case of every section fits one snapshot record (the table above)."""
+        return self._budget() >= AGENT_MIN
+
+    def agent_budget(self):
+        """CBOR bytes the agent section may take: the journal's real record capacity less the
+        worst case of the device and slot sections, at most AGENT_MAX, at least AGENT_MIN."""
+        return max(AGENT_MIN, min(AGENT_MAX, self._budget()))
 
     def update(self, changes):
         """Persist `changes` ({section: {key: value}}) as one record, then apply them."""

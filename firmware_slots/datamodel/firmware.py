@@ -6,6 +6,7 @@ ActiveFirmwareImage are full path references without the trailing dot
 """
 
 from firmware_slots.core import slots
+from firmware_slots.core.state import TEXT_MAX, too_long
 from firmware_slots.datamodel.dm import UspError, E_VALUE, E_INTERNAL, DEVINFO_ID, FW_IDX, FW_PATH
 
 PREFIX = "Device.DeviceInfo.FirmwareImage."
@@ -82,8 +83,8 @@ class Firmware:
             elif idx == FW_IDX and name == "Available":
                 mgr.set_available(keys[0] - 1, value)
             elif idx == FW_IDX and name == "Alias":
-                if not value or value[0].isdigit() or len(value) > 64:
-                    raise UspError(E_VALUE, "Alias must be 1..64 characters, not starting with a digit")
+                if not value or value[0].isdigit() or too_long(value, TEXT_MAX):
+                    raise UspError(E_VALUE, "Alias must be 1..%d bytes, not starting with a digit" % TEXT_MAX)
                 j = mgr.alias_owner(value)  # Alias is the table's unique key
                 if j >= 0 and j != keys[0] - 1:
                     raise UspError(E_VALUE, "Alias %r is already used by FirmwareImage.%d" % (value, j + 1))

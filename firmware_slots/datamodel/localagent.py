@@ -2,7 +2,11 @@
 Subscription.{i}. and Request.{i}., kept in state section AGENT.
 
 Persisted through the state's agent handle (meta.agent / agent_update; which tables
-exist is state.py's table), bounded so one journal record stays well under a sector.
+exist is state.py's table), bounded so one journal record stays well under a sector:
+every row and value is charged against left() (the journal's real record capacity less
+the other sections' worst case, state.MetaStore.agent_budget, less what the tables take as
+flush() would write them, RAM-only rows included) before it changes, and refused with
+7005 when it does not fit, leaving the tables as they were.
 The row formats are this module's own:
     'c' {inst: controller}  controller = {'al','e' EndpointID,'en','u' last reply-to,
                             't' 1: added by a trusted controller under a trust policy (vouched),
@@ -16,7 +20,7 @@ The row formats are this module's own:
 """
 
 from firmware_slots.core.state import (A_CONTROLLERS, A_SUBS, A_REQUESTS, A_NEXT, default_alias,  # noqa: F401
-                                       encoded_size)
+                                       encoded_size, AGENT_MAX, FIXED_MAX, ID_MAX, URL_MAX, too_long)
 from firmware_slots.datamodel.dm import (UspError, E_VALUE, E_INTERNAL, E_RESOURCES, E_NO_OBJECT,
                                          E_NOT_CREATABLE, iso_time, LA_ID,
                                          CT_ID as CT, MTP_ID as MTP, COAP_ID as COAP, BP_ID as BP,
@@ -27,9 +31,9 @@ MAX_MTPS = 2
 MAX_BOOT_PARAMS = 4
 MAX_SUBSCRIPTIONS = 8
 MAX_REQUESTS = 4
-MAX_SECTION = 1800  # bytes of CBOR for the whole AGENT section
-EID_MAX = 64   # EndpointID of an auto-created Controller row (TR-369 gives no bound; the journal does)
-URL_MAX = 256  # a controller's reply-to URI
+MAX_SECTION = AGENT_MAX  # bytes of CBOR for the whole AGENT section, at most (state.py)
+EID_MAX = ID_MAX  # EndpointID of a Controller row (TR-181 string(64); TR-369 gives none), UTF-8 bytes
+REQ_GROWTH = 24  # what a request row gains after its Add: 'rs' resumes, 'tc' times (usp/commands.py)
 STATUSES = ("Requested", "Active", "Canceling", "Canceled", "Success", "Error")
 CT_PATH = "Device.LocalAgent.Controller."
 
@@ -73,8 +77,7 @@ class LocalAgent:
         self.reqs = meta.agent(A_REQUESTS) or {}
         self.next = meta.agent(A_NEXT) or {}
         self.dirty = set()
-        self.lazy = False  # a controller's reply-to changed: persisted with the next real write
-        self.lazy_bytes = 0  # what those RAM-only changes will add to the record (room() counts it)
+        self.lazy = False  # a controller row or reply-to changed: persisted with the next real write
         self.current = None  # controller instance of the message being handled
         self.role_of = lambda eid: 1  # the agent's policy: EndpointID -> ControllerTrust role
 
@@ -84,33 +87,51 @@ class LocalAgent:
         if not self.dirty:
             return
         if self.lazy:
-            self.lazy_bytes = 0
             self.dirty.add(A_CONTROLLERS)
             self.dirty.add(A_NEXT)
             self.lazy = False
         ch = {}
         for k in self.dirty:
             if k == A_SUBS:
-                ps = {}
-                for i in self.subs:
-                    if self.subs[i].get("p"):
-                        ps[i] = self.subs[i]
-                ch[A_SUBS] = ps
+                ch[A_SUBS] = self._persistent_subs()
             else:
                 ch[k] = self.ctrls if k == A_CONTROLLERS else self.reqs if k == A_REQUESTS else self.next
         self.dirty = set()
         self.meta.agent_update(ch)
 
-    def room(self, extra=0):
-        """UspError 7005 when the persisted tables (plus `extra` bytes) would not fit.
+    def _persistent_subs(self):
+        ps = {}
+        for i in self.subs:
+            if self.subs[i].get("p"):
+                ps[i] = self.subs[i]
+        return ps
 
-        Two bounds: the agent section's own cap, and the journal's record size less a
-        quarter kept free for the slots' install and fallback records (512-byte sectors)."""
-        m = self.meta
-        cap = m.journal.max_body
-        extra += self.lazy_bytes
-        if m.agent_bytes() + extra > MAX_SECTION or m.state_bytes() + extra > cap - cap // 4:
-            raise UspError(E_RESOURCES, "agent state is full (journal record of %d bytes)" % cap)
+    def left(self):
+        """Bytes the tables may still grow by: the agent's budget (state.MetaStore.agent_budget:
+        what one snapshot record holds less the worst case of the device and slot sections)
+        less the boot notes' worst case (FIXED_MAX) less the tables as flush() would write
+        them now, RAM-only (lazy) rows and this message's earlier changes included."""
+        used = encoded_size({A_CONTROLLERS: self.ctrls, A_SUBS: self._persistent_subs(),
+                             A_REQUESTS: self.reqs, A_NEXT: self.next})
+        return self.meta.agent_budget() - FIXED_MAX - used
+
+    def room(self, extra=0):
+        """UspError 7005 when the persisted tables plus `extra` bytes would not fit (left())."""
+        left = self.left()
+        if extra > left:
+            raise UspError(E_RESOURCES, "agent state is full: %d more bytes, %d left of %d" % (
+                extra, max(left, 0), self.meta.agent_budget()))
+
+    def mark(self):
+        """The bookkeeping an Add changes besides its row (instance counters, pending writes)."""
+        return dict(self.next), set(self.dirty), self.lazy
+
+    def rollback(self, mark):
+        """Put that bookkeeping back after the Add was taken back: a refused Add leaves
+        nothing behind, not even a used instance number or a journal write."""
+        self.next.clear()  # in place: the state's A_NEXT may be this very dict
+        self.next.update(mark[0])
+        self.dirty, self.lazy = set(mark[1]), mark[2]
 
     def new_inst(self, idx, scope=""):
         key = "%d%s" % (idx, scope)
@@ -138,10 +159,10 @@ class LocalAgent:
 
         UspError 7005, with nothing changed, when the EndpointID or reply-to is longer
         than its bound or the new row would not fit the state budget (room())."""
-        if len(eid) > EID_MAX:
-            raise UspError(E_RESOURCES, "EndpointID of %d characters exceeds %d" % (len(eid), EID_MAX))
-        if reply_to and len(reply_to) > URL_MAX:
-            raise UspError(E_RESOURCES, "reply-to of %d characters exceeds %d" % (len(reply_to), URL_MAX))
+        if too_long(eid, EID_MAX):
+            raise UspError(E_RESOURCES, "EndpointID of %d characters exceeds %d bytes" % (len(eid), EID_MAX))
+        if reply_to and too_long(reply_to, URL_MAX):
+            raise UspError(E_RESOURCES, "reply-to of %d characters exceeds %d bytes" % (len(reply_to), URL_MAX))
         i = self.controller_by_eid(eid)
         if i is None:
             if len(self.ctrls) >= MAX_CONTROLLERS:
@@ -151,39 +172,49 @@ class LocalAgent:
                     return None
             else:
                 v = None
-            n = len(eid) + len(reply_to or "") + 24  # the row's CBOR: strings plus keys
-            self.room(n)
-            self.lazy_bytes += n
-            if v is not None:
-                # a row nothing refers to gives way: the table is not first-come
-                old = self.ctrls.pop(v)
-                self.lazy_bytes -= len(old.get("e", "")) + len(old.get("u") or "") + 24
-            n_dirty = A_NEXT in self.dirty
-            i = self.new_inst(CT)
-            if not n_dirty:
-                self.dirty.discard(A_NEXT)
             c = dict(_DEFAULTS[CT])
             c["m"] = {}
             c["b"] = {}
             c["e"] = eid
-            c["al"] = "cpe-%d" % i
+            c["al"] = "cpe-%d" % self.next.get(str(CT), 1)
             if reply_to:
-                c["u"] = reply_to  # counted in n above
+                c["u"] = reply_to
+            n = self._row_bytes(c)
+            if v is not None:  # the row that gives way frees its bytes
+                n -= self._row_bytes(self.ctrls[v])
+            self.room(n)
+            if v is not None:
+                # a row nothing refers to gives way: the table is not first-come
+                self._forget_next(v)
+                self.ctrls.pop(v)
+            n_dirty = A_NEXT in self.dirty
+            i = self.new_inst(CT)
+            if not n_dirty:
+                self.dirty.discard(A_NEXT)
             self.ctrls[i] = c
             # RAM only until something else is written: a stream of new from_ids (a fuzzer,
             # a misconfigured fleet) costs no journal write each
             self.lazy = True
         c = self.ctrls[i]
         if reply_to and c.get("u") != reply_to:
-            n = len(reply_to) - len(c.get("u") or "")
-            self.room(n)
-            self.lazy_bytes += n
+            self.room(encoded_size(reply_to) - encoded_size(c.get("u") or ""))
             # RAM only until something else is written: a Get with a new reply-to port
             # (every aiocoap client, a fuzzer) must not cost a journal write each
             c["u"] = reply_to
             self.lazy = True
         self.current = i
         return i
+
+    @staticmethod
+    def _row_bytes(row):
+        # a row's CBOR in its table: the row, its instance number (< 65536) and, the first
+        # time its table numbers one, an A_NEXT entry
+        return encoded_size(row) + 3 + 8
+
+    def _forget_next(self, ct):
+        # the instance counters of a deleted controller's MTP and BootParameter rows go with it
+        for idx in (MTP, BP):
+            self.next.pop("%d.%d" % (idx, ct), None)
 
     def _disposable(self):
         """A Controller row made on first contact that nothing refers to (no MTP, no
@@ -327,6 +358,8 @@ class LocalAgent:
                 if j != keys[-1] and table[j].get(k) == value and (
                         k != "id" or table[j].get("r") == r.get("r")):
                     raise UspError(E_VALUE, "%s %r is already used" % (name, value))
+        if idx == CT and k == "e" and too_long(value, EID_MAX):
+            raise UspError(E_RESOURCES, "EndpointID of %d characters exceeds %d bytes" % (len(value), EID_MAX))
         if idx == MTP and k == "p" and value != "CoAP":
             raise UspError(E_VALUE, "only the CoAP MTP is supported")
         if idx == COAP and k == "po" and not 0 < value < 65536:
@@ -335,6 +368,8 @@ class LocalAgent:
             raise UspError(E_VALUE, "%s must be %s..65535" % (name, "1" if k == "rw" else "1000"))
         if idx != SUB or r.get("p"):  # only persisted rows count against the journal
             self.room(encoded_size(value) - encoded_size(r.get(k, "")))
+        elif k == "p" and value:  # a subscription made persistent: its whole row joins the journal
+            self.room(self._row_bytes(dict(r, p=True)))
         r[k] = value
         self.dirty.add(A_SUBS if idx == SUB else A_REQUESTS if idx == REQ else A_CONTROLLERS)
 
@@ -363,17 +398,19 @@ class LocalAgent:
             raise UspError(E_NOT_CREATABLE, "not creatable")
         if len(table) >= cap:
             raise UspError(E_RESOURCES, "at most %d rows in this table" % cap)
-        self.room()
-        i = self.new_inst(idx, scope)
         row = dict(_DEFAULTS[idx])
         if idx == CT:
             row["m"] = {}
             row["b"] = {}
             if vouched:
                 row["t"] = 1
-        if idx == SUB:
+        if idx == SUB:  # RAM only (not Persistent) until a Set makes it so
             row["r"] = self.current or 0
             row["cd"] = int(self.platform.now_s())
+        else:
+            self.room(self._row_bytes(row))
+        i = self.new_inst(idx, scope)
+        if idx == SUB:
             row["id"] = "%d-%x" % (i, row["cd"] & 0xFFFFFF)
         table[i] = row
         self.dirty.add(A_SUBS if idx == SUB else A_CONTROLLERS)
@@ -383,11 +420,13 @@ class LocalAgent:
         table = self._table(idx, keys)
         if keys[-1] not in table:
             raise UspError(E_NO_OBJECT, "no such object")
-        if idx == CT:  # its subscriptions go with it
+        if idx == CT:  # its subscriptions and instance counters go with it
             for s in list(self.subs):
                 if self.subs[s].get("r") == keys[0]:
                     del self.subs[s]
                     self.dirty.add(A_SUBS)
+            self._forget_next(keys[0])
+            self.dirty.add(A_NEXT)
         del table[keys[-1]]
         self.dirty.add(A_SUBS if idx == SUB else A_CONTROLLERS)
 
@@ -396,7 +435,7 @@ class LocalAgent:
         if len(self.reqs) >= MAX_REQUESTS:
             raise UspError(E_RESOURCES, "too many pending requests")
         row = {"o": originator, "c": command, "k": key, "s": 0, "x": state}
-        self.room(encoded_size(row) + 4)
+        self.room(self._row_bytes(row) + REQ_GROWTH)
         i = self.new_inst(REQ)
         self.reqs[i] = row
         self.dirty.add(A_REQUESTS)

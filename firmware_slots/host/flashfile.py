@@ -49,9 +49,13 @@ def sidecar(path):
     return path + ".json"
 
 
-def profile(sector_size=4096, write_size=1, journal_blocks=2, slot_blocks=64, nslots=2, max_attempts=3,
+def profile(sector_size=4096, write_size=1, journal_blocks=None, slot_blocks=64, nslots=2, max_attempts=3,
             mode="app", name="flash-file"):
-    """A board profile for a flash file laid out journal first, then N equal slots."""
+    """A board profile for a flash file laid out journal first, then N equal slots
+    (journal_blocks None: core.layout.journal_blocks, 2 for sectors of 4 KiB and more)."""
+    if not journal_blocks:
+        from firmware_slots.core.layout import journal_blocks as default
+        journal_blocks = default(sector_size)
     slots = [{"first": journal_blocks + i * slot_blocks, "blocks": slot_blocks} for i in range(nslots)]
     return {"name": name, "mode": mode,
             "flash": {"device": "file", "sector": sector_size, "write_size": write_size, "erased": 255,

@@ -11,13 +11,23 @@ import cbor2
 HEADER = struct.Struct("<BBHI")
 MAGIC = 0xA5
 KINDS = {0x53: "snapshot", 0x44: "delta"}
+SPAN = 4096  # a ring sector spans at least this many bytes of erase blocks, if the journal has 2 of them
+
+
+def geometry(block, blocks):
+    """(bytes, count) of the ring's logical sectors for `blocks` erase blocks of `block` bytes:
+    enough whole blocks to reach SPAN, but never fewer than two sectors in the ring."""
+    per = max(1, min(-(-SPAN // block), blocks // 2))
+    return per * block, blocks // per
 
 
 def records(raw, sector_size, write_size=1):
-    """Every record in `raw` (the journal's bytes): dicts with sector, offset, kind,
-    seq, valid and body (decoded CBOR, or None when the CRC fails)."""
+    """Every record in `raw` (the journal's bytes, erase blocks of `sector_size`): dicts with
+    sector (logical: see geometry), offset in it, kind, seq, valid and body (decoded CBOR,
+    or None when the CRC fails)."""
     out = []
-    for sector in range(len(raw) // sector_size):
+    sector_size, count = geometry(sector_size, len(raw) // sector_size)
+    for sector in range(count):
         base = sector * sector_size
         off = 0
         while off + HEADER.size + 4 <= sector_size:

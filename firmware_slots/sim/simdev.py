@@ -4,15 +4,16 @@
     mgr = reopen(flash)                                                  # a reboot
 """
 
-from firmware_slots.core.layout import carve
+from firmware_slots.core.layout import carve, journal_blocks as default_journal
 from firmware_slots.core.slots import SlotManager
 from firmware_slots.sim.norsim import NorFlash
 
 
-def sim_device(sector_size=4096, write_size=1, journal_blocks=2, slot_blocks=8, nslots=2,
+def sim_device(sector_size=4096, write_size=1, journal_blocks=None, slot_blocks=8, nslots=2,
                path=None, erased=0xFF, **mgr_opts):
     """A SlotManager over a fresh (or file-backed) simulated NOR flash: (flash, manager).
-    erased: the part's erased value (0xFF or 0x00)."""
+    erased: the part's erased value (0xFF or 0x00); journal_blocks: default layout.journal_blocks."""
+    journal_blocks = journal_blocks or default_journal(sector_size)
     flash = NorFlash(sector_size, journal_blocks + slot_blocks * nslots, write_size, path, erased)
     flash.layout = (journal_blocks, slot_blocks, nslots, mgr_opts)
     return flash, reopen(flash)

@@ -28,7 +28,7 @@ san_uris, TR-369); the row made for it is marked, so over plain CoAP its Endpoin
 is still a stranger's.
 """
 
-from firmware_slots.core.state import A_BOOT_CAUSE, A_PREV_VERSION
+from firmware_slots.core.state import A_BOOT_CAUSE, A_PREV_VERSION, TEXT_MAX, clip
 from firmware_slots.usp import codec, schema, notify
 from firmware_slots.datamodel.dm import (Model, UspError, obj_path, to_str, E_FAILED, E_INVALID_PATH,
                                    E_NOT_SUPPORTED, E_INTERNAL, SUB_ID)
@@ -131,20 +131,21 @@ class UspAgent:
         meta = mgr.meta
         b = meta.agent(A_BOOT_CAUSE) or {}
         cur = self.fw.software_version()
+        kept = clip(cur, TEXT_MAX)  # what the journal keeps of it (a platform's version may be longer)
         pv = meta.agent(A_PREV_VERSION)
-        updated = pv is not None and cur != pv and mgr.running == mgr.boot_slot
+        updated = pv is not None and kept != pv and mgr.running == mgr.boot_slot
         args = {"CommandKey": b.get("k", ""), "Cause": b.get("c", "LocalReboot"),
                 "Reason": b.get("r", ""), "FirmwareUpdated": to_str(updated)}
         notify.event(self, "Device.", "Boot!", args, self._parameter_map)
-        if pv is not None and cur != pv:
+        if pv is not None and kept != pv:
             for s, eid in notify.subscribers(self, "ValueChange", "Device.DeviceInfo.SoftwareVersion"):
                 notify.emit(self, s, eid, "value_change",
                             {"param_path": "Device.DeviceInfo.SoftwareVersion", "param_value": cur})
         ch = {}
         if meta.agent(A_BOOT_CAUSE) is not None:
             ch[A_BOOT_CAUSE] = None
-        if pv != cur:
-            ch[A_PREV_VERSION] = cur
+        if pv != kept:
+            ch[A_PREV_VERSION] = kept
         if ch:
             meta.agent_update(ch)
 

@@ -3,9 +3,14 @@
 An async command becomes a Device.LocalAgent.Request.{i}. row whose 'x' state is
 persisted, so its completion survives the reboot it causes:
     Download  {'t':'d','sl' slot,'u' URL (<= URL_MAX, no userinfo),'a' AutoActivate,'z' FileSize,
-               'ca' CheckSumAlgorithm,'cs' CheckSum hex,'ph' phase,'tc' TransferComplete! args}
+               'ca' CheckSumAlgorithm,'cs' CheckSum hex,'ph' phase,'rs' resumes,
+               'tc' [StartTime, CompleteTime] of a transfer whose TransferComplete! waits for
+               the boot (the other arguments are rebuilt from the row: _tc)}
     Activate  {'t':'a','sl' slot,'w' [[Start, End, mode, MaxRetries, UserMessage]...],
                't0' wall seconds at invocation,'ph' phase}
+Every string in a row has its bound (state.py: URL_MAX, KEY_MAX, MESSAGE_MAX, ID_MAX for the
+originator): a longer one is refused with 7005 before the row exists; what a row gains
+later ('rs', 'tc') is charged when it is added (localagent.REQ_GROWTH).
 phase 0 = waiting/running, 1 = rebooting into the image (reported after the boot).
 Username/Password live only in agent.creds (RAM) until the transfer starts.
 The boot cause goes to the agent state's A_BOOT_CAUSE = {'c' Cause,'r' Reason,'k' CommandKey}.
@@ -17,7 +22,7 @@ from firmware_slots.usp import notify
 from firmware_slots.datamodel.dm import (UspError, E_CMD_ARGS, E_CMD_FAILURE, E_INVALID_PATH, E_RESOURCES,
                                    ENUMS, obj_path, from_str, FW_IDX, FW_PATH, OBJS, iso_time)
 from firmware_slots.datamodel.firmware import MAX_WINDOWS, row_ref
-from firmware_slots.core.state import A_BOOT_CAUSE
+from firmware_slots.core.state import A_BOOT_CAUSE, URL_MAX, KEY_MAX, TEXT_MAX, MESSAGE_MAX, too_long
 
 MODES = ENUMS["Mode"].split()
 CONFIRM_INTERVAL_S = 10   # between two ConfirmationNeeded questions
@@ -41,6 +46,9 @@ def _arg(args, name, t, mandatory=False, default=None):
 def run(agent, idx, keys, name, key, args):
     """Start command `name` on object (idx, keys). Returns ('sync', out) or ('async', req path)."""
     c = OBJS[idx][0] + name  # commands are registered by their supported path
+    if too_long(key, KEY_MAX):  # kept in the request row or the boot cause until reported
+        raise UspError(E_RESOURCES, "CommandKey of %d characters exceeds the %d bytes this agent can keep" % (
+            len(key), KEY_MAX))
     if c == "Device.Reboot()":
         return "sync", reboot(agent, key, args)
     if c == FW_PATH + "Download()":
@@ -55,6 +63,9 @@ def reboot(agent, key, args):
     if cause not in ENUMS["Cause"].split():
         raise UspError(E_CMD_ARGS, "Cause must be LocalReboot or RemoteReboot")
     reason = _arg(args, "Reason", "s", default="") or "Unknown"  # TR-181 Reboot(): absent -> "Unknown"
+    if too_long(reason, TEXT_MAX):
+        raise UspError(E_RESOURCES, "Reason of %d characters exceeds the %d bytes this agent can keep" % (
+            len(reason), TEXT_MAX))
     agent.mgr.meta.agent_update({A_BOOT_CAUSE: {"c": cause, "r": reason, "k": key}})
     agent.reboot_due = (cause, reason)  # after the OperateResp has gone out: poll()
     return {}
@@ -116,7 +127,7 @@ def download(agent, keys, key, args):
     return path
 
 
-URL_MAX = 256  # persisted twice (request and slot download state): bounded by the journal budget
+# URL_MAX (state.py): a URL is persisted twice (request and slot download state)
 
 
 def _check_url(url):
@@ -124,8 +135,9 @@ def _check_url(url):
     a = url.split("://", 1)[-1].split("/", 1)[0]
     if "@" in a:
         raise UspError(E_CMD_ARGS, "URL must not include userinfo (user:password@); use Username and Password")
-    if len(url) > URL_MAX:
-        raise UspError(E_RESOURCES, "URL of %d characters exceeds the %d this agent can keep" % (len(url), URL_MAX))
+    if too_long(url, URL_MAX):
+        raise UspError(E_RESOURCES, "URL of %d characters exceeds the %d bytes this agent can keep" % (
+            len(url), URL_MAX))
 
 
 def parse_windows(args):
@@ -158,7 +170,11 @@ def parse_windows(args):
             raise UspError(E_CMD_ARGS, "%sMaxRetries must be -1..10" % pre)
         if end <= start:
             raise UspError(E_CMD_ARGS, "%sEnd must be after its Start" % pre)
-        out.append([start, end, MODES.index(mode), retries, w.get("UserMessage", "")])
+        msg = w.get("UserMessage", "")
+        if too_long(msg, MESSAGE_MAX):
+            raise UspError(E_RESOURCES, "%sUserMessage of %d characters exceeds the %d bytes this agent can keep" % (
+                pre, len(msg), MESSAGE_MAX))
+        out.append([start, end, MODES.index(mode), retries, msg])
     out.sort(key=lambda w: w[0])
     for a, b in zip(out, out[1:]):
         if b[0] < a[1]:
@@ -201,7 +217,7 @@ def _activate_now(agent, i, why):
     try:
         agent.mgr.set_boot(x["sl"])
     except slots.SlotError as e:
-        return _finish(agent, i, (E_CMD_FAILURE, "activation refused: %s" % e), x.get("tc"))
+        return _finish(agent, i, (E_CMD_FAILURE, "activation refused: %s" % e), _saved_tc(agent, r, x))
     x["ph"] = 1
     la.update_request(i, 1, x)
     la.flush()
@@ -308,21 +324,32 @@ def _done(agent, i, e):
         code, failed = fault(e)
         if w is not None and not w.done:
             mgr.fail(slot, getattr(e, "status", None) or slots.DOWNLOAD_FAILED, failed)
-    alg = x.get("ca") or ("SHA-256" if info else "Unknown")
-    tc = {
-        "Command": r["c"], "CommandKey": r.get("k", ""), "Requestor": r.get("o", ""),
-        "TransferType": "Download", "Affected": row_ref(slot), "TransferURL": x["u"],
-        "StartTime": iso_time(task[2]), "CompleteTime": iso_time(agent.platform.now_s()),
-        "FaultCode": str(code), "FaultString": failed or "",
-        "CheckSumAlgorithm": alg, "CheckSum": x.get("cs") or (info["SHA256"] if info else ""),
-    }
+    times = [int(task[2]), int(agent.platform.now_s())]
+    tc = _tc(r, x, times, code, failed or "", x.get("ca") or ("SHA-256" if info else "Unknown"),
+             x.get("cs") or (info["SHA256"] if info else ""))
     if failed:
         return _finish(agent, i, (code, "download failed: " + failed), tc)
     if not x.get("a"):
         return _finish(agent, i, None, tc)
-    x["tc"] = tc
+    x["tc"] = times  # the rest is rebuilt from the row and the slot after the boot
     la.update_request(i, 1, x)
     _activate_now(agent, i, "Download() with AutoActivate")
+
+
+def _tc(r, x, times, code, failed, alg, checksum):
+    """TransferComplete! arguments of Download() request row r (state x)."""
+    return {"Command": r["c"], "CommandKey": r.get("k", ""), "Requestor": r.get("o", ""),
+            "TransferType": "Download", "Affected": row_ref(x["sl"]), "TransferURL": x.get("u", ""),
+            "StartTime": iso_time(times[0]), "CompleteTime": iso_time(times[1]),
+            "FaultCode": str(code), "FaultString": failed, "CheckSumAlgorithm": alg, "CheckSum": checksum}
+
+
+def _saved_tc(agent, r, x):
+    """The TransferComplete! a successful Download() left for after the boot (None: none)."""
+    t = x.get("tc")
+    if t is None or isinstance(t, dict):  # a dict: the whole arguments, as older agents kept them
+        return t
+    return _tc(r, x, t, 0, "", x.get("ca") or "SHA-256", x.get("cs") or agent.mgr.info(x["sl"])["SHA256"])
 
 
 def run_activate(agent, i, now_s):
@@ -377,11 +404,12 @@ def after_boot(agent):
         slot = x.get("sl")
         if x.get("ph") == 1:
             if mgr.running == slot:
-                _finish(agent, i, None, x.get("tc"))
+                _finish(agent, i, None, _saved_tc(agent, r, x))
             else:
                 log = mgr.info(slot)["BootFailureLog"] if slot is not None else ""
                 _finish(agent, i, (E_CMD_FAILURE, "FirmwareImage.%d did not become active (%s); running %s%s" % (
-                    slot + 1, mgr.status(slot), row_ref(mgr.running), ": " + log if log else "")), x.get("tc"))
+                    slot + 1, mgr.status(slot), row_ref(mgr.running), ": " + log if log else "")),
+                    _saved_tc(agent, r, x))
         elif x.get("t") == "d":
             # a reset or power cut interrupted the download: pick it up again from its
             # last checkpoint, a bounded number of times (a download that keeps killing

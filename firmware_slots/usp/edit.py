@@ -120,8 +120,10 @@ def h_add(agent, req):
     results = []
     made = []
     first = None
+    start = la.mark()
     for co in req.get("create_objs", []):
         path = co.get("obj_path", "")
+        mark = la.mark()
         try:
             idx, kl = _objects(agent, path, True)
             if not OBJS[idx][1] & ADD:
@@ -133,6 +135,7 @@ def h_add(agent, req):
             upd, errs, fatal = _apply(agent, idx, keys, co.get("param_settings", []), done)
             if fatal is not None:
                 la.delete(idx, keys)
+                la.rollback(mark)
                 raise UspError(fatal.code, "%s: %s" % (errs[0]["param"], fatal.msg))
             made.append((idx, keys))
             ok = {"instantiated_path": obj_path(idx, keys), "unique_keys": agent.model.unique_keys(idx, keys)}
@@ -146,6 +149,7 @@ def h_add(agent, req):
     if first is not None and not partial:
         for idx, keys in made:
             la.delete(idx, keys)
+        la.rollback(start)
         raise UspError(first.code, first.msg)
     for idx, keys in made:
         if idx == SUB_ID:

@@ -107,10 +107,14 @@ GEOMETRIES = (
     Geometry("stm32f4-128k", 131072, 4, 2, 1, 6 * 1024 + 8),
     Geometry("nor-4k-16b-erased00", 4096, 16, 2, 4, 10 * 1024 + 40, erased=0x00),
 )
+# 512-byte erase blocks (stm32 pyb.Flash): journal ring sectors of 8 blocks, so every wrap
+# erases 8 blocks before the snapshot lands, and records cross block boundaries inside a
+# sector (tests/test_device_core.py sweeps it on its own: small images keep it quick)
+GEOMETRY_512 = Geometry("nor-512b-ring-of-8", 512, 4, 16, 12, 5000)
 
 
 class Rig:
-    def __init__(self, g, fill, trust=False):
+    def __init__(self, g, fill, trust=False, big=0, worn=False):
         self.g = g
         self.keys = ()
         self.v1 = image(1, g.image_size)
@@ -129,10 +133,17 @@ class Rig:
         m.set_boot(0)
         m.boot()
         m.confirm()
+        if big:  # a larger state: snapshots span several erase blocks of a small-block journal
+            m.meta.agent_update({"c": {1: {"e": "p" * big}}})
+        k = 0
+        j = m.meta.journal
+        if worn:  # wrap the ring once first: the sector the cycle wraps into holds old records
+            head = j.head
+            while j.head == head:
+                m.set_alias(1, "worn%d" % (k % 10))
+                k += 1
         # park the journal head `fill` bytes short of a wrap so the cycle wraps it
         if fill is not None:
-            k = 0
-            j = m.meta.journal
             while j.room() > fill and j.deltas < MAX_DELTAS - 3:
                 m.set_alias(1, "fill%d" % (k % 10))
                 k += 1
@@ -241,9 +252,11 @@ def check(rig, at, kind, boots):
     return None
 
 
-def sweep(g, fill=None, stride=1, limit=None, trust=False):
-    """Run every cut point of one geometry; returns (cut points tried, [failures])."""
-    rig = Rig(g, fill, trust)
+def sweep(g, fill=None, stride=1, limit=None, trust=False, big=0, worn=False):
+    """Run every cut point of one geometry; returns (cut points tried, [failures]).
+    big: bytes of extra state (so snapshots are that much larger); worn: the ring wrapped
+    once before the cycle."""
+    rig = Rig(g, fill, trust, big, worn)
     rig.restore()
     log = []
     rig.flash.log = log
@@ -267,8 +280,8 @@ def sweep(g, fill=None, stride=1, limit=None, trust=False):
             tried += 1
             why = check(rig, at, kind, boots)
             if why:
-                failures.append("%s%s fill=%r cut %d %s (%s): %s" % (
-                    g.name, " trust" if trust else "", fill, at, kind, op, why))
+                failures.append("%s%s fill=%r big=%d cut %d %s (%s): %s" % (
+                    g.name, " trust" if trust else "", fill, big, at, kind, op, why))
             if limit and tried >= limit:
                 return tried, failures
     return tried, failures
@@ -289,6 +302,33 @@ def run_all(stride=1, names=None):
     if not names or g.name in names:  # signature checks and the counter update, one geometry
         n, f = sweep(g, None, stride, trust=True)
         print("sweep", g.name, "trust", "cut_points", n, "failures", len(f))
+        total += n
+        fails += f
+    return total, fails
+
+
+def ops_of(g, fill=None, big=0, worn=False):
+    """The mutating flash operations of one uncut cycle: [(kind, block)]."""
+    rig = Rig(g, fill, False, big, worn)
+    rig.restore()
+    log = []
+    rig.flash.log = log
+    rig.cycle([])
+    rig.flash.log = None
+    return log
+
+
+# (fill, big, worn): no wrap; a wrap into a sector of old records; the same with a 3-block snapshot
+CASES_512 = ((None, 0, False), (120, 0, True), (120, 1200, True))
+
+
+def run_512(stride=1):
+    """The 512-byte-block sweep: every cut point of each case; (cut points, [failures])."""
+    total = 0
+    fails = []
+    for fill, big, worn in CASES_512:
+        n, f = sweep(GEOMETRY_512, fill, stride, big=big, worn=worn)
+        print("sweep", GEOMETRY_512.name, "fill", fill, "big", big, "worn", worn, "cut_points", n, "failures", len(f))
         total += n
         fails += f
     return total, fails
