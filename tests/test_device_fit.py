@@ -72,10 +72,12 @@ def test_signed_1mib_download_fits_the_heap(board):
     srv, url = bc.libcoap_server(run.tmp)
     try:
         pub, surl, sha, size = fit.signed_image(run.tmp, url)
-        assert fit.download_ok(run, it, SIGNED_DOWNLOAD_HEAP, surl, sha, signed=(pub, size)) is True, \
-            "signed 1 MiB Download() did not reach Available with -X heapsize=%d" % SIGNED_DOWNLOAD_HEAP
+        ok = fit.download_ok(run, it, SIGNED_DOWNLOAD_HEAP, surl, sha, signed=(pub, size))
+        assert ok is True, "signed 1 MiB Download() did not reach Available with -X heapsize=%d (%r): %s" % (
+            SIGNED_DOWNLOAD_HEAP, ok, run.err[-1500:])
         other = fit.signed_image(run.tmp, url, "other")[0]  # another key, provisioned instead
-        assert fit.download_ok(run, it, SIGNED_DOWNLOAD_HEAP, surl, sha, signed=(other, size)) is False
+        ok = fit.download_ok(run, it, SIGNED_DOWNLOAD_HEAP, surl, sha, signed=(other, size))
+        assert ok is False, "a Download() signed by another key: %r (False = Failed): %s" % (ok, run.err[-1500:])
     finally:
         srv.terminate()
         srv.wait(5)
