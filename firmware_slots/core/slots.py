@@ -70,6 +70,14 @@ def _hex(b):
     return "".join("%02x" % x for x in b)
 
 
+def _cleared(status, download=None):
+    """A slot's changes when it starts over (install, erase): every other key goes, since a
+    slot holds one status's keys at a time (state.py, SLOT_MAX)."""
+    return {S_STATUS: status, S_AVAILABLE: False, S_ATTEMPTS: 0, S_LOG: None, S_ERROR: None,
+            S_NAME: None, S_VERSION: None, S_SHA256: None, S_LENGTH: None, S_OFFSET: None,
+            S_PAYLOAD: None, S_COUNTER: None, S_TRIAL_FAIL: None, S_DOWNLOAD: download}
+
+
 class SlotManager:
     """N slots plus the journal. `inspect(dev, length) -> (name, version)` checks format.
 
@@ -279,11 +287,7 @@ class SlotManager:
         if extra:
             for k in extra:
                 dl[k] = extra[k]
-        # every other key goes: a slot holds one status's keys at a time (state.py, SLOT_MAX)
-        self.meta.update({i: {S_STATUS: DOWNLOADING, S_AVAILABLE: False, S_ATTEMPTS: 0, S_LOG: None,
-                              S_ERROR: None, S_NAME: None, S_VERSION: None, S_SHA256: None,
-                              S_LENGTH: None, S_OFFSET: None, S_PAYLOAD: None, S_COUNTER: None,
-                              S_TRIAL_FAIL: None, S_DOWNLOAD: dl}})
+        self.meta.update({i: _cleared(DOWNLOADING, dl)})
         return ImageWriter(self, i, dl, 0)
 
     def resume(self, i):
@@ -310,10 +314,7 @@ class SlotManager:
         if i in self.protected():
             raise SlotError("FirmwareImage.%d is protected (running, last-known-good or boot)" % (i + 1), SLOT_BUSY)
         r = self.regions[i]
-        self.meta.update({i: {S_STATUS: NO_IMAGE, S_AVAILABLE: False, S_NAME: None, S_VERSION: None,
-                              S_SHA256: None, S_LENGTH: None, S_DOWNLOAD: None, S_LOG: None,
-                              S_ERROR: None, S_ATTEMPTS: 0, S_OFFSET: None, S_PAYLOAD: None,
-                              S_COUNTER: None, S_TRIAL_FAIL: None}})
+        self.meta.update({i: _cleared(NO_IMAGE)})
         for s in range(r.sectors):
             r.erase(s)
 
