@@ -43,6 +43,7 @@ def canonical(v):
 def test_cbor_matches_cbor2_both_ways(v):
     ours = cbor.dumps(v)
     assert ours == cbor2.dumps(canonical(v))
+    assert cbor.size(v) == len(ours)  # what the budget checks count without encoding
     assert cbor2.loads(ours) == v
     assert cbor.loads(cbor2.dumps(v)) == v  # cbor2's insertion-ordered maps decode too
     assert cbor.loads(bytearray(ours)) == v
@@ -109,6 +110,13 @@ def test_cbor_accepts_non_shortest_forms():
 def test_cbor_encode_rejects(v, exc):
     with pytest.raises(exc):
         cbor.dumps(v)
+    with pytest.raises(exc):
+        cbor.size(v)
+
+
+def test_cbor_size_of_long_texts_counts_utf8_bytes():
+    for t in ("a" * 127, "a" * 128, "\u20ac" * 200, "x" * 63 + "\U0001F600" + "y" * 300):
+        assert cbor.size(t) == len(cbor.dumps(t)) == len(cbor2.dumps(t))
 
 
 def test_cbor_tuple_is_array_and_decode_error_is_value_error():
@@ -156,7 +164,7 @@ for v, e in zip(V, E):
             bad += 1
         except cbor.CBORDecodeError:
             pass
-    print(mine.hex(), back == v, bad)
+    print(mine.hex(), back == v, bad, cbor.size(v) == len(mine))
 for data in (b"\\x9f\\xff", b"\\xc1\\x01", b"\\xf9\\x3c\\x00", b"\\x01\\x00", b"\\x62\\xc3\\x28", b"\\xa2\\x01\\x00\\x01\\x00"):
     try:
         cbor.loads(data)
@@ -167,10 +175,11 @@ for data in (b"\\x9f\\xff", b"\\xc1\\x01", b"\\xf9\\x3c\\x00", b"\\x01\\x00", b"
     lines = run_mp(code).splitlines()
     assert len(lines) == len(values) + 6
     for v, e, line in zip(values, expected, lines):
-        hexed, roundtrip, bad = line.split()
+        hexed, roundtrip, bad, sized = line.split()
         assert hexed == e, v
         assert roundtrip == "True", v
         assert bad == "0", v
+        assert sized == "True", v
     assert lines[len(values):] == ["error True"] * 6
 
 

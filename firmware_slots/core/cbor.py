@@ -20,7 +20,8 @@ shortest form, and map entries are ordered by the bytewise order of their encode
 so the same value gives the same bytes on CPython and MicroPython (whose dicts do not
 keep insertion order). The decoder accepts non-shortest forms too.
 
-Cost: dumps builds one bytearray; loads reads through one memoryview without copying
+Cost: dumps builds one bytearray; size() counts what dumps would write without building
+it (budget checks on a small heap); loads reads through one memoryview without copying
 and allocates only the decoded values.
 """
 
@@ -98,6 +99,49 @@ def dumps(obj):
     out = bytearray()
     _encode(out, obj, 0)
     return bytes(out)
+
+
+def _head_len(n):
+    return 1 if n < 24 else 2 if n < 0x100 else 3 if n < 0x10000 else 5 if n < 0x100000000 else 9
+
+
+def size(obj, depth=0):
+    """len(dumps(obj)), without building the encoding (map order does not change a length)."""
+    if depth > MAX_DEPTH:
+        raise ValueError("nesting deeper than %d" % MAX_DEPTH)
+    if obj is None or obj is True or obj is False:
+        return 1
+    if isinstance(obj, int):
+        n = obj if obj >= 0 else -1 - obj
+        if n >= 0x10000000000000000:
+            raise ValueError("integer does not fit in CBOR's 64-bit argument")
+        return _head_len(n)
+    if isinstance(obj, str):
+        n = len(obj.encode()) if len(obj) < 128 else _utf8_len(obj)
+        return _head_len(n) + n
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return _head_len(len(obj)) + len(obj)
+    if isinstance(obj, (list, tuple)):
+        n = _head_len(len(obj))
+        for item in obj:
+            n += size(item, depth + 1)
+        return n
+    if isinstance(obj, dict):
+        n = _head_len(len(obj))
+        for k in obj:
+            if not isinstance(k, (int, str)) or k is True or k is False:
+                raise TypeError("CBOR map keys must be int or str, not %s" % type(k).__name__)
+            n += size(k, depth + 1) + size(obj[k], depth + 1)
+        return n
+    raise TypeError("cannot CBOR-encode %s" % type(obj).__name__)
+
+
+def _utf8_len(s):
+    # a long text is measured in slices, so sizing never copies more than 64 characters at once
+    n = 0
+    for i in range(0, len(s), 64):
+        n += len(s[i:i + 64].encode())
+    return n
 
 
 class _Decoder:

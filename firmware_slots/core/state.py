@@ -155,8 +155,9 @@ PARAMS = {"Alias": S_ALIAS, "Name": S_NAME, "Version": S_VERSION, "Available": S
 
 
 def encoded_size(value):
-    """Bytes `value` takes in a record: what budget checks add before they change state."""
-    return len(cbor.dumps(value))
+    """Bytes `value` takes in a record: what budget checks add before they change state
+    (counted, not encoded: no record-sized allocation per check)."""
+    return cbor.size(value)
 
 
 def new_slot():
@@ -213,11 +214,11 @@ class MetaStore:
 
     def agent_bytes(self):
         """CBOR size of the agent section (its budget is checked by the data model)."""
-        return len(cbor.dumps(self.state[AGENT]))
+        return cbor.size(self.state[AGENT])
 
     def state_bytes(self):
         """CBOR size of the whole state: a snapshot record must hold it (journal.max_body)."""
-        return len(cbor.dumps(self.state))
+        return cbor.size(self.state)
 
     def _budget(self):
         return self.journal.max_body - FRAME_MAX - DEVICE_MAX - self.nslots * SLOT_MAX
