@@ -74,10 +74,15 @@ def rd(p):
         return f.read()
 tc.set_dtls(rd(%r), rd(%r), rd(%r))
 flash, mgr = simdev.sim_device(sector_size=4096, journal_blocks=2, slot_blocks=20, nslots=2, path=%r)
+import time
+t = time.ticks_ms()
 try:
     pull.pull(mgr, 1, "coaps://127.0.0.1:%d/fw/img")
     print("PULLED")
 except transfer.TransferError as e:
     print("REFUSED", e)
+print("MS", time.ticks_diff(time.ticks_ms(), t))
 ''' % (rogue["ca.der"], g["client.crt.der"], g["client.key.der"], str(tmp_path / "f.flash"), port), timeout=60)
     assert "REFUSED" in out and "PULLED" not in out, out
+    assert "DTLS to coaps://" in out and "certificate" in out.lower(), out  # the handshake's own reason
+    assert int(out.split("MS")[1].split()[0]) < 10000, out  # at once, not after the CoAP timeout

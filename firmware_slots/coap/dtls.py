@@ -8,12 +8,16 @@ the CoAP layer uses a `DtlsSocket` as its transport (send / recv / close).
 API
 ---
     sock = connect(host, port, cadata, cert=None, key=None,
-                   server_hostname=None, timeout=10, flight_timeout=1)
+                   server_hostname=None, timeout=10, flight_timeout=1, wait=True)
         DTLS client session to host:port. The peer certificate MUST chain to
         `cadata` (CERT_REQUIRED) and match `server_hostname` (default: host; DNS
         name or IP address SAN/CN). `cert` + `key` give our own certificate for
         mutual authentication (R-COAP.16). Raises OSError/ValueError on failure,
-        see "errors" below.
+        see "errors" below. wait=False returns at once: the handshake then runs
+        inside the session's own send()/recv() calls, each a short non-blocking
+        step (a loop serving others never waits on the peer), the first datagram
+        sent when it completes; a failure (another CA, or `timeout` seconds
+        without completing) is raised by the send()/recv() that meets it.
     srv = server(host, port, cert, key, cadata=None, flight_timeout=1)
         DTLS server bound to host:port. With `cadata` the client must present a
         certificate chaining to it (CERT_REQUIRED); without, no client cert is
@@ -307,12 +311,15 @@ class DtlsSocket:
     """One DTLS session with one peer: datagram in, datagram out."""
 
     san_uris = None  # server sessions set it (DtlsServer.accept): a class default costs no RAM per socket
+    _shaking = None  # ticks deadline while a connect(wait=False) handshake runs, else None
 
-    def __init__(self, ssl_sock, peer, timeout=None):
+    def __init__(self, ssl_sock, peer, timeout=None, shaking=None):
         self._s = ssl_sock
         self.peer = peer
         self.timeout = timeout
-        self._pending = None
+        self._pending = None  # the datagram waiting for the handshake (or for room to send)
+        if shaking is not None:
+            self._shaking = shaking
         ssl_sock.setblocking(False)  # EAGAIN -> None, never a sticky error
         import select
 
@@ -326,14 +333,20 @@ class DtlsSocket:
         return self._s.cipher()
 
     def send(self, data):
+        """Sends, or keeps the datagram (one: the newest, CoAP retransmits) for the next
+        send()/recv() while the handshake runs or the port has no room. Never waits."""
         if self._s is None:
             raise OSError(9, "EBADF")
-        for _ in range(100):
-            n = self._s.send(data)
-            if n is not None:
-                return n
-            self._poll.poll(10)
-        raise _timed_out()
+        self._pending = bytes(data)
+        self._flush()
+        return len(data)
+
+    def _flush(self):
+        if self._shaking is not None and _ticks_diff(self._shaking, _ticks_ms()) <= 0:
+            raise OSError(_ETIMEDOUT, "DTLS handshake did not complete in time")
+        if self._pending is not None and self._s.write(self._pending) is not None:
+            self._pending = None
+            self._shaking = None  # application data went out: the handshake is done
 
     def recv(self, n=2048, timeout=-1):
         """One datagram (up to n bytes); b"" when the peer closed the session."""
@@ -343,8 +356,11 @@ class DtlsSocket:
             timeout = self.timeout
         deadline = _deadline(timeout)
         while True:
+            if self._pending is not None or self._shaking is not None:
+                self._flush()  # a step of the handshake, or the datagram it held back
             data = self._s.recv(n)
             if data is not None:
+                self._shaking = None
                 return data
             left = _remaining(deadline)
             if left is not None and left <= 0:
@@ -391,14 +407,27 @@ def connect(
     server_hostname=None,
     timeout=10,
     flight_timeout=1,
+    wait=True,
 ):
-    """Open a DTLS 1.2 client session (Certificate mode) to host:port."""
+    """Open a DTLS 1.2 client session (Certificate mode) to host:port (wait=False: see API)."""
     _need_client()
     if cadata is None:
         raise ValueError("Certificate mode needs cadata (CA to verify the peer)")
     ctx = _context(_tls.PROTOCOL_DTLS_CLIENT, cadata, cert, key)
     addr = _addr(host, port)
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if not wait:
+        # mbedTLS's own timers retransmit its flights; each call here is one step of it
+        try:
+            s.connect(addr)
+            s.setblocking(False)
+            d = ctx.wrap_socket(s, server_hostname=server_hostname or host, do_handshake_on_connect=False)
+        except BaseException:
+            s.close()
+            raise
+        out = DtlsSocket(d, addr, shaking=_ticks_ms() + int(timeout * 1000))
+        out._ctx = ctx
+        return out
     try:
         s.connect(addr)
         d = _handshake(

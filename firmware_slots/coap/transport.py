@@ -125,6 +125,8 @@ class ConnectedTransport:
     select.poll should watch (default: sock). Every datagram is from/to `peer`.
     """
 
+    error = None  # what ended the session (an OSError/ValueError from send or recv), sticky
+
     def __init__(self, sock, peer_host, peer_port, scheme="coaps", pollable=None, recv=None,
                  recv_size=N.RECV_BUFFER):
         self.sock = sock
@@ -139,15 +141,26 @@ class ConnectedTransport:
         return self.peer  # one peer only: every URI on this transport goes to it
 
     def sendto(self, data, addr):
-        self.sock.send(data)
+        if self.error is not None:
+            return  # a dead session: its exchanges time out, its owner replaces it
+        try:
+            self.sock.send(data)
+        except (OSError, ValueError) as e:  # handshake refused or timed out, peer gone
+            self.error = e
 
     def recvfrom(self):
+        if self.error is not None:
+            return None
         try:
             data = self._recv() if self._recv is not None else self.sock.recv(self.recv_size)
         except OSError as e:
-            if e.args and e.args[0] in _EAGAIN + (110,):  # EAGAIN, ETIMEDOUT
-                return None
-            raise
+            if len(e.args) == 1 and e.args[0] in _EAGAIN + (110,):
+                return None  # EAGAIN, or ETIMEDOUT of a zero-timeout read: nothing there
+            self.error = e  # never out of the loop that serves everyone else
+            return None
+        except ValueError as e:  # the peer's certificate was refused during the handshake
+            self.error = e
+            return None
         if not data:
             return None
         return data, self.peer

@@ -194,6 +194,10 @@ class CoapMtp:
             raise ValueError("coaps reply-to but no DTLS client credentials configured")
         key = (u.host, u.port)
         c = self._sessions.get(key)
+        if c is not None and c.endpoint.transport.error is not None:
+            self._log("coaps session to %s:%d ended: %s" % (u.host, u.port, c.endpoint.transport.error))
+            c.close()  # refused, timed out or gone: the next POST shakes hands anew
+            c = None
         if c is None:
             from firmware_slots.coap.coaps import dtls_client
             c = dtls_client(u.host, u.port, *self.dtls_client)

@@ -76,6 +76,11 @@ class _Task:
             ep.readable()
         else:
             ep.poll(0)
+        err = getattr(ep.transport, "error", None)  # a coaps session that failed (refused, timed out)
+        if err is not None:
+            self.error = TransferError("DTLS to %s failed: %s" % (self.url, err), "server refused")
+            self.close()
+            return True
         if not self.p.step():
             return False
         if self.p.error is not None:
