@@ -24,26 +24,17 @@ VERSION = "Device.DeviceInfo.FirmwareImage.1.Version"
 
 # A controller whose USP endpoint is coaps: one DTLS session accepted, the first POST's payload printed.
 CONTROLLER = r"""
-import binascii, time
-from firmware_slots.coap import dtls, numbers as N
-from firmware_slots.coap.coaps import recv_nb
-from firmware_slots.coap.protocol import CoapEndpoint
-from firmware_slots.coap.server import Response, Site
-from firmware_slots.coap.transport import ConnectedTransport
+import binascii, sys, time
+sys.path.append("tests/device")
+from coaps_peer import endpoint
+from firmware_slots.coap import dtls
 def rd(p):
     with open(p, "rb") as f:
         return f.read()
 srv = dtls.server("127.0.0.1", %(port)d, rd(%(cert)r), rd(%(key)r), cadata=rd(%(ca)r))
 print("READY")
 s = srv.accept(timeout=30)
-s.settimeout(0)
-got = []
-def on_post(req):
-    got.append(bytes(req.payload))
-    return Response(N.CHANGED)
-site = Site()
-site.route("ctl", post=on_post)
-ep = CoapEndpoint(ConnectedTransport(s, "127.0.0.1", 0, "coaps", pollable=s._s, recv=lambda: recv_nb(s)), site)
+ep, got = endpoint(s, 0)
 end = time.ticks_add(time.ticks_ms(), 20000)
 while not got and time.ticks_diff(end, time.ticks_ms()) > 0:
     ep.poll(50)

@@ -158,14 +158,14 @@ lst.close()
 """
 
 CONTROLLERS = r"""
-import json, time
+import json, sys, time
+sys.path.append("tests/device")
+import coaps_peer
 from firmware_slots.coap import dtls
-from firmware_slots.coap.transport import ConnectedTransport, UdpTransport
+from firmware_slots.coap.transport import UdpTransport
 from firmware_slots.coap.protocol import CoapEndpoint
-from firmware_slots.coap.server import Site, Response
 from firmware_slots.coap.client import CoapClient
 from firmware_slots.coap import numbers as N
-from firmware_slots.coap.coaps import recv_nb
 from firmware_slots.usp import codec, schema
 P = %(port)d
 AGENT_ID = %(agent)r
@@ -174,18 +174,11 @@ def rd(p):
         return f.read()
 
 def endpoint(sock=None):
-    got = []
-    def on_post(req):
-        got.append(bytes(req.payload))
-        return Response(N.CHANGED)
-    site = Site()
-    site.route("ctl", post=on_post)
     if sock is None:
+        site, got = coaps_peer.usp_site()
         ep = CoapEndpoint(UdpTransport("127.0.0.1", %(plain)d), site)  # MicroPython has no getsockname
     else:
-        sock.settimeout(0)
-        ep = CoapEndpoint(ConnectedTransport(sock, "127.0.0.1", P + 1, "coaps", pollable=sock._s,
-                                             recv=lambda: recv_nb(sock)), site)
+        ep, got = coaps_peer.endpoint(sock, P + 1)
     return [sock, ep, got, CoapClient(ep, timeout_ms=20000)]
 
 def session(name):

@@ -39,27 +39,18 @@ lst.close()
 """
 
 CONTROLLER = r"""
+import sys
+sys.path.append("tests/device")
+from coaps_peer import endpoint
 from firmware_slots.coap import dtls
-from firmware_slots.coap.transport import ConnectedTransport
-from firmware_slots.coap.protocol import CoapEndpoint
-from firmware_slots.coap.server import Site, Response
 from firmware_slots.coap.client import CoapClient
 from firmware_slots.coap import numbers as N
-from firmware_slots.coap.coaps import recv_nb
 from firmware_slots.usp import codec, schema
 def rd(p):
     with open(p, "rb") as f:
         return f.read()
 s = dtls.connect("127.0.0.1", %(port)d, rd(%(ca)r), cert=rd(%(cert)r), key=rd(%(key)r))
-s.settimeout(0)
-got = []
-def on_post(req):
-    got.append(bytes(req.payload))
-    return Response(N.CHANGED)
-site = Site()
-site.route("ctl", post=on_post)
-ep = CoapEndpoint(ConnectedTransport(s, "127.0.0.1", %(port)d, "coaps", pollable=s._s,
-                                     recv=lambda: recv_nb(s)), site)
+ep, got = endpoint(s, %(port)d)
 msg = codec.new_msg("m1", schema.GET, "request", "get", {"param_paths": ["Device.DeviceInfo.SoftwareVersion"]})
 rec = codec.make_record("os::0044FF-fwslots-1", "self::ctl-coaps", codec.encode_msg(msg))
 r = CoapClient(ep, timeout_ms=5000).request(N.POST, "coaps://127.0.0.1:%(port)d/usp?reply-to=coaps://127.0.0.1:1/ctl",
