@@ -211,3 +211,20 @@ def test_rows_made_while_the_door_was_open_are_not_trusted_once_a_policy_is_on()
     # a row the provisioned controller adds now does vouch
     c.add("Device.LocalAgent.Controller.", {"EndpointID": "self::ops"})
     assert Controller(a, "self::ops").operate("Device.Reboot()")["operation_results"][0]["executed_command"] == "Device.Reboot()"
+
+
+def test_a_controller_struck_from_the_profile_loses_its_rights_though_its_row_stays():
+    from firmware_slots.sim import simdev
+    flash, mgr, a = agent_for([CTRL_ID])
+    c = Controller(a, CTRL_ID)
+    c.subscribe("Event", "Device.Boot!")  # persistent: its Controller row is in the journal
+    assert any(r["e"] == CTRL_ID for r in a.la.ctrls.values())
+    mgr = simdev.reopen(flash)
+    mgr.boot()
+    a = UspAgent(mgr, AGENT_ID, Platform(wall_s=T0), controllers=["self::successor"])  # revoked
+    a.startup()
+    a.take_outbox()
+    assert any(r["e"] == CTRL_ID for r in a.la.ctrls.values())  # the row (and subscription) remain
+    assert err(Controller(a, CTRL_ID).operate("Device.Reboot()"))[0] == 7006
+    assert Controller(a, "self::successor").operate("Device.Reboot()")["operation_results"][0][
+        "executed_command"] == "Device.Reboot()"
