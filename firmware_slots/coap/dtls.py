@@ -27,6 +27,13 @@ API
         `DtlsSocket` for that one peer. Peers whose handshake fails are dropped
         (the reason is kept in `srv.last_error`) and listening goes on; OSError
         ETIMEDOUT when `timeout` seconds pass without a session.
+    sock = srv.poll_accept()
+        The same without ever waiting (a loop serving others calls it each turn):
+        answers a new peer's ClientHello with the cookie (HelloVerifyRequest; one
+        peer at a time, COOKIE_MS to return it, no session before it does), and
+        once the cookie is back returns a `DtlsSocket` whose handshake goes on in
+        its own recv() steps (HANDSHAKE_MS; a failure is raised there). None
+        otherwise. srv.wait(ms) waits for something it can use.
     srv.close()
 
     DtlsSocket: send(data) -> int; recv(n=2048, timeout=<default>) -> bytes
@@ -98,6 +105,15 @@ Other limits of this port's API:
   handshake runs on a socket with a per-flight receive timeout: a lost flight
   gives OSError(110 ETIMEDOUT) and the whole handshake is restarted until
   `timeout` is spent (the client restart of RFC 6347 4.2.8).
+* wrap_socket(..., do_handshake_on_connect=False) on a non-blocking socket does
+  work: every read()/write() then runs one step of the handshake and returns None
+  until it is done (mbedTLS's timers are set, so its own flights are resent by a
+  later step); a server's first step answers the ClientHello with the cookie and
+  raises HELLO_VERIFY_REQUIRED, and a fresh wrap continues with the second one.
+  The port shows no "handshake done" (cipher() before it would crash), so a server
+  session knows it from the peer's first application datagram, and a client from
+  its first write() that returns a length. connect(wait=False) and poll_accept()
+  are built on this.
 * After the handshake the socket is non-blocking: an ETIMEDOUT from the
   underlying socket is sticky in the SSL socket (last_error), EAGAIN is not.
 Errors (codes as seen):
@@ -152,6 +168,8 @@ if _tls is not None and not hasattr(_tls, "PROTOCOL_DTLS_CLIENT"):
     _tls = None
 
 HELLO_VERIFY_REQUIRED = -0x6A80  # MBEDTLS_ERR_SSL_HELLO_VERIFY_REQUIRED
+COOKIE_MS = 1000     # poll_accept: how long a peer sent a cookie may take to return it
+HANDSHAKE_MS = 5000  # poll_accept: how long a session may take over the rest of its handshake
 BAD_INPUT_DATA = -0x7100  # MBEDTLS_ERR_SSL_BAD_INPUT_DATA
 FATAL_ALERT = -0x7780  # MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE
 
@@ -304,6 +322,13 @@ def _timed_out():
     return OSError(_ETIMEDOUT)
 
 
+def _readable(sock, ms):
+    import select
+    p = select.poll()
+    p.register(sock, select.POLLIN)
+    return bool(p.poll(ms))
+
+
 # --- the session ------------------------------------------------------------
 
 
@@ -311,7 +336,9 @@ class DtlsSocket:
     """One DTLS session with one peer: datagram in, datagram out."""
 
     san_uris = None  # server sessions set it (DtlsServer.accept): a class default costs no RAM per socket
-    _shaking = None  # ticks deadline while a connect(wait=False) handshake runs, else None
+    _shaking = None  # ticks deadline while a non-blocking handshake runs, else None
+    _srv = None  # poll_accept sessions while shaking: the DtlsServer whose callback sees the certificate
+    _seen = None  # the SAN URIs that callback saw during this session's own steps
 
     def __init__(self, ssl_sock, peer, timeout=None, shaking=None):
         self._s = ssl_sock
@@ -358,8 +385,19 @@ class DtlsSocket:
         while True:
             if self._pending is not None or self._shaking is not None:
                 self._flush()  # a step of the handshake, or the datagram it held back
-            data = self._s.recv(n)
+            srv = self._srv
+            if srv is not None:
+                srv._leaf = None  # what the verify callback sees in this step is this peer's
+                data = self._s.recv(n)
+                if srv._leaf is not None:
+                    self._seen = srv._leaf
+            else:
+                data = self._s.recv(n)
             if data is not None:
+                if srv is not None:  # application data: the handshake (and its verification) is done
+                    self._srv = None
+                    if srv._verified():
+                        self.san_uris = self._seen or []
                 self._shaking = None
                 return data
             left = _remaining(deadline)
@@ -453,10 +491,81 @@ class DtlsServer:
         self.last_error = None
         self._sock = None
         self._names = names  # x509.san_uris when client certificates are verified, else None
-        self._leaf = None  # SAN URIs of the leaf seen by the handshake under way (one at a time)
+        self._leaf = None  # SAN URIs of the leaf seen by the handshake step under way (one at a time)
+        self._hv = None  # poll_accept's peer we sent a cookie to: [socket, None, peer, deadline]
         if names is not None:
             ctx.verify_callback = self._verify
         self._bind()
+
+    def _verified(self):
+        return self._names is not None and self._ctx.verify_mode == _tls.CERT_REQUIRED
+
+    def poll_accept(self):
+        """See the module API: one short step, never a wait; -> a shaking DtlsSocket or None."""
+        p = self._hv
+        if p is not None:
+            if _ticks_diff(p[3], _ticks_ms()) <= 0:  # never came back (a spoofed source, a lost peer)
+                self._hv = None
+                self.last_error = OSError(HELLO_VERIFY_REQUIRED, "peer never returned the cookie")
+                p[0].close()
+                return None
+            if not _readable(p[0], 0):
+                return None
+            self._hv = None  # its second ClientHello is there: the rest of the handshake is its own
+            return self._session(p[0], p[2])
+        if self._sock is None:
+            self._bind()
+        s = self._sock
+        s.settimeout(0)
+        try:
+            peer = s.recvfrom(1, socket.MSG_PEEK)[1]
+        except OSError:
+            return None  # nobody knocked
+        s.connect(peer)
+        self._sock = None
+        try:
+            self._bind()  # the next listener (see accept)
+        except OSError:
+            self._sock = None
+        s.setblocking(False)
+        try:
+            d = self._wrap(s, peer)
+            d.recv(2048)  # processes the queued ClientHello: answers it with the cookie
+        except OSError as e:
+            if e.errno == HELLO_VERIFY_REQUIRED:
+                self._hv = [s, None, peer, _ticks_ms() + COOKIE_MS]  # no session until it returns
+                return None
+            self.last_error = e
+            s.close()
+            return None
+        except ValueError as e:
+            self.last_error = e
+            s.close()
+            return None
+        out = DtlsSocket(d, peer, shaking=_ticks_ms() + HANDSHAKE_MS)  # a build without cookies
+        out._srv = self
+        return out
+
+    def _wrap(self, s, peer):
+        cid = peer if isinstance(peer, bytes) else repr(peer).encode()
+        return self._ctx.wrap_socket(s, server_side=True, client_id=cid, do_handshake_on_connect=False)
+
+    def _session(self, s, peer):
+        try:
+            d = self._wrap(s, peer)
+        except (OSError, ValueError) as e:
+            self.last_error = e
+            s.close()
+            return None
+        out = DtlsSocket(d, peer, shaking=_ticks_ms() + HANDSHAKE_MS)
+        out._srv = self
+        return out
+
+    def wait(self, ms):
+        """Up to ms for something poll_accept() can use (a returning cookie, or a knock)."""
+        if self._hv is None and self._sock is None:
+            self._bind()
+        return _readable(self._hv[0] if self._hv is not None else self._sock, ms)
 
     def _verify(self, cert, depth):
         # mbedTLS calls this inside wrap_socket: only that handshake's peer can be its source
@@ -556,6 +665,9 @@ class DtlsServer:
             return out
 
     def close(self):
+        if self._hv is not None:
+            self._hv[0].close()
+            self._hv = None
         self._drop()
 
     def __enter__(self):

@@ -2,7 +2,7 @@
 
     lst = CoapsListener(agent, "0.0.0.0", 5684, cert_der, key_der, cadata=ca_der)
     while True:
-        lst.step(50)        # accept a new session (briefly), serve the open ones
+        lst.step(50)        # a step of a new peer's cookie exchange at most, serve the open sessions
 
 Each accepted DTLS session gets its own CoapEndpoint over the session and a CoapMtp
 sharing the one agent; a controller's USP replies go back over the same session (its
@@ -33,14 +33,14 @@ def _hostport(addr):
 
 
 class _SessionMtp(CoapMtp):
-    san_uris = None  # the session's verified client-certificate URIs (dtls.DtlsSocket.san_uris)
+    sock = None  # the session's DtlsSocket: its san_uris are known once its handshake is done
 
     def _dtls(self, u):
         return self.client  # a coaps reply-to rides back on the session the request came in on
 
     def _handle(self, record, reply_to):
         # only here does the agent learn certificate names: TR-369's SAN rule for coaps
-        return self.agent.handle(record, reply_to, self.san_uris)
+        return self.agent.handle(record, reply_to, self.sock.san_uris)
 
 
 class _Session:
@@ -55,7 +55,7 @@ class _Session:
         self.closed = False
         self.peer = (host, port)
         self.mtp = _SessionMtp(agent, CoapEndpoint(tr), path, log=log)
-        self.mtp.san_uris = sock.san_uris
+        self.mtp.sock = sock
         self.ticks_ms = ticks_ms
         self.last = ticks_ms()
 
@@ -98,13 +98,11 @@ class CoapsListener:
                 quiet.close()
                 self.sessions.remove(quiet)
         if len(self.sessions) < MAX_SESSIONS:
-            try:
-                s = self.srv.accept(timeout=max(timeout_ms, 1) / 1000)
-            except OSError as e:
-                if not (e.args and e.args[0] in (11, 110)):  # nobody knocked
-                    raise
-            else:
+            s = self.srv.poll_accept()  # a step of a cookie exchange at most: never waits on a peer
+            if s is not None:
                 self.sessions.append(_Session(self.agent, s, self.path, self.log))
+            elif not self.sessions:
+                self.srv.wait(max(timeout_ms, 1))  # nothing else to serve here
             if self.srv.last_error is not None:
                 self.refused += 1
                 if self.log:
@@ -115,6 +113,15 @@ class CoapsListener:
                 s.step(10)
             except OSError:
                 s.close()  # session broken (peer gone): forget it
+                self.sessions.remove(s)
+                continue
+            err = s.mtp.endpoint.transport.error
+            if err is not None:  # its handshake failed (another CA, too slow) or the peer went away
+                if s.sock._srv is not None:
+                    self.refused += 1
+                    if self.log:
+                        self.log("coaps peer refused: %s" % (err,))
+                s.close()
                 self.sessions.remove(s)
                 continue
             if s.closed or s.idle_ms() > IDLE_MS:
