@@ -154,8 +154,9 @@ class ConnectedTransport:
         try:
             data = self._recv() if self._recv is not None else self.sock.recv(self.recv_size)
         except OSError as e:
-            if len(e.args) == 1 and e.args[0] in _EAGAIN + (110,):
-                return None  # EAGAIN, or ETIMEDOUT of a zero-timeout read: nothing there
+            n = e.args[0] if e.args else None
+            if n in _EAGAIN or (n == 110 and len(e.args) == 1):
+                return None  # EAGAIN, or the bare ETIMEDOUT of a zero-timeout read: nothing there
             self.error = e  # never out of the loop that serves everyone else
             return None
         except ValueError as e:  # the peer's certificate was refused during the handshake
