@@ -9,6 +9,9 @@ Asserted sizes = what the code needs today plus slack for fragmentation and timi
 (bench/device_fit.py, 4 runs at the end of the second wave: Get 42,496 B every time,
 Download 57,344-59,392 B, resident 32,576 B; after the CoAP receive-path diet alone:
 41,472-45,568 / 60,416-62,464 B; before any diet: 45,056-49,152 / 64,512-69,632 B).
+Third session (issue 10's byte bounds, x509, stepped handshakes): Get 43,008-44,032 B,
+Download 60,416-63,488 B, signed Download 64,512-65,536 B, resident 33,616 B; the Download
+limit went from 64 to 66 KiB for that (+2-3 KB, about half of it fragmentation alone).
 Lower them as the diet lands; issue 8's targets are 32 KiB for the Get and 40 KiB for
 the Download.
 """
@@ -27,8 +30,8 @@ import device_fit as fit  # noqa: E402
 import mp32  # noqa: E402
 
 GET_HEAP = 46 << 10
-DOWNLOAD_HEAP = 64 << 10
-SIGNED_DOWNLOAD_HEAP = 68 << 10  # + the ECDSA-P256 check before Available (64,512 B measured)
+DOWNLOAD_HEAP = 66 << 10
+SIGNED_DOWNLOAD_HEAP = 68 << 10  # + the ECDSA-P256 check before Available (64,512-65,536 B measured)
 
 
 @pytest.fixture(scope="module")
