@@ -20,20 +20,8 @@ VERSION = "Device.DeviceInfo.FirmwareImage.1.Version"
 AGENT = r"""
 import sys, time
 sys.path.append("tests/device")
-from usp_loopback import device, AGENT_ID
-from firmware_slots.usp.agent import UspAgent
-from firmware_slots.mtp.coaps import CoapsListener
-from firmware_slots.mtp.coap import CoapMtp
-from firmware_slots.coap.protocol import CoapEndpoint
-from firmware_slots.coap.transport import UdpTransport
-def rd(p):
-    with open(p, "rb") as f:
-        return f.read()
-flash, mgr = device("1.0")
-agent = UspAgent(mgr, AGENT_ID)
-mtp = CoapMtp(agent, CoapEndpoint(UdpTransport("127.0.0.1", %(port)d)), reply_host="127.0.0.1")
-mtp.startup()
-lst = CoapsListener(agent, "127.0.0.1", %(port)d + 1, rd(%(cert)r), rd(%(key)r), cadata=rd(%(ca)r))
+import coaps_agent
+mgr, agent, mtp, lst = coaps_agent.start(%(port)d + 1, %(cert)r, %(key)r, %(ca)r, plain=%(port)d)
 print("READY")
 end = time.ticks_add(time.ticks_ms(), 20000)
 while time.ticks_diff(end, time.ticks_ms()) > 0:

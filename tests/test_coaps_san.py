@@ -125,23 +125,12 @@ def test_provisioned_and_added_controllers_need_no_certificate_name(tmp_path):
 AGENT = r"""
 import sys, json, os, time
 sys.path.append("tests/device")
-from usp_loopback import device, AGENT_ID
-from firmware_slots.usp.agent import UspAgent
+import coaps_agent
 from firmware_slots.mtp import coaps
-from firmware_slots.mtp.coaps import CoapsListener
-from firmware_slots.mtp.coap import CoapMtp
-from firmware_slots.coap.protocol import CoapEndpoint
-from firmware_slots.coap.transport import UdpTransport
-def rd(p):
-    with open(p, "rb") as f:
-        return f.read()
-flash, mgr = device("1.0")
-agent = UspAgent(mgr, AGENT_ID, controllers=[%(provisioned)r])
-mtp = CoapMtp(agent, CoapEndpoint(UdpTransport("127.0.0.1", %(port)d)), reply_host="127.0.0.1")
-mtp.startup()
 # the port's tls sends no close_notify: a hung-up session gives way to a new peer after this
 coaps.EVICT_IDLE_MS = 1000
-lst = CoapsListener(agent, "127.0.0.1", %(port)d + 1, rd(%(cert)r), rd(%(key)r), cadata=rd(%(ca)r))
+mgr, agent, mtp, lst = coaps_agent.start(%(port)d + 1, %(cert)r, %(key)r, %(ca)r, plain=%(port)d,
+                                         controllers=[%(provisioned)r])
 print("READY")
 end = time.ticks_add(time.ticks_ms(), 120000)
 while time.ticks_diff(end, time.ticks_ms()) > 0:

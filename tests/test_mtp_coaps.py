@@ -17,19 +17,10 @@ from test_dtls import _free_udp_pair, _write_pki
 COAP_CLIENT = shutil.which("coap-client-openssl")
 
 AGENT = r"""
-import sys
+import sys, time
 sys.path.append("tests/device")
-from usp_loopback import device, AGENT_ID
-from firmware_slots.usp.agent import UspAgent
-from firmware_slots.mtp.coaps import CoapsListener
-import time
-def rd(p):
-    with open(p, "rb") as f:
-        return f.read()
-flash, mgr = device("1.0")
-agent = UspAgent(mgr, AGENT_ID)
-agent.startup()
-lst = CoapsListener(agent, "127.0.0.1", %(port)d, rd(%(cert)r), rd(%(key)r), cadata=rd(%(ca)r))
+import coaps_agent
+mgr, agent, _, lst = coaps_agent.start(%(port)d, %(cert)r, %(key)r, %(ca)r)
 print("READY")
 end = time.ticks_add(time.ticks_ms(), %(ms)d)
 while time.ticks_diff(end, time.ticks_ms()) > 0:
