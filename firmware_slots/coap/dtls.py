@@ -542,9 +542,7 @@ class DtlsServer:
             self.last_error = e
             s.close()
             return None
-        out = DtlsSocket(d, peer, shaking=_ticks_ms() + HANDSHAKE_MS)  # a build without cookies
-        out._srv = self
-        return out
+        return self._shaking(d, peer)  # a build without cookies: the handshake is under way already
 
     def _wrap(self, s, peer):
         cid = peer if isinstance(peer, bytes) else repr(peer).encode()
@@ -557,6 +555,10 @@ class DtlsServer:
             self.last_error = e
             s.close()
             return None
+        return self._shaking(d, peer)
+
+    def _shaking(self, d, peer):
+        # the session goes on with its handshake in its own recv() steps; our callback names its peer
         out = DtlsSocket(d, peer, shaking=_ticks_ms() + HANDSHAKE_MS)
         out._srv = self
         return out
@@ -596,12 +598,7 @@ class DtlsServer:
         socket bound, so while every place is taken new peers queue instead of being refused."""
         if self._sock is None:
             self._bind()
-        self._sock.settimeout(0)
-        try:
-            self._sock.recvfrom(1, socket.MSG_PEEK)
-            return True
-        except OSError:
-            return False
+        return _readable(self._sock, 0)
 
     def accept(self, timeout=None):
         deadline = _deadline(timeout)

@@ -40,6 +40,7 @@ def _addr_key(addr):
 
 class UdpTransport:
     scheme = "coap"
+    error = None  # never set: a UDP socket has no session to lose (ConnectedTransport's has)
 
     def __init__(self, host="0.0.0.0", port=0, sock=None, recv_size=N.RECV_BUFFER):
         self.recv_size = recv_size

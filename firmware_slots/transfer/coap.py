@@ -76,7 +76,7 @@ class _Task:
             ep.readable()
         else:
             ep.poll(0)
-        err = getattr(ep.transport, "error", None)  # a coaps session that failed (refused, timed out)
+        err = ep.transport.error  # a coaps session that failed (refused, timed out)
         if err is not None:
             self.error = TransferError("DTLS to %s failed: %s" % (self.url, err), "server refused")
             self.close()
