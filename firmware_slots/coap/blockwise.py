@@ -46,14 +46,6 @@ def block2_slice(body, reader, size, req_block2, max_szx):
     return chunk, (num, more, szx), size
 
 
-# feed() outcomes
-B1_CONTINUE = 0
-B1_DONE = 1
-B1_INCOMPLETE = 2
-B1_TOO_LARGE = 3
-B1_BAD = 4
-
-
 class Block1Assembler:
     """Reassembles Block1 uploads keyed by (peer, path).
 
@@ -79,37 +71,38 @@ class Block1Assembler:
         self._ups = [u for u in self._ups if u[0] != key]
 
     def feed(self, key, num, more, szx, payload, limit, size1=None):
-        """-> (outcome, body or None)."""
+        """-> (None, body) once complete, else (response code, None): 2.31 Continue, 4.08
+        Request Entity Incomplete, 4.13 Request Entity Too Large or 4.00 (block size mismatch)."""
         bs = N.szx_to_size(szx)
         if more and len(payload) != bs:
             self.discard(key)
-            return B1_BAD, None
+            return N.BAD_REQUEST, None
         offset = num * bs
         up = self._find(key)
         if num == 0:
             if up is not None:
                 self.discard(key)
             if (size1 is not None and size1 > limit) or len(payload) > limit:
-                return B1_TOO_LARGE, None
+                return N.REQUEST_ENTITY_TOO_LARGE, None
             if not more:
-                return B1_DONE, payload
+                return None, payload
             while len(self._ups) >= self.slots:
                 self._ups.pop(0)
             self._ups.append([key, ticks_ms(), bytearray(payload)])
-            return B1_CONTINUE, None
+            return N.CONTINUE, None
         if up is None:
-            return B1_INCOMPLETE, None
+            return N.REQUEST_ENTITY_INCOMPLETE, None
         buf = up[2]
         if offset != len(buf):
             if more and offset + len(payload) == len(buf):
-                return B1_CONTINUE, None  # the last block again (lost 2.31): harmless
-            return B1_INCOMPLETE, None
+                return N.CONTINUE, None  # the last block again (lost 2.31): harmless
+            return N.REQUEST_ENTITY_INCOMPLETE, None
         if len(buf) + len(payload) > limit:
             self.discard(key)
-            return B1_TOO_LARGE, None
+            return N.REQUEST_ENTITY_TOO_LARGE, None
         buf += payload
         up[1] = ticks_ms()
         if more:
-            return B1_CONTINUE, None
+            return N.CONTINUE, None
         self.discard(key)
-        return B1_DONE, bytes(buf)
+        return None, bytes(buf)

@@ -1,19 +1,22 @@
 """Resource tree (Site), handler API and /.well-known/core.
 
-A handler sees one `Request` (method, path, query, options, payload, peer) and
-returns a `Response`. Block-wise transfer, 4.04/4.05, 4.02 for unknown critical
-options and the link-format listing are handled here so handlers never see them.
+A handler sees one `Request` (method, path, query, payload, peer, msg) and returns a
+`Response`. Block-wise transfer, 4.04/4.05, 4.02 for unknown critical options and the
+link-format listing are handled here so handlers never see them.
 
     site = Site()
     site.route("usp/agent", post=on_record, rt="bbf.usp.endpoint", if_="bbf.usp.a")
-    site.add("fw/image.bin", FileResource(...))          # any Resource subclass
+    site.add("fw", Handler(get=on_image), prefix=True)   # a subtree: request.path_rest
+
+A resource is any object with render(request) -> Response, max_body (Block1 limit) and
+link_attrs (dict for /.well-known/core, None to hide); Handler is the one this stack has.
+Device cost: Site, Response, Request, Handler; coap.blockwise is imported by the first
+request that needs Block1 reassembly or Block2 slicing, so a small-record agent never holds it.
 """
 from . import numbers as N
 from .message import block_decode, block_encode, uint_encode, unknown_critical
-from .blockwise import (block2_slice, Block1Assembler, B1_CONTINUE, B1_DONE,
-                        B1_INCOMPLETE, B1_TOO_LARGE, B1_BAD)
-from .error import HandlerError
 from ._compat import ticks_ms, ticks_diff
+
 
 class Response:
     """What a handler returns.
@@ -37,35 +40,21 @@ class Response:
 
 
 class Request:
-    """One (reassembled) request as a handler sees it."""
+    """One (reassembled) request as a handler sees it; other options: msg.opt(N.X)."""
 
-    def __init__(self, msg, peer, endpoint, path, payload, query=None):
-        self.msg = msg                 # the CoapMessage (options: msg.opt(N.X))
+    def __init__(self, msg, peer, endpoint, path, payload, query):
+        self.msg = msg                 # the CoapMessage
         self.peer = peer               # opaque transport address
         self.endpoint = endpoint
         self.method = msg.code
         self.path = path               # tuple of str
         self.path_rest = ()            # below a prefix resource
-        self.query = msg.uri_query if query is None else query  # list of str
+        self.query = query             # list of str
         self.payload = payload
-        self.responder = None
+        self.content_format = msg.opt_uint(N.CONTENT_FORMAT)
         self.block2 = None             # (num, more, szx) the client asked for
-
-    @property
-    def options(self):
-        return self.msg.options
-
-    @property
-    def content_format(self):
-        return self.msg.content_format
-
-    @property
-    def accept(self):
-        return self.msg.opt_uint(N.ACCEPT)
-
-    @property
-    def confirmable(self):
-        return self.msg.mtype == N.CON
+        self.deferred = False          # defer() was called
+        self.sent = False              # its separate response went out
 
     def query_value(self, name, default=None):
         """Value of the first `name=value` Uri-Query item (e.g. "reply-to")."""
@@ -82,67 +71,35 @@ class Request:
         return self.endpoint.transport.peer_hostport(self.peer)
 
     def defer(self):
-        """Answer later: the endpoint ACKs now and `Responder.respond()` sends a separate response."""
-        if self.responder is None:
-            self.responder = Responder(self)
-        return self.responder
-
-
-class Responder:
-    def __init__(self, request):
-        self.request = request
-        self.sent = False
+        """Answer later: the endpoint ACKs now and `respond()` sends a separate response.
+        -> the request itself (it is its own responder: one object less per deferral)."""
+        self.deferred = True
+        return self
 
     def respond(self, response):
         if not self.sent:
             self.sent = True
-            self.request.endpoint._send_separate(self.request, response)
+            self.endpoint._send_separate(self, response)
 
 
-class Resource:
-    """Subclass and define render_get / render_post / render_put / render_delete ...
-
-    link_attrs: dict of link-format attributes for /.well-known/core, or None to hide.
-    max_body: Block1 reassembly limit in bytes (4.13 with Size1 beyond it).
-    """
-    link_attrs = {}
-    max_body = 8192
-
-    def render(self, request):
-        name = N.METHOD_NAMES.get(request.method)
-        fn = getattr(self, "render_" + name.lower(), None) if name else None
-        if fn is None:
-            return Response(N.METHOD_NOT_ALLOWED)
-        return fn(request)
-
-
-class Handler(Resource):
-    """A Resource made of plain functions: Handler(get=f, post=g, rt="...")."""
+class Handler:
+    """A resource made of plain functions: Handler(get=f, post=g, rt="...")."""
 
     def __init__(self, get=None, post=None, put=None, delete=None, fetch=None,
                  max_body=8192, **attrs):
-        self.methods = {}
-        for code, fn in ((N.GET, get), (N.POST, post), (N.PUT, put), (N.DELETE, delete),
-                         (N.FETCH, fetch)):
-            if fn is not None:
-                self.methods[code] = fn
+        self.fns = (get, post, put, delete, fetch)  # by method code 1..5 (N.GET..N.FETCH)
         self.max_body = max_body
-        self.link_attrs = _attrs(attrs)
+        la = {}
+        for k, v in attrs.items():
+            la[k[:-1] if k.endswith("_") else k] = v  # if_ -> if
+        self.link_attrs = la
 
     def render(self, request):
-        fn = self.methods.get(request.method)
+        m = request.method
+        fn = self.fns[m - 1] if 1 <= m <= 5 else None
         if fn is None:
             return Response(N.METHOD_NOT_ALLOWED)
         return fn(request)
-
-
-def _attrs(attrs):
-    out = {}
-    for k, v in attrs.items():
-        if k.endswith("_"):
-            k = k[:-1]  # if_ -> if
-        out[k] = v
-    return out
 
 
 def _split(path):
@@ -151,19 +108,24 @@ def _split(path):
     return tuple(path)
 
 
+def _well_known_core(request):
+    return Response(N.CONTENT, request.endpoint.site.link_format().encode(),
+                    content_format=N.LINK_FORMAT)
+
+
 DEFERRED = object()
 
 
 class Site:
     def __init__(self, max_szx=N.MAX_SZX, upload_slots=2, lifetime_ms=None):
         self.max_szx = max_szx
-        self._res = {}          # path tuple -> Resource
-        self._prefix = {}       # path tuple -> Resource serving the subtree
+        self._res = {}          # path tuple -> resource
+        self._prefix = {}       # path tuple -> resource serving the subtree
         # bodies of non-GET responses still being fetched with Block2 (RFC 7959 2.6);
         # re-running a POST for each block would repeat its side effects
         self._b2cache = []      # [(peer, path), ticks, Response], at most 2
-        self.uploads = Block1Assembler(upload_slots) if lifetime_ms is None else \
-            Block1Assembler(upload_slots, lifetime_ms)
+        self.uploads = None     # blockwise.Block1Assembler, made by the first Block1 request
+        self._up = (upload_slots, lifetime_ms)
 
     def add(self, path, resource, prefix=False):
         (self._prefix if prefix else self._res)[_split(path)] = resource
@@ -187,7 +149,9 @@ class Site:
             if r is not None:
                 return r, path[i:]
         if path == (".well-known", "core"):
-            return _WKC, ()
+            r = Handler(_well_known_core)  # made per request: rare, and never resident
+            r.link_attrs = None
+            return r, ()
         return None, ()
 
     def link_format(self):
@@ -216,18 +180,28 @@ class Site:
         crit = unknown_critical(msg)
         if crit is not None:
             return None, Response(N.BAD_OPTION, ("unknown critical option %d" % crit).encode())
+        path = []
+        query = []
+        b1 = b2 = size1 = None
         try:
-            b1 = msg.block1
-            b2 = msg.block2
-            path = tuple(msg.uri_path)
-            query = msg.uri_query
+            for n, v in msg.options:  # one pass over the options (first Block/Size1 counts)
+                if n == N.URI_PATH:
+                    path.append(v.decode())
+                elif n == N.URI_QUERY:
+                    query.append(v.decode())
+                elif n == N.BLOCK1 and b1 is None:
+                    b1 = block_decode(v)
+                elif n == N.BLOCK2 and b2 is None:
+                    b2 = block_decode(v)
         except ValueError as e:  # UnicodeError is a ValueError on both ports: bad UTF-8 in Uri-*
             return None, Response(N.BAD_REQUEST, str(e).encode() if not isinstance(e, UnicodeError)
                                   else b"Uri-Path/Uri-Query not UTF-8")
+        path = tuple(path)
         res, rest = self.find(path)
         if res is None:
             return None, Response(N.NOT_FOUND)
         payload = msg.payload
+        max_szx = self.max_szx
         if msg.code != N.GET and b2 is not None and b2[0] > 0 and b1 is None:
             cached = self._cached_body((peer, path))
             if cached is not None:
@@ -235,37 +209,40 @@ class Site:
         if b1 is not None:
             num, more, szx = b1
             limit = res.max_body
-            size1 = msg.opt_uint(N.SIZE1)
-            outcome, body = self.uploads.feed((peer, path), num, more, szx, payload, limit, size1)
-            if outcome == B1_CONTINUE:
-                szx_r = szx if szx < self.max_szx else self.max_szx
-                return None, Response(N.CONTINUE, options=[(N.BLOCK1, block_encode(num, True, szx_r))])
-            if outcome == B1_TOO_LARGE:
-                return None, Response(N.REQUEST_ENTITY_TOO_LARGE, options=[(N.SIZE1, limit)])
-            if outcome == B1_INCOMPLETE:
-                return None, Response(N.REQUEST_ENTITY_INCOMPLETE)
-            if outcome == B1_BAD:
-                return None, Response(N.BAD_REQUEST, b"block size mismatch")
+            up = self.uploads
+            if up is None:
+                from .blockwise import Block1Assembler
+                s, t = self._up
+                up = self.uploads = Block1Assembler(s) if t is None else Block1Assembler(s, t)
+            code, body = up.feed((peer, path), num, more, szx, payload, limit,
+                                 msg.opt_uint(N.SIZE1))
+            if code is not None:  # not complete yet, or refused
+                if code == N.CONTINUE:
+                    opts = [(N.BLOCK1, block_encode(num, True, szx if szx < max_szx else max_szx))]
+                elif code == N.REQUEST_ENTITY_TOO_LARGE:
+                    opts = [(N.SIZE1, limit)]
+                else:
+                    opts = None
+                return None, Response(code, b"block size mismatch" if code == N.BAD_REQUEST else b"",
+                                      options=opts)
             payload = body
         req = Request(msg, peer, endpoint, path, payload, query)
         req.path_rest = rest
         req.block2 = b2
         try:
             resp = res.render(req)
-        except HandlerError as e:
-            resp = Response(e.code, e.text.encode() if isinstance(e.text, str) else e.text)
         except Exception as e:  # a broken handler must not take the server down
             _log_exc(e)
             resp = Response(N.INTERNAL_SERVER_ERROR)
         if resp is None:
-            if req.responder is not None and not req.responder.sent:
+            if req.deferred and not req.sent:
                 return req, DEFERRED
             resp = Response(N.INTERNAL_SERVER_ERROR, b"handler returned no response")
         if msg.code != N.GET and N.is_success(resp.code) and resp.payload is not None \
-                and len(resp.payload) > N.szx_to_size(self.max_szx):
+                and len(resp.payload) > N.szx_to_size(max_szx):
             self._cache_body((peer, path), resp)
         if b1 is not None and N.is_success(resp.code):
-            resp.options.append((N.BLOCK1, block_encode(b1[0], False, b1[2] if b1[2] < self.max_szx else self.max_szx)))
+            resp.options.append((N.BLOCK1, block_encode(b1[0], False, b1[2] if b1[2] < max_szx else max_szx)))
         return req, resp
 
     def _cached_body(self, key):
@@ -303,32 +280,23 @@ class Site:
                 opts.append((N.LOCATION_PATH, seg.encode()))
         if N.is_success(code) and code != N.CONTINUE:
             try:
-                b2 = msg.block2
+                b2 = msg.opt(N.BLOCK2)
+                b2 = None if b2 is None else block_decode(b2)
             except ValueError:
                 b2 = None
-            try:
-                chunk, blk, size = block2_slice(payload, resp.reader, resp.size, b2, self.max_szx)
-            except ValueError:
-                return N.BAD_OPTION, [], b"block out of range"
-            payload = chunk
-            if blk is not None:
-                opts.append((N.BLOCK2, block_encode(*blk)))
-                if size is not None and (blk[0] == 0 or msg.has_opt(N.SIZE2)):
-                    opts.append((N.SIZE2, uint_encode(size)))
+            if b2 is not None or payload is None or len(payload) > N.szx_to_size(self.max_szx):
+                from .blockwise import block2_slice  # only a body over one block needs it
+                try:
+                    payload, blk, size = block2_slice(payload, resp.reader, resp.size, b2, self.max_szx)
+                except ValueError:
+                    return N.BAD_OPTION, [], b"block out of range"
+                if blk is not None:
+                    opts.append((N.BLOCK2, block_encode(*blk)))
+                    if size is not None and (blk[0] == 0 or msg.opt(N.SIZE2) is not None):
+                        opts.append((N.SIZE2, uint_encode(size)))
         elif payload is None:
             payload = b""
         return code, opts, bytes(payload)
-
-
-class _WellKnownCore(Resource):
-    link_attrs = None
-
-    def render_get(self, request):
-        return Response(N.CONTENT, request.endpoint.site.link_format().encode(),
-                        content_format=N.LINK_FORMAT)
-
-
-_WKC = _WellKnownCore()
 
 
 def _log_exc(e):
