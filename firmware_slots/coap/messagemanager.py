@@ -1,20 +1,19 @@
-"""Message layer (RFC 7252 4): message IDs, duplicate detection, CON retransmission.
+"""Message layer (RFC 7252 4): duplicate detection, CON retransmission (message IDs:
+protocol.CoapEndpoint.next_mid).
 
 All state here is bounded by a fixed number of entries, never per peer:
 a device facing many peers forgets the oldest, it does not grow.
 """
 from . import numbers as N
-from ._compat import ticks_ms, ticks_diff, ticks_add, urandom, randint16
+from ._compat import ticks_ms, ticks_diff, ticks_add, urandom
 
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
 
-class MessageIdSource:
-    def __init__(self):
-        self._next = randint16()
-
-    def __call__(self):
-        m = self._next
-        self._next = (m + 1) & 0xFFFF
-        return m
+PENDING = b""  # DedupCache reply: seen, no reply yet (NON, or a separate response being prepared)
 
 
 class DedupCache:
@@ -27,17 +26,12 @@ class DedupCache:
     Device cost: size * ~60 bytes plus max_bytes.
     """
 
-    PENDING = b""  # seen, no reply yet (separate response being prepared)
-
     def __init__(self, size=24, max_bytes=4096, lifetime_ms=N.DEFAULT_PARAMS.exchange_lifetime_ms):
         self.size = size
         self.max_bytes = max_bytes
         self.lifetime_ms = lifetime_ms
         self._entries = []  # [key, t, reply] oldest first
         self._bytes = 0
-
-    def __len__(self):
-        return len(self._entries)
 
     def _expire(self, now):
         e = self._entries
@@ -90,17 +84,13 @@ class DedupCache:
             i += 1
 
 
-class Retransmission:
-    __slots__ = ("mid", "addr", "data", "timeout", "deadline", "count", "owner")
-
-    def __init__(self, mid, addr, data, timeout, owner):
-        self.mid = mid
-        self.addr = addr
-        self.data = data
-        self.timeout = timeout
-        self.deadline = ticks_add(ticks_ms(), timeout)
-        self.count = 0
-        self.owner = owner  # object with on_ack(msg), on_reset(), on_timeout()
+# A Retransmitter entry is a list (one object per CON, no class): its fields by index
+_ADDR = const(0)
+_DATA = const(1)
+_TIMEOUT = const(2)
+_DEADLINE = const(3)
+_COUNT = const(4)
+_OWNER = const(5)   # the Exchange waiting for it, None for a separate response
 
 
 class Retransmitter:
@@ -113,31 +103,27 @@ class Retransmitter:
     def __init__(self, params=N.DEFAULT_PARAMS, limit=8):
         self.params = params
         self.limit = limit
-        self.pending = {}  # mid -> Retransmission
-
-    def initial_timeout(self):
-        p = self.params
-        r = urandom(1)[0] / 255.0
-        return int(p.ack_timeout_ms * (1 + (p.ack_random_factor - 1) * r))
+        self.pending = {}  # mid -> [addr, data, timeout, deadline, count, owner]
 
     def add(self, mid, addr, data, owner):
         if len(self.pending) >= self.limit:
             raise OSError(105, "too many outstanding CON messages")  # ENOBUFS
-        r = Retransmission(mid, addr, data, self.initial_timeout(), owner)
-        self.pending[mid] = r
-        return r
+        p = self.params
+        t = int(p.ack_timeout_ms * (1 + (p.ack_random_factor - 1) * urandom(1)[0] / 255.0))
+        self.pending[mid] = [addr, data, t, ticks_add(ticks_ms(), t), 0, owner]
 
     def pop(self, mid, addr):
+        """Forget the CON `mid` sent to addr (ACKed or reset) -> its owner (None: unknown or none)."""
         r = self.pending.get(mid)
-        if r is not None and r.addr == addr:
+        if r is not None and r[_ADDR] == addr:
             del self.pending[mid]
-            return r
+            return r[_OWNER]
         return None
 
     def cancel_owner(self, owner):
         while True:  # find-then-delete, no list per call (an owner has one entry, rarely more)
             for m, r in self.pending.items():
-                if r.owner is owner:
+                if r[_OWNER] is owner:
                     break
             else:
                 return
@@ -147,27 +133,27 @@ class Retransmitter:
         """Milliseconds until the earliest retransmission, or None."""
         best = None
         for r in self.pending.values():
-            d = ticks_diff(r.deadline, now)
+            d = ticks_diff(r[_DEADLINE], now)
             if best is None or d < best:
                 best = d
         return None if best is None else max(0, best)
 
     def due(self, now):
-        """-> [(action, Retransmission)]: 'send' to resend, 'timeout' when given up."""
+        """-> [(owner, data, addr)]: data to resend to addr, or data None when given up."""
         for r in self.pending.values():  # the common case, nothing due: allocate nothing
-            if ticks_diff(now, r.deadline) >= 0:
+            if ticks_diff(now, r[_DEADLINE]) >= 0:
                 break
         else:
             return ()
         out = []
         for mid, r in list(self.pending.items()):
-            if ticks_diff(now, r.deadline) >= 0:
-                if r.count >= self.params.max_retransmit:
+            if ticks_diff(now, r[_DEADLINE]) >= 0:
+                if r[_COUNT] >= self.params.max_retransmit:
                     del self.pending[mid]
-                    out.append(("timeout", r))
+                    out.append((r[_OWNER], None, None))
                 else:
-                    r.count += 1
-                    r.timeout *= 2
-                    r.deadline = ticks_add(now, r.timeout)
-                    out.append(("send", r))
+                    r[_COUNT] += 1
+                    r[_TIMEOUT] *= 2
+                    r[_DEADLINE] = ticks_add(now, r[_TIMEOUT])
+                    out.append((r[_OWNER], r[_DATA], r[_ADDR]))
         return out

@@ -14,10 +14,10 @@ import select
 
 from . import numbers as N
 from .message import CoapMessage, CoapDecodeError, decode, unknown_critical
-from .messagemanager import MessageIdSource, DedupCache, Retransmitter
+from .messagemanager import DedupCache, PENDING, Retransmitter
 from .server import Site, DEFERRED
-from .error import CoapTimeout, CoapReset
-from ._compat import ticks_ms, ticks_diff, ticks_add, IS_MICROPYTHON
+from .error import CoapError, CoapTimeout
+from ._compat import ticks_ms, ticks_diff, ticks_add, randint16, IS_MICROPYTHON
 
 # asyncio is imported by the async entry points only: a poll()/serve() device never
 # pays for it (4 KB of heap frozen, ~20 KB more when it is a .mpy on the filesystem).
@@ -51,8 +51,7 @@ class Exchange:
         if self._event is not None:
             self._event.set()
 
-    # Retransmitter callbacks
-    def on_ack(self, msg):
+    def on_ack(self, msg):  # the endpoint's, for the ACK of our CON
         if msg.code != N.EMPTY and msg.token != self.token and self.fresh < 3:
             # a piggy-backed reply for another token: the peer's dedup cache still holds
             # this MID from before our reboot (same port) -> resend under a new random MID
@@ -63,12 +62,6 @@ class Exchange:
         else:
             self._finish(msg)
 
-    def on_reset(self):
-        self._finish(error=CoapReset("request reset by peer"))
-
-    def on_timeout(self):
-        self._finish(error=CoapTimeout("no response (retransmissions exhausted)"))
-
     def result(self):
         if self.error is not None:
             raise self.error
@@ -76,22 +69,6 @@ class Exchange:
 
     def cancel(self):
         self._finish(error=CoapTimeout("cancelled"))
-
-
-class _SeparateOwner:
-    """Retransmission owner for a CON separate response: nothing to do on the outcome."""
-
-    def on_ack(self, msg):
-        pass
-
-    def on_reset(self):
-        pass
-
-    def on_timeout(self):
-        pass
-
-
-_SEPARATE = _SeparateOwner()
 
 
 class CoapEndpoint:
@@ -105,7 +82,7 @@ class CoapEndpoint:
         self.transport = transport
         self.site = site if site is not None else Site()
         self.params = params or N.DEFAULT_PARAMS
-        self.next_mid = MessageIdSource()
+        self._mid = randint16()  # the next message ID (RFC 7252 4.4: start anywhere)
         self.dedup = DedupCache(dedup_size, dedup_bytes, self.params.exchange_lifetime_ms)
         self.retransmitter = Retransmitter(self.params, limit=max_exchanges + 4)
         self.max_exchanges = max_exchanges
@@ -118,6 +95,11 @@ class CoapEndpoint:
         self.stats = {"rx": 0, "tx": 0, "retransmit": 0, "dup": 0, "malformed": 0, "rst": 0}
 
     # --- sending -------------------------------------------------------------
+    def next_mid(self):
+        m = self._mid
+        self._mid = (m + 1) & 0xFFFF
+        return m
+
     def _send(self, msg, addr):
         data = msg.encode()
         self.transport.sendto(data, addr)
@@ -148,7 +130,7 @@ class CoapEndpoint:
         return ex
 
     def _resend_fresh(self, ex):
-        self.next_mid = MessageIdSource()  # a new random start: away from our previous life's MIDs
+        self._mid = randint16()  # a new random start: away from our previous life's MIDs
         m = ex.request
         m.mid = self.next_mid()
         self.retransmitter.add(m.mid, ex.addr, self._send(m, ex.addr), ex)
@@ -181,7 +163,7 @@ class CoapEndpoint:
         data = self._send(msg, request.peer)
         if mtype == N.CON:
             try:
-                self.retransmitter.add(msg.mid, request.peer, data, _SEPARATE)
+                self.retransmitter.add(msg.mid, request.peer, data, None)  # no owner: nothing to do on the outcome
             except OSError:
                 pass  # sent once; best effort when the table is full
 
@@ -261,12 +243,12 @@ class CoapEndpoint:
 
     def _run_timers(self):
         now = ticks_ms()
-        for action, r in self.retransmitter.due(now):
-            if action == "send":
-                self.transport.sendto(r.data, r.addr)
+        for owner, data, addr in self.retransmitter.due(now):
+            if data is not None:
+                self.transport.sendto(data, addr)
                 self.stats["retransmit"] += 1
-            else:
-                r.owner.on_timeout()
+            elif owner is not None:  # given up
+                owner._finish(error=CoapTimeout("no response (retransmissions exhausted)"))
         for ex in self._exchanges.values():  # copy the table only when one has expired
             if ticks_diff(now, ex.deadline) >= 0:
                 for ex in list(self._exchanges.values()):
@@ -292,7 +274,7 @@ class CoapEndpoint:
             elif t == N.ACK or t == N.RST:
                 self._on_ack_or_reset(msg, addr)
             return
-        if msg.is_request():
+        if 1 <= msg.code <= 31:  # a request (N.is_request)
             if t == N.CON or t == N.NON:
                 self._on_request(msg, addr)
             return
@@ -320,13 +302,13 @@ class CoapEndpoint:
         ex._finish(msg)
 
     def _on_ack_or_reset(self, msg, addr):
-        r = self.retransmitter.pop(msg.mid, addr)
-        if r is None:
+        ex = self.retransmitter.pop(msg.mid, addr)  # the Exchange, None for a separate response
+        if ex is None:
             return
         if msg.mtype == N.RST:
-            r.owner.on_reset()
+            ex._finish(error=CoapError("request reset by peer"))
         else:
-            r.owner.on_ack(msg)
+            ex.on_ack(msg)
 
     def _on_request(self, msg, addr):
         key = (addr, msg.mid)
@@ -345,13 +327,13 @@ class CoapEndpoint:
         else:
             self.dedup.add(key)
         if msg.mtype == N.NON and unknown_critical(msg) is not None:
-            self.dedup.set_reply(key, DedupCache.PENDING)
+            self.dedup.set_reply(key, PENDING)
             return  # RFC 7252 5.4.1: reject a NON silently
         req, resp = self.site.dispatch(msg, addr, self)
         if resp is DEFERRED:
             if msg.mtype == N.CON:
                 self._send_empty(N.ACK, msg.mid, addr)
-            self.dedup.set_reply(key, DedupCache.PENDING)
+            self.dedup.set_reply(key, PENDING)
             return
         try:
             code, opts, payload = self.site.render_response(msg, resp)
@@ -365,7 +347,7 @@ class CoapEndpoint:
         else:
             out = CoapMessage(N.NON, code, self.next_mid(), msg.token, opts, payload)
             self._send(out, addr)
-            self.dedup.set_reply(key, DedupCache.PENDING)
+            self.dedup.set_reply(key, PENDING)
 
     # --- loops -------------------------------------------------------------------
     def serve(self, duration_ms=None, stop=None):
