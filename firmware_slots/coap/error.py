@@ -2,15 +2,11 @@
 
 
 class CoapError(Exception):
-    pass
+    """Also what a request the peer answered with RST fails with ("reset by peer")."""
 
 
 class CoapTimeout(CoapError):
     """No ACK/response within the RFC 7252 retransmission window (R-COAP.9)."""
-
-
-class CoapReset(CoapError):
-    """The peer answered our message with RST."""
 
 
 class CoapResponseError(CoapError):
@@ -34,12 +30,3 @@ class RepresentationChanged(CoapError):
 
 class BodyTooLarge(CoapError):
     """A response body exceeded the caller's max_body (use fetch() to stream)."""
-
-
-class HandlerError(CoapError):
-    """Raise from a resource handler to answer with a given code and diagnostic payload."""
-
-    def __init__(self, code, text=""):
-        super().__init__(text)
-        self.code = code
-        self.text = text

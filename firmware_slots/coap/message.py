@@ -49,21 +49,12 @@ class CoapMessage:
         self.options = options if options is not None else []
         self.payload = payload
 
-    # --- options -----------------------------------------------------------
-    def opt_all(self, num):
-        return [v for (n, v) in self.options if n == num]
-
+    # --- options (the rest: iterate self.options; each method is heap on a device) ----
     def opt(self, num, default=None):
         for n, v in self.options:
             if n == num:
                 return v
         return default
-
-    def has_opt(self, num):
-        for n, _ in self.options:
-            if n == num:
-                return True
-        return False
 
     def opt_uint(self, num, default=None):
         v = self.opt(num)
@@ -78,29 +69,12 @@ class CoapMessage:
         self.options.append((num, bytes(value)))
         return self
 
-    def set_opt(self, num, value):
-        self.remove_opt(num)
-        return self.add_opt(num, value)
-
     def remove_opt(self, num):
         self.options = [(n, v) for (n, v) in self.options if n != num]
 
     @property
-    def uri_path(self):
-        return [v.decode() for v in self.opt_all(N.URI_PATH)]
-
-    @property
-    def uri_query(self):
-        return [v.decode() for v in self.opt_all(N.URI_QUERY)]
-
-    @property
     def content_format(self):
         return self.opt_uint(N.CONTENT_FORMAT)
-
-    @property
-    def block1(self):
-        v = self.opt(N.BLOCK1)
-        return None if v is None else block_decode(v)
 
     @property
     def block2(self):
@@ -111,16 +85,10 @@ class CoapMessage:
     def etag(self):
         return self.opt(N.ETAG)
 
-    def is_request(self):
-        return N.is_request(self.code)
-
-    def is_response(self):
-        return N.is_response(self.code)
-
     def __repr__(self):
         return "<CoapMessage %s %s mid=%d token=%s opts=%r payload=%d bytes>" % (
-            N.TYPE_NAMES[self.mtype], N.METHOD_NAMES.get(self.code, N.code_str(self.code)),
-            self.mid, _hex(self.token), self.options, len(self.payload))
+            N.TYPE_NAMES[self.mtype], N.METHOD_NAMES[self.code] if self.code < 8 else N.code_str(self.code),
+            self.mid, "".join("%02x" % x for x in self.token), self.options, len(self.payload))
 
     # --- wire format -------------------------------------------------------
     def encode(self):
@@ -155,14 +123,6 @@ class CoapMessage:
             out.append(0xFF)
             out += self.payload
         return out  # a bytearray: no second copy of a 1 KiB block; nothing writes to it after
-
-    @classmethod
-    def decode(cls, data):
-        return decode(data)
-
-
-def _hex(b):
-    return "".join("%02x" % x for x in b)
 
 
 def _nibble(v):

@@ -21,10 +21,11 @@ PUT = 3
 DELETE = 4
 FETCH = 5
 # 6 PATCH, 7 iPATCH (RFC 8132)
-METHOD_NAMES = {GET: "GET", POST: "POST", PUT: "PUT", DELETE: "DELETE",
-                FETCH: "FETCH", 6: "PATCH", 7: "iPATCH"}
-# Methods whose duplicates may simply be re-executed (RFC 7252 4.5, 5.8); 7 = iPATCH
-IDEMPOTENT = (GET, PUT, DELETE, FETCH, 7)
+# by code 0..7; literal tuples (no names inside) stay in flash on a device
+METHOD_NAMES = ("EMPTY", "GET", "POST", "PUT", "DELETE", "FETCH", "PATCH", "iPATCH")
+# Methods whose duplicates may simply be re-executed (RFC 7252 4.5, 5.8):
+# GET, PUT, DELETE, FETCH, iPATCH
+IDEMPOTENT = (1, 3, 4, 5, 7)
 
 # Response codes (also: 2.01 Created 65, 2.02 Deleted 66, 2.03 Valid 67, 4.01 Unauthorized
 # 129, 4.06 Not Acceptable 134, 4.12 Precondition Failed 140, 5.01 Not Implemented 161,
@@ -49,14 +50,6 @@ def code_str(c):
     return "%d.%02d" % (c >> 5, c & 31)
 
 
-def is_request(c):
-    return 1 <= c <= 31
-
-
-def is_response(c):
-    return 64 <= c <= 191
-
-
 def is_success(c):
     return (c >> 5) == 2
 
@@ -77,9 +70,10 @@ SIZE1 = 60
 NO_RESPONSE = 258
 
 # Options this stack understands; a request carrying any other critical (odd)
-# option gets 4.02 Bad Option (RFC 7252 5.4.1).
-KNOWN_OPTIONS = (1, 3, ETAG, 5, 6, 7, LOCATION_PATH, URI_PATH, CONTENT_FORMAT, MAX_AGE,
-                 URI_QUERY, ACCEPT, 20, BLOCK2, BLOCK1, SIZE2, SIZE1)
+# option gets 4.02 Bad Option (RFC 7252 5.4.1). The numbers of the names above, spelled
+# as literals so the tuple stays in flash: 1, 3, ETAG, 5, 6, 7, LOCATION_PATH, URI_PATH,
+# CONTENT_FORMAT, MAX_AGE, URI_QUERY, ACCEPT, 20, BLOCK2, BLOCK1, SIZE2, SIZE1
+KNOWN_OPTIONS = (1, 3, 4, 5, 6, 7, 8, 11, 12, 14, 15, 17, 20, 23, 27, 28, 60)
 
 
 # Content formats (RFC 7252 12.3); also 41 XML, 47 EXI, 50 JSON, 60 CBOR
@@ -113,41 +107,24 @@ RECV_BUFFER = 1280
 
 
 class TransmissionParams:
-    """RFC 7252 4.8 transmission parameters, in milliseconds.
+    """RFC 7252 4.8 transmission parameters and the times derived from them, in ms.
 
-    Defaults are the RFC's; tests shrink ack_timeout_ms to run fast.
+    Defaults are the RFC's; tests shrink ack_timeout_ms to run fast. The derived times
+    are plain attributes set here (properties cost a function object each on a device).
     """
 
     def __init__(self, ack_timeout_ms=2000, ack_random_factor=1.5, max_retransmit=4,
-                 nstart=1, max_latency_ms=100000, processing_delay_ms=None):
+                 max_latency_ms=100000, processing_delay_ms=None):
         self.ack_timeout_ms = ack_timeout_ms
         self.ack_random_factor = ack_random_factor
         self.max_retransmit = max_retransmit
-        self.nstart = nstart
-        self.max_latency_ms = max_latency_ms
-        self.processing_delay_ms = ack_timeout_ms if processing_delay_ms is None else processing_delay_ms
-
-    @property
-    def max_transmit_span_ms(self):
-        return int(self.ack_timeout_ms * ((1 << self.max_retransmit) - 1) * self.ack_random_factor)
-
-    @property
-    def max_transmit_wait_ms(self):
-        return int(self.ack_timeout_ms * ((1 << (self.max_retransmit + 1)) - 1) * self.ack_random_factor)
-
-    @property
-    def max_rtt_ms(self):
-        return 2 * self.max_latency_ms + self.processing_delay_ms
-
-    @property
-    def exchange_lifetime_ms(self):
-        # 247 s with the defaults
-        return self.max_transmit_span_ms + 2 * self.max_latency_ms + self.processing_delay_ms
-
-    @property
-    def non_lifetime_ms(self):
-        # 145 s with the defaults
-        return self.max_transmit_span_ms + self.max_latency_ms
+        span = int(ack_timeout_ms * ((1 << max_retransmit) - 1) * ack_random_factor)
+        self.max_transmit_span_ms = span
+        self.max_transmit_wait_ms = int(ack_timeout_ms * ((1 << (max_retransmit + 1)) - 1)
+                                        * ack_random_factor)
+        delay = ack_timeout_ms if processing_delay_ms is None else processing_delay_ms
+        self.exchange_lifetime_ms = span + 2 * max_latency_ms + delay  # 247 s with the defaults
+        self.non_lifetime_ms = span + max_latency_ms                    # 145 s with the defaults
 
 
 DEFAULT_PARAMS = TransmissionParams()
