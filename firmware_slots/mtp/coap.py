@@ -32,14 +32,17 @@ controller, opened on first use and kept (Certificate mode, peer cert required).
 from firmware_slots.coap import numbers as N
 from firmware_slots.coap.server import Response
 from firmware_slots.coap.uri import parse_uri, make_uri
-from firmware_slots.coap.error import CoapError
 from firmware_slots.coap._compat import ticks_ms, ticks_diff
 
-RT = "bbf.usp.endpoint"
-IF_AGENT = "bbf.usp.a"
-CF_USP = N.OCTET_STREAM  # 42, R-COAP.6
-POLL_MS = 50             # agent.poll() cadence while a download is being stepped
-REBOOT_HOLD_MS = 3000    # longest a due reboot waits for queued Records to be ACKed
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+_CF_USP = const(42)            # N.OCTET_STREAM, R-COAP.6
+_POLL_MS = const(50)           # agent.poll() cadence while a download is being stepped
+_REBOOT_HOLD_MS = const(3000)  # longest a due reboot waits for queued Records to be ACKed
 
 
 class CoapMtp:
@@ -49,7 +52,8 @@ class CoapMtp:
         self.endpoint = endpoint
         self.path = path.strip("/")
         self.site = endpoint.site
-        self.site.route(self.path, post=self._on_post, max_body=max_body, rt=RT, if_=IF_AGENT)
+        self.site.route(self.path, post=self._on_post, max_body=max_body,
+                        rt="bbf.usp.endpoint", if_="bbf.usp.a")
         self._client = None     # CoapClient, made (and its module loaded) by the first POST
         self._timeout_ms = timeout_ms
         self.reply_host = reply_host
@@ -127,12 +131,12 @@ class CoapMtp:
     # -- inbound ------------------------------------------------------------------------------
     def _refuse(self, code, why):
         self.stats["refused"] += 1
-        self._log("refused %s: %s" % (N.code_str(code) if hasattr(N, "code_str") else code, why))
+        self._log("refused %s: %s" % (N.code_str(code), why))
         return Response(code, why.encode())
 
     def _on_post(self, req):
         cf = req.content_format
-        if cf != CF_USP:
+        if cf != _CF_USP:
             return self._refuse(N.UNSUPPORTED_CONTENT_FORMAT, "Content-Format must be 42")
         reply_to = req.query_value("reply-to")
         if not reply_to:
@@ -144,10 +148,18 @@ class CoapMtp:
         if u.query:
             return self._refuse(N.BAD_REQUEST, "reply-to must not carry a query")
         peer_host, _ = req.remote()
-        if not self._same_host(u.host, peer_host, u.port):
-            # never let one host make us send to another (reflection/amplification)
-            return self._refuse(N.FORBIDDEN, "reply-to host is not the sender")
-        bad = getattr(self.agent, "BadRecord", None) or _bad_record()
+        if u.host != peer_host:
+            tr = self.endpoint.transport
+            try:
+                same = tr.resolve(u.host, u.port) == tr.resolve(peer_host, u.port)
+            except (OSError, ValueError, IndexError):
+                same = False
+            if not same:
+                # never let one host make us send to another (reflection/amplification)
+                return self._refuse(N.FORBIDDEN, "reply-to host is not the sender")
+        bad = getattr(self.agent, "BadRecord", None)
+        if bad is None:
+            from firmware_slots.usp.agent import BadRecord as bad
         if self._outbox is not None:
             self._outbox.heard(reply_to)
         try:
@@ -165,15 +177,6 @@ class CoapMtp:
         # plain CoAP names no certificate; the coaps MTP's sessions override this
         return self.agent.handle(record, reply_to)
 
-    def _same_host(self, host, peer_host, port):
-        if host == peer_host:
-            return True
-        tr = self.endpoint.transport
-        try:
-            return tr.resolve(host, port) == tr.resolve(peer_host, port)
-        except (OSError, ValueError, IndexError):
-            return False
-
     # -- outbound ----------------------------------------------------------------------------
     def send(self, uri, record):
         """Queue one Record for a controller's USP endpoint URI; -> False if dropped (counted
@@ -183,11 +186,9 @@ class CoapMtp:
         except ValueError as e:
             self._log("bad controller URI %r: %s" % (uri, e))
             return False
-        u.query = ["reply-to=" + self.own_uri(self._peer_host(u.host))]
+        h = u.host  # a loopback controller gets a loopback reply-to
+        u.query = ["reply-to=" + self.own_uri(h if h in ("127.0.0.1", "::1", "localhost") else None)]
         return self.outbox.put(uri, u, record)
-
-    def _peer_host(self, host):
-        return host if host in ("127.0.0.1", "::1", "localhost") else None
 
     def _dtls(self, u):
         if self.dtls_client is None:
@@ -236,12 +237,12 @@ class CoapMtp:
             ag.step_tasks()
             if not n and self._wgen == ag.task_gen and not self._sessions and \
                     (self._outbox is None or not self._outbox.dests) and \
-                    ticks_diff(ticks_ms(), self._polled) < POLL_MS:
+                    ticks_diff(ticks_ms(), self._polled) < _POLL_MS:
                 # only the download's socket speaks: block after block straight from the
                 # poller, until our own socket has a datagram, a quiet 20 ms or POLL_MS
                 ep = self.endpoint
                 t0 = self._polled
-                while ag.tasks and self._wgen == ag.task_gen and ticks_diff(ticks_ms(), t0) < POLL_MS:
+                while ag.tasks and self._wgen == ag.task_gen and ticks_diff(ticks_ms(), t0) < _POLL_MS:
                     if ep.ready(20) != 1:
                         break  # quiet, or our own socket has a datagram: the full turn
                     ag.step_tasks(True)
@@ -252,11 +253,11 @@ class CoapMtp:
             # a Reboot()'s OperateResp (and the rest) gets its ACK before the reset, bounded
             if self._hold is None:
                 self._hold = now
-            if ticks_diff(now, self._hold) < REBOOT_HOLD_MS:
+            if ticks_diff(now, self._hold) < _REBOOT_HOLD_MS:
                 self.flush()
                 return
         self._hold = None
-        if n or not tasks or ticks_diff(now, self._polled) >= POLL_MS:
+        if n or not tasks or ticks_diff(now, self._polled) >= _POLL_MS:
             self._polled = now
             ag.poll(now)
         if tasks is not None and self._wgen != ag.task_gen:
@@ -272,7 +273,7 @@ class CoapMtp:
         self._wgen = self.agent.task_gen
 
     def serve(self, duration_ms=None, stop=None):
-        from firmware_slots.coap._compat import ticks_add, ticks_diff
+        from firmware_slots.coap._compat import ticks_add
         end = None if duration_ms is None else ticks_add(ticks_ms(), duration_ms)
         while stop is None or not stop():
             if end is not None and ticks_diff(end, ticks_ms()) <= 0:
@@ -288,8 +289,3 @@ class CoapMtp:
     def _log(self, s):
         if self.log:
             self.log(s)
-
-
-def _bad_record():
-    from firmware_slots.usp.agent import BadRecord
-    return BadRecord
