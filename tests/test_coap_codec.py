@@ -157,7 +157,7 @@ def test_uri_parsing():
     assert (u.scheme, u.host, u.port) == ("coap", "example.com", 5683)
     assert u.path == ["usp", "agent"] and u.query == ["reply-to=coap://10.1.1.1:5683/usp/c", "x"]
     u = parse_uri("coaps://[fe80::1]:6000/a%20b/c%2Fd/")
-    assert (u.host, u.port, u.path, u.secure) == ("fe80::1", 6000, ["a b", "c/d", ""], True)
+    assert (u.host, u.port, u.path, u.scheme) == ("fe80::1", 6000, ["a b", "c/d", ""], "coaps")
     assert parse_uri("coaps://h").port == 5684 and parse_uri("coap://h/").path == []
     assert str(parse_uri("coap://h:5683/a?b=c")) == "coap://h/a?b=c"
     assert make_uri("coap", "::1", 1234, ["x y"], ["q"]) == "coap://[::1]:1234/x%20y?q"

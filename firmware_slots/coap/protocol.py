@@ -17,7 +17,7 @@ from .message import CoapMessage, CoapDecodeError, decode, unknown_critical
 from .messagemanager import DedupCache, PENDING, Retransmitter
 from .server import Site, DEFERRED
 from .error import CoapError, CoapTimeout
-from ._compat import ticks_ms, ticks_diff, ticks_add, randint16, IS_MICROPYTHON
+from ._compat import ticks_ms, ticks_diff, ticks_add, randint16
 
 # asyncio is imported by the async entry points only: a poll()/serve() device never
 # pays for it (4 KB of heap frozen, ~20 KB more when it is a .mpy on the filesystem).
@@ -56,7 +56,11 @@ class Exchange:
             # a piggy-backed reply for another token: the peer's dedup cache still holds
             # this MID from before our reboot (same port) -> resend under a new random MID
             self.fresh += 1
-            self.endpoint._resend_fresh(self)
+            ep = self.endpoint
+            ep._mid = randint16()  # a new random start: away from our previous life's MIDs
+            m = self.request
+            m.mid = ep.next_mid()
+            ep.retransmitter.add(m.mid, self.addr, ep._send(m, self.addr), self)
         elif msg.code == N.EMPTY or msg.token != self.token:
             self.acked = True  # separate response will follow
         else:
@@ -129,12 +133,6 @@ class CoapEndpoint:
             self.retransmitter.add(msg.mid, addr, data, ex)
         return ex
 
-    def _resend_fresh(self, ex):
-        self._mid = randint16()  # a new random start: away from our previous life's MIDs
-        m = ex.request
-        m.mid = self.next_mid()
-        self.retransmitter.add(m.mid, ex.addr, self._send(m, ex.addr), ex)
-
     def wait(self, ex, timeout_ms=None):
         """Poll until the exchange completes; -> response CoapMessage or raise."""
         if timeout_ms is not None:
@@ -144,9 +142,6 @@ class CoapEndpoint:
         while not ex.done:
             self.poll(max(0, min(200, ticks_diff(ex.deadline, ticks_ms()))))
         return ex.result()
-
-    def request(self, msg, addr, timeout_ms=None):
-        return self.wait(self.send_request(msg, addr, timeout_ms))
 
     async def await_exchange(self, ex):
         """Wait for an exchange while `run()` drives the endpoint."""
@@ -215,13 +210,8 @@ class CoapEndpoint:
     def readable(self):
         """Someone else's poll saw our socket readable: handle what is queued and run due
         timers, without polling again (an owner's loop, a transfer stepped by the agent)."""
-        n = self._drain()
-        self._run_timers()
-        return n
-
-    def _drain(self, limit=32):
         n = 0
-        while n < limit:
+        while n < 32:  # a bound: timers still run under a flood
             r = self.transport.recvfrom()
             if r is None:
                 break
@@ -231,6 +221,7 @@ class CoapEndpoint:
             except Exception as e:  # never let one datagram stop the loop
                 from .server import _log_exc
                 _log_exc(e)
+        self._run_timers()
         return n
 
     def _next_timer(self, now):
@@ -268,20 +259,26 @@ class CoapEndpoint:
                 self._send_empty(N.RST, e.mid, addr)
             return
         t = msg.mtype
-        if msg.code == N.EMPTY:
+        code = msg.code
+        req = 1 <= code <= 31  # a request (else empty or a response)
+        if t == N.ACK or t == N.RST:
+            if not req:  # the answer to one of our CONs (an ACK/RST carrying a request: bogus)
+                ex = self.retransmitter.pop(msg.mid, addr)  # None for a separate response's
+                if ex is None:
+                    pass
+                elif t == N.RST:
+                    ex._finish(error=CoapError("request reset by peer"))
+                else:
+                    ex.on_ack(msg)
+            return
+        if code == N.EMPTY:
             if t == N.CON:
                 self._send_empty(N.RST, msg.mid, addr)  # CoAP ping
-            elif t == N.ACK or t == N.RST:
-                self._on_ack_or_reset(msg, addr)
             return
-        if 1 <= msg.code <= 31:  # a request (N.is_request)
-            if t == N.CON or t == N.NON:
-                self._on_request(msg, addr)
+        if req:
+            self._on_request(msg, addr)
             return
-        # a response
-        if t == N.ACK or t == N.RST:
-            self._on_ack_or_reset(msg, addr)
-            return
+        # a separate response (CON or NON)
         key = (addr, msg.mid)
         seen, reply = self.dedup.lookup(key)
         if seen:
@@ -300,15 +297,6 @@ class CoapEndpoint:
             reply = self._send_empty(N.ACK, msg.mid, addr)
         self.dedup.add(key, reply)
         ex._finish(msg)
-
-    def _on_ack_or_reset(self, msg, addr):
-        ex = self.retransmitter.pop(msg.mid, addr)  # the Exchange, None for a separate response
-        if ex is None:
-            return
-        if msg.mtype == N.RST:
-            ex._finish(error=CoapError("request reset by peer"))
-        else:
-            ex.on_ack(msg)
 
     def _on_request(self, msg, addr):
         key = (addr, msg.mid)
@@ -368,25 +356,8 @@ class CoapEndpoint:
 
     async def run(self):
         """Drive the endpoint from asyncio until stop() (or cancellation)."""
-        import asyncio
-        self._stop = False
-        timer = asyncio.create_task(self._timer_loop())
-        try:
-            while not self._stop:
-                if IS_MICROPYTHON:
-                    await _mp_readable(self.transport.pollable)
-                else:
-                    await _cpy_readable(self.transport.pollable)
-                self.readable()
-        finally:
-            timer.cancel()
-
-    async def _timer_loop(self):
-        import asyncio
-        while not self._stop:
-            nd = self._next_timer(ticks_ms())
-            await asyncio.sleep(min(100 if nd is None else nd, 100) / 1000)
-            self._run_timers()
+        from .aio import run  # its own module: a poll()/serve() device never loads it
+        await run(self)
 
     def close(self):
         self._stop = True
@@ -407,27 +378,3 @@ def _ready(poller, wait):
     for _ in ip(wait):
         return True
     return False
-
-
-async def _mp_readable(sock):
-    # MicroPython's asyncio waits on any pollable; this is how its streams do it.
-    # (On CPython this would be an async generator; it is only called on MicroPython.)
-    import asyncio
-    yield asyncio.core._io_queue.queue_read(sock)
-
-
-async def _cpy_readable(sock):
-    import asyncio
-    loop = asyncio.get_event_loop()
-    fut = loop.create_future()
-    fd = sock.fileno()
-
-    def ready():
-        if not fut.done():
-            fut.set_result(None)
-
-    loop.add_reader(fd, ready)
-    try:
-        await fut
-    finally:
-        loop.remove_reader(fd)

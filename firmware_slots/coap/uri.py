@@ -12,10 +12,6 @@ class CoapUri:
         self.path = path      # list of str segments, percent-decoded
         self.query = query    # list of str items, percent-decoded
 
-    @property
-    def secure(self):
-        return self.scheme == "coaps"
-
     def options(self):
         """[(option number, bytes)] for Uri-Path and Uri-Query."""
         out = [(N.URI_PATH, s.encode()) for s in self.path]
@@ -24,9 +20,6 @@ class CoapUri:
 
     def __str__(self):
         return make_uri(self.scheme, self.host, self.port, self.path, self.query)
-
-    def __repr__(self):
-        return "CoapUri(%r)" % str(self)
 
 
 def _unquote(s):
@@ -118,16 +111,12 @@ def parse_uri(uri):
     if path_s not in ("", "/"):
         path = [_unquote(s) for s in path_s[1:].split("/")]
     query = [] if not query_s else [_unquote(s) for s in query_s.split("&")]
-    return CoapUri(scheme, host.lower() if not _is_ip6(host) else host, port, path, query)
-
-
-def _is_ip6(host):
-    return ":" in host
+    return CoapUri(scheme, host if ":" in host else host.lower(), port, path, query)  # IPv6 as given
 
 
 def make_uri(scheme, host, port, path=(), query=()):
     default = N.COAPS_PORT if scheme == "coaps" else N.COAP_PORT
-    h = "[%s]" % host if _is_ip6(host) else host
+    h = "[%s]" % host if ":" in host else host  # an IPv6 literal
     s = scheme + "://" + h
     if port and port != default:
         s += ":%d" % port
