@@ -77,7 +77,7 @@ def test_aiocoap_high_level_message():
     d = decode(m.encode())
     assert _values(d, N.URI_PATH) == ["usp", "agent"]
     assert _values(d, N.URI_QUERY) == ["reply-to=coap://c:5683/usp"]
-    assert d.content_format == 42 and block_decode(d.opt(N.BLOCK1)) == (2, True, 4)
+    assert d.opt_uint(N.CONTENT_FORMAT) == 42 and block_decode(d.opt(N.BLOCK1)) == (2, True, 4)
     assert d.opt_uint(N.SIZE1) == 5000
 
 

@@ -1,8 +1,10 @@
-"""RFC 7959 block-wise transfers, server side.
+"""RFC 7959 block-wise transfers, server side (loaded by the first request that needs it).
 
 Block2: slice a body (bytes or a read(offset, n) callable) into the block the client
 asked for, never holding more than one block of a streamed body.
 Block1: reassemble uploads in a bounded number of bounded buffers.
+Non-GET bodies over one block are kept (cache_body) for the client's further Block2
+requests: re-running a POST for each block would repeat its side effects (RFC 7959 2.6).
 """
 from . import numbers as N
 from ._compat import ticks_ms, ticks_diff
@@ -44,6 +46,23 @@ def block2_slice(body, reader, size, req_block2, max_szx):
         if not chunk and offset:
             raise ValueError(OUT_OF_RANGE)
     return chunk, (num, more, szx), size
+
+
+def cached_body(cache, key):
+    """The Response a Site keeps in `cache` ([(key, ticks, Response)], its _b2cache) for
+    key, or None; entries older than 60 s go first."""
+    now = ticks_ms()
+    cache[:] = [c for c in cache if ticks_diff(now, c[1]) < 60000]
+    for c in cache:
+        if c[0] == key:
+            return c[2]
+    return None
+
+
+def cache_body(cache, key, resp):
+    """Keep resp for key's further Block2 requests; at most 2 bodies (the newest)."""
+    cache[:] = [c for c in cache if c[0] != key][-1:]
+    cache.append((key, ticks_ms(), resp))
 
 
 class Block1Assembler:

@@ -73,15 +73,6 @@ class CoapMessage:
         self.options = [(n, v) for (n, v) in self.options if n != num]
 
     @property
-    def content_format(self):
-        return self.opt_uint(N.CONTENT_FORMAT)
-
-    @property
-    def block2(self):
-        v = self.opt(N.BLOCK2)
-        return None if v is None else block_decode(v)
-
-    @property
     def etag(self):
         return self.opt(N.ETAG)
 

@@ -15,7 +15,7 @@ import select
 from . import numbers as N
 from .message import CoapMessage, CoapDecodeError, decode, unknown_critical
 from .messagemanager import DedupCache, PENDING, Retransmitter
-from .server import Site, DEFERRED
+from .server import Site
 from .error import CoapError, CoapTimeout
 from ._compat import ticks_ms, ticks_diff, ticks_add, randint16
 
@@ -318,7 +318,7 @@ class CoapEndpoint:
             self.dedup.set_reply(key, PENDING)
             return  # RFC 7252 5.4.1: reject a NON silently
         req, resp = self.site.dispatch(msg, addr, self)
-        if resp is DEFERRED:
+        if resp is None:  # deferred: a separate response follows
             if msg.mtype == N.CON:
                 self._send_empty(N.ACK, msg.mid, addr)
             self.dedup.set_reply(key, PENDING)

@@ -15,7 +15,6 @@ request that needs Block1 reassembly or Block2 slicing, so a small-record agent 
 """
 from . import numbers as N
 from .message import block_decode, block_encode, uint_encode, unknown_critical
-from ._compat import ticks_ms, ticks_diff
 
 
 class Response:
@@ -113,9 +112,6 @@ def _well_known_core(request):
                     content_format=N.LINK_FORMAT)
 
 
-DEFERRED = object()
-
-
 class Site:
     def __init__(self, max_szx=N.MAX_SZX, upload_slots=2, lifetime_ms=None):
         self.max_szx = max_szx
@@ -176,7 +172,7 @@ class Site:
 
     # --- request processing (called by the endpoint) -------------------------
     def dispatch(self, msg, peer, endpoint):
-        """-> (Request or None, Response or DEFERRED)."""
+        """-> (Request or None, Response); (Request, None): deferred, respond() answers later."""
         crit = unknown_critical(msg)
         if crit is not None:
             return None, Response(N.BAD_OPTION, ("unknown critical option %d" % crit).encode())
@@ -203,9 +199,10 @@ class Site:
         payload = msg.payload
         max_szx = self.max_szx
         if msg.code != N.GET and b2 is not None and b2[0] > 0 and b1 is None:
-            cached = self._cached_body((peer, path))
-            if cached is not None:
-                return None, cached
+            from .blockwise import cached_body
+            r = cached_body(self._b2cache, (peer, path))
+            if r is not None:  # a copy: the BLOCK1 option below must not pile up on the cached one
+                return None, Response(r.code, r.payload, r.content_format, etag=r.etag)
         if b1 is not None:
             num, more, szx = b1
             limit = res.max_body
@@ -236,27 +233,15 @@ class Site:
             resp = Response(N.INTERNAL_SERVER_ERROR)
         if resp is None:
             if req.deferred and not req.sent:
-                return req, DEFERRED
+                return req, None
             resp = Response(N.INTERNAL_SERVER_ERROR, b"handler returned no response")
         if msg.code != N.GET and N.is_success(resp.code) and resp.payload is not None \
                 and len(resp.payload) > N.szx_to_size(max_szx):
-            self._cache_body((peer, path), resp)
+            from .blockwise import cache_body
+            cache_body(self._b2cache, (peer, path), resp)
         if b1 is not None and N.is_success(resp.code):
             resp.options.append((N.BLOCK1, block_encode(b1[0], False, b1[2] if b1[2] < max_szx else max_szx)))
         return req, resp
-
-    def _cached_body(self, key):
-        now = ticks_ms()
-        self._b2cache = [c for c in self._b2cache if ticks_diff(now, c[1]) < 60000]
-        for c in self._b2cache:
-            if c[0] == key:
-                r = c[2]
-                return Response(r.code, r.payload, r.content_format, etag=r.etag)
-        return None
-
-    def _cache_body(self, key, resp):
-        self._b2cache = [c for c in self._b2cache if c[0] != key][-1:]
-        self._b2cache.append((key, ticks_ms(), resp))
 
     def render_response(self, msg, resp):
         """Response -> (code, options, payload) with Block2 slicing for `msg`."""
