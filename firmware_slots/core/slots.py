@@ -275,11 +275,14 @@ class SlotManager:
         if checksum and not algorithm:
             raise ValueError("a checksum needs its CheckSumAlgorithm")
         if algorithm:
-            hashes = _hashes()
-            hashes.new(algorithm)  # unsupported names fail before anything is erased
-            if checksum and len(checksum) != hashes.digest_size(algorithm):
-                raise ValueError("%s checksum must be %d bytes, got %d" % (
-                    algorithm, hashes.digest_size(algorithm), len(checksum)))
+            # SHA-256 is hashlib's own (ImageWriter.sha): core.hashes stays unloaded for it
+            n = 32 if algorithm == "SHA-256" else None
+            if n is None:
+                hashes = _hashes()
+                hashes.new(algorithm)  # unsupported names fail before anything is erased
+                n = hashes.digest_size(algorithm)
+            if checksum and len(checksum) != n:
+                raise ValueError("%s checksum must be %d bytes, got %d" % (algorithm, n, len(checksum)))
         if extra and too_long(extra.get("u") or "", URL_MAX):
             raise ValueError("a download URL is at most %d bytes" % URL_MAX)
         dl = {"o": 0, "z": size, "a": algorithm, "c": checksum,
