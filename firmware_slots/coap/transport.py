@@ -21,8 +21,9 @@ recvfrom_into/recv_into, and socket.readinto() reads until its buffer is full (i
 run datagrams together), so a preallocated buffer cannot be filled safely. Instead a
 small datagram (ACKs, USP requests) is read by a PEEK-byte MSG_PEEK (a small scratch
 buffer) and then dropped from the queue by a 1-byte readinto; only a datagram that
-fills the peek takes the full recvfrom. After a large one the next read skips the peek
-(a Block2 download is all large ones). A port without MSG_PEEK always uses recvfrom.
+fills the peek takes the full recvfrom. After a block-sized one the next read skips the
+peek (a Block1 upload is all large ones; a 320-byte request is not one). A port
+without MSG_PEEK always uses recvfrom.
 """
 import socket
 
@@ -91,7 +92,7 @@ class UdpTransport:
                     s.readinto(self._one)  # drops the datagram we already hold
                     return data, _addr_key(addr)
             data, addr = s.recvfrom(self.recv_size)
-            self._big = len(data) >= PEEK
+            self._big = len(data) > self.recv_size // 2  # a block: more will follow (Block1)
         except TypeError:  # this port's recvfrom takes no flags
             if not self._peek:
                 raise
