@@ -5,8 +5,16 @@ ReferenceList (comma-separated paths; '*' matches one instance; a path ending in
 matches everything below it) names the event, command, object or parameter.
 """
 
-from firmware_slots.usp import codec, schema
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+from firmware_slots.usp import codec
 from firmware_slots.datamodel.dm import to_str, obj_path, params_of, UspError
+
+_NOTIFY = const(3)  # schema.NOTIFY (Header.MsgType)
 
 
 def match(ref, path):
@@ -50,7 +58,7 @@ def emit(agent, s, eid, kind, body):
     n = {"subscription_id": s.get("id", ""), "send_resp": bool(s.get("nr"))}
     n[kind] = body
     mid = "notify-%d-%d" % (agent.boot_s, agent.seq)
-    msg = codec.new_msg(mid, schema.NOTIFY, "request", "notify", n)
+    msg = codec.new_msg(mid, _NOTIFY, "request", "notify", n)
     rec = codec.make_record(eid, agent.endpoint_id, codec.encode_msg(msg))
     agent.outbox.append((eid, rec))
     if s.get("nr"):
