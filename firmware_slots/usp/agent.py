@@ -37,8 +37,8 @@ except ImportError:  # CPython
 
 from firmware_slots.core.state import A_BOOT_CAUSE, A_PREV_VERSION, TEXT_MAX, clip
 from firmware_slots.usp import codec
-from firmware_slots.datamodel.dm import (Model, UspError, obj_path, to_str, E_FAILED, E_INVALID_PATH,
-                                   E_NOT_SUPPORTED, E_INTERNAL, SUB_ID)
+from firmware_slots.datamodel.dm import (Model, UspError, obj_path, to_str, E_INVALID_PATH,
+                                   E_NOT_SUPPORTED, E_INTERNAL)
 from firmware_slots.datamodel.firmware import Firmware
 from firmware_slots.datamodel.localagent import LocalAgent
 from firmware_slots.usp.platform import Platform
@@ -159,7 +159,7 @@ class UspAgent:
         if notify:
             args = {"CommandKey": b.get("k", ""), "Cause": b.get("c", "LocalReboot"),
                     "Reason": b.get("r", ""), "FirmwareUpdated": to_str(updated)}
-            notify.event(self, "Device.", "Boot!", args, self._parameter_map)
+            notify.event(self, "Device.", "Boot!", args, notify.boot_parameters)
         if notify and pv is not None and kept != pv:
             for s, eid in notify.subscribers(self, "ValueChange", "Device.DeviceInfo.SoftwareVersion"):
                 notify.emit(self, s, eid, "value_change",
@@ -171,27 +171,6 @@ class UspAgent:
             ch[A_PREV_VERSION] = kept
         if ch:
             meta.agent_update(ch)
-
-    def _parameter_map(self, eid, args):
-        import json
-        la = self.la
-        c = la.ctrls.get(la.controller_by_eid(eid), {})
-        pm = {}
-        for j in sorted(c.get("b", {})):
-            bp = c["b"][j]
-            if bp.get("en") and bp.get("n"):
-                try:
-                    idx, kl, leaf = self.model.resolve(bp["n"], False)
-                    for k in kl:
-                        if leaf:
-                            pm[obj_path(idx, k) + leaf] = to_str(self.model.get(idx, k, leaf))
-                        else:
-                            for n, v in self.model.get_params(idx, k).items():
-                                pm[obj_path(idx, k) + n] = v
-                except UspError:
-                    pass
-        args["ParameterMap"] = json.dumps(pm)
-        return args
 
     def poll(self, now_ms=None):
         """Timers and deferred work; may call platform.reboot()."""
@@ -223,7 +202,7 @@ class UspAgent:
                 commands.run_activate(self, i, now_s)
         notify = _notify(self)
         if notify:
-            self._expire(notify, now_s)
+            notify.expire(self, now_s)
         la.flush()
         if notify:
             notify.value_changes(self)
@@ -249,14 +228,6 @@ class UspAgent:
     def pollables(self):
         """Sockets of the transfers in flight, for the MTP's select.poll."""
         return [t[0].pollable for t in self.tasks.values() if t[0] is not None and t[0].pollable is not None]
-
-    def _expire(self, notify, now_s):
-        la = self.la
-        for i in list(la.subs):
-            s = la.subs[i]
-            if s.get("tl") and now_s >= s.get("cd", 0) + s["tl"]:
-                la.delete(SUB_ID, (i,))
-                notify.obj_deleted(self, "Device.LocalAgent.Subscription.%d." % i)
 
     def take_outbox(self):
         out = self.outbox
@@ -383,9 +354,6 @@ class UspAgent:
             results.append(r)
         return "get_resp", {"req_path_results": results}
 
-    def h_get_supported_protocol(self, req):
-        return "get_supported_protocol_resp", {"agent_supported_protocol_versions": PROTOCOL_VERSIONS}
-
     def h_operate(self, req):
         from firmware_slots.usp import commands
         m = self.model
@@ -440,10 +408,19 @@ def _authorize(roles, kind, body):
 _step_download = [None]  # commands.step_download once loaded: no import per block
 
 
+def _h_get_supported_protocol(agent, req):
+    return "get_supported_protocol_resp", {"agent_supported_protocol_versions": PROTOCOL_VERSIONS}
+
+
 def _handler(kind):
-    """UspAgent.h_<kind> or the function of that name in the module that handles it."""
-    if kind == "get" or kind == "operate" or kind == "get_supported_protocol":
-        return getattr(UspAgent, "h_" + kind)
+    """UspAgent.h_<kind> or the function of that name in the module that handles it
+    (the Get path's by name: no "h_" + kind string per message)."""
+    if kind == "get":
+        return UspAgent.h_get
+    if kind == "operate":
+        return UspAgent.h_operate
+    if kind == "get_supported_protocol":
+        return _h_get_supported_protocol
     if kind == "set" or kind == "add" or kind == "delete":
         from firmware_slots.usp import edit as m
     elif kind == "get_instances" or kind == "get_supported_dm":
