@@ -249,82 +249,74 @@ def _size(schema, d, plan):
     return total
 
 
-class _Writer:
-    def __init__(self, n, plan):
-        self.buf = bytearray(n)
-        self.mv = memoryview(self.buf)
-        self.pos = 0
-        self.plan = plan
-        self.pi = 0
+def _put_varint(buf, p, v):
+    # the writer is three functions over (buf, position), not an object: no class on the heap
+    while v > 0x7F:
+        buf[p] = (v & 0x7F) | 0x80
+        v >>= 7
+        p += 1
+    buf[p] = v
+    return p + 1
 
-    def varint(self, v):
-        buf = self.buf
-        p = self.pos
-        while v > 0x7F:
-            buf[p] = (v & 0x7F) | 0x80
-            v >>= 7
-            p += 1
-        buf[p] = v
-        self.pos = p + 1
 
-    def blob(self, v):
-        if isinstance(v, str):
-            v = _u8(v)
-        n = len(v)
-        self.varint(n)
-        p = self.pos
-        self.mv[p:p + n] = v
-        self.pos = p + n
+def _put_blob(buf, p, v):
+    if isinstance(v, str):
+        v = _u8(v)
+    n = len(v)
+    p = _put_varint(buf, p, n)
+    buf[p:p + n] = v
+    return p + n
 
-    def msg(self, schema, d):
-        i = 0
-        n = len(schema)
-        while i < n:
-            name = schema[i]
-            v = d.get(name) if name is not None else None
-            if v is not None:
-                k = schema[i + 1]
-                kk = k & 15
-                tag = (i // 3 + 1) << 3
-                if kk == _MAP:
-                    for mk in v:
-                        mv = v[mk]
-                        a = _blen(mk)
-                        b = _blen(mv)
-                        self.varint(tag | 2)
-                        self.varint(2 + _vlen(a) + a + _vlen(b) + b)
-                        self.varint(0x0A)
-                        self.blob(mk)
-                        self.varint(0x12)
-                        self.blob(mv)
-                else:
-                    rep = k & _REP
-                    for r in range(len(v) if rep else 1):  # no 1-tuple per singular field
-                        x = v[r] if rep else v
-                        if kk == _MSG:
-                            self.varint(tag | 2)
-                            self.varint(self.plan[self.pi])
-                            self.pi += 1
-                            self.msg(schema[i + 2], x)
-                            continue
-                        if not (k & (_REP | _ONEOF)) and not x:
-                            continue
-                        if kk <= _BYTES:
-                            self.varint(tag | 2)
-                            self.blob(x)
-                        elif kk == _FX32:
-                            self.varint(tag | 5)
-                            buf = self.buf
-                            p = self.pos
-                            buf[p] = x & 0xFF
-                            buf[p + 1] = (x >> 8) & 0xFF
-                            buf[p + 2] = (x >> 16) & 0xFF
-                            buf[p + 3] = (x >> 24) & 0xFF
-                            self.pos = p + 4
-                        else:
-                            self.varint(tag)
-                            self.varint((1 if x else 0) if kk == _BOOL else x if x >= 0 else x & _M64)
-            i += 3
+
+def _put_msg(buf, p, plan, schema, d):
+    """Write message `d` at buf[p:]; -> the position after it. plan[0] is the cursor into the
+    nested message sizes _size listed after it."""
+    i = 0
+    n = len(schema)
+    while i < n:
+        name = schema[i]
+        v = d.get(name) if name is not None else None
+        if v is not None:
+            k = schema[i + 1]
+            kk = k & 15
+            tag = (i // 3 + 1) << 3
+            if kk == _MAP:
+                for mk in v:
+                    mv = v[mk]
+                    a = _blen(mk)
+                    b = _blen(mv)
+                    p = _put_varint(buf, p, tag | 2)
+                    p = _put_varint(buf, p, 2 + _vlen(a) + a + _vlen(b) + b)
+                    buf[p] = 0x0A
+                    p = _put_blob(buf, p + 1, mk)
+                    buf[p] = 0x12
+                    p = _put_blob(buf, p + 1, mv)
+            else:
+                rep = k & _REP
+                for r in range(len(v) if rep else 1):  # no 1-tuple per singular field
+                    x = v[r] if rep else v
+                    if kk == _MSG:
+                        p = _put_varint(buf, p, tag | 2)
+                        c = plan[0]
+                        plan[0] = c + 1
+                        p = _put_msg(buf, _put_varint(buf, p, plan[c]), plan, schema[i + 2], x)
+                        continue
+                    if not (k & (_REP | _ONEOF)) and not x:
+                        continue
+                    if kk <= _BYTES:
+                        p = _put_blob(buf, _put_varint(buf, p, tag | 2), x)
+                    elif kk == _FX32:
+                        p = _put_varint(buf, p, tag | 5)
+                        buf[p] = x & 0xFF
+                        buf[p + 1] = (x >> 8) & 0xFF
+                        buf[p + 2] = (x >> 16) & 0xFF
+                        buf[p + 3] = (x >> 24) & 0xFF
+                        p += 4
+                    else:
+                        p = _put_varint(buf, p, tag)
+                        p = _put_varint(buf, p, (1 if x else 0) if kk == _BOOL else x if x >= 0 else x & _M64)
+        i += 3
+    return p
 
 
 def encode(schema, d):
@@ -334,10 +326,9 @@ def encode(schema, d):
     values are ignored; proto3 defaults are not sent unless the field is a
     oneof member or repeated.
     """
-    plan = []
+    plan = [1]  # [cursor, nested message sizes in write order...]
     n = _size(schema, d, plan)
-    w = _Writer(n, plan)
-    w.msg(schema, d)
-    if w.pos != n:
+    buf = bytearray(n)
+    if _put_msg(buf, 0, plan, schema, d) != n:
         raise ValueError("size mismatch")
-    return w.buf
+    return buf
