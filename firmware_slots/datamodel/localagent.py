@@ -40,7 +40,7 @@ _MAX_BOOT_PARAMS = const(4)
 _MAX_SUBSCRIPTIONS = const(8)
 _MAX_REQUESTS = const(4)
 EID_MAX = ID_MAX  # EndpointID of a Controller row (TR-181 string(64); TR-369 gives none), UTF-8 bytes
-REQ_GROWTH = 24  # what a request row gains after its Add: 'rs' resumes, 'tc' times (usp/commands.py)
+_REQ_GROWTH = const(24)  # what a request row gains after its Add: 'rs' resumes, 'tc' times (usp/commands.py)
 _STATUSES = const(("Requested", "Active", "Canceling", "Canceled", "Success", "Error"))  # Request Status
 _CT_PATH = const("Device.LocalAgent.Controller.")
 
@@ -96,6 +96,15 @@ def _new_row(idx):
     return row
 
 
+def _persistent(subs):
+    # the Subscription rows the journal keeps: the Persistent ones
+    ps = {}
+    for i in subs:
+        if subs[i].get("p"):
+            ps[i] = subs[i]
+    return ps
+
+
 def _row_bytes(row):
     # a row's CBOR in its table: the row, its instance number (< 65536) and, the first
     # time its table numbers one, an A_NEXT entry
@@ -138,25 +147,18 @@ class LocalAgent:
         ch = {}
         for k in self.dirty:
             if k == A_SUBS:
-                ch[A_SUBS] = self._persistent_subs()
+                ch[A_SUBS] = _persistent(self.subs)
             else:
                 ch[k] = self.ctrls if k == A_CONTROLLERS else self.reqs if k == A_REQUESTS else self.next
         self.dirty = set()
         self.meta.agent_update(ch)
-
-    def _persistent_subs(self):
-        ps = {}
-        for i in self.subs:
-            if self.subs[i].get("p"):
-                ps[i] = self.subs[i]
-        return ps
 
     def left(self):
         """Bytes the tables may still grow by: the agent's budget (state.MetaStore.agent_budget:
         what one snapshot record holds less the worst case of the device and slot sections)
         less the boot notes' worst case (FIXED_MAX) less the tables as flush() would write
         them now, RAM-only (lazy) rows and this message's earlier changes included."""
-        used = encoded_size({A_CONTROLLERS: self.ctrls, A_SUBS: self._persistent_subs(),
+        used = encoded_size({A_CONTROLLERS: self.ctrls, A_SUBS: _persistent(self.subs),
                              A_REQUESTS: self.reqs, A_NEXT: self.next})
         return self.meta.agent_budget() - FIXED_MAX - used
 
@@ -469,7 +471,7 @@ class LocalAgent:
         if len(self.reqs) >= _MAX_REQUESTS:
             raise UspError(E_RESOURCES, "too many pending requests")
         row = {"o": originator, "c": command, "k": key, "s": 0, "x": state}
-        self.room(_row_bytes(row) + REQ_GROWTH)
+        self.room(_row_bytes(row) + _REQ_GROWTH)
         i = self.new_inst(REQ)
         self.reqs[i] = row
         self.dirty.add(A_REQUESTS)
