@@ -246,7 +246,7 @@ class UspAgent:
         if not record_bytes:
             raise BadRecord("empty payload: not a USP Record")
         try:
-            rec = codec.decode_record(record_bytes)
+            rec = codec.decode_record(record_bytes, True)  # the payload a view: no copy of the Msg
         except codec.DecodeError as e:
             raise BadRecord("not a USP Record: %s" % e)
         to = rec.get("to_id")
