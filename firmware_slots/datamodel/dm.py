@@ -408,7 +408,8 @@ class Model:
     def unique_keys(self, idx, keys):
         b = self.backends[idx]
         uk = {}
-        names = getattr(b, "KEYS", {}).get(idx, "Alias")
+        k = getattr(b, "KEYS", None)  # {idx: "Name Name"} where more than Alias is unique
+        names = k.get(idx, "Alias") if k else "Alias"
         for n in names.split():
             uk[n] = to_str(b.get(idx, keys, n))
         return uk
