@@ -137,20 +137,7 @@ def agent(mgr, endpoint_id, host="127.0.0.1", port=5683, path="usp", reply_host=
         reply_host = host
     mtp = CoapMtp(a, ep, path, reply_host=reply_host, dtls_client=dtls_client)
     mtp.serve_images(mgr)
-    _release("firmware_slots.core.bootdecision")  # the boot is over: its decision code need not stay
     return mtp
-
-
-def _release(name):
-    """Drop module `name` from the import tables, so its heap goes once nothing else holds
-    its objects (a later import loads it again): for code only the boot runs."""
-    import sys
-    if sys.modules.pop(name, None) is not None:
-        pkg, _, leaf = name.rpartition(".")
-        try:
-            delattr(sys.modules[pkg], leaf)
-        except (KeyError, AttributeError):
-            pass
 
 
 def serve(mgr, endpoint_id, host="127.0.0.1", port=5683, path="usp", seconds=0, coaps=None, **kw):
