@@ -22,8 +22,7 @@ are appended to the reason. A normal boot of a confirmed image writes nothing.
 tests/test_device_core.py::test_decision_table_row_* test one row each.
 """
 
-from firmware_slots.core.state import (DEVICE, D_BOOT, D_LKG, D_RAN, S_STATUS, S_AVAILABLE,
-                                       S_ATTEMPTS, S_LOG, AVAILABLE, ACTIVATION_FAILED)
+from firmware_slots.core import state as K  # its keys by attribute: no global per key here
 
 DEFAULT_MAX_ATTEMPTS = 3
 ATTEMPTS, HASH = "attempts", "hash"  # why a candidate failed (BootDecision.failed)
@@ -44,9 +43,9 @@ class BootDecision:
 
 
 def candidates(state, nslots):
-    dev = state[DEVICE]
-    b = dev.get(D_BOOT, 0)
-    k = dev.get(D_LKG, -1)
+    dev = state[K.DEVICE]
+    b = dev.get(K.D_BOOT, 0)
+    k = dev.get(K.D_LKG, -1)
     order = [b]
     if 0 <= k < nslots and k != b:
         order.append(k)
@@ -57,17 +56,17 @@ def candidates(state, nslots):
 
 
 def decide(state, nslots, verify, max_attempts=DEFAULT_MAX_ATTEMPTS):
-    dev = state[DEVICE]
-    b = dev.get(D_BOOT, 0)
-    k = dev.get(D_LKG, -1)
+    dev = state[K.DEVICE]
+    b = dev.get(K.D_BOOT, 0)
+    k = dev.get(K.D_LKG, -1)
     changes = {}
     notes = []
     failed = []
     for i in candidates(state, nslots):
         s = state[i]
-        if s.get(S_STATUS) != AVAILABLE or not s.get(S_AVAILABLE):
+        if s.get(K.S_STATUS) != K.AVAILABLE or not s.get(K.S_AVAILABLE):
             continue  # row 1
-        n = s.get(S_ATTEMPTS, 0)
+        n = s.get(K.S_ATTEMPTS, 0)
         trial = i != k
         if trial and n >= max_attempts:  # row 2
             _fail(changes, notes, failed, i, ATTEMPTS, "not confirmed after %d boot attempts" % n)
@@ -76,9 +75,9 @@ def decide(state, nslots, verify, max_attempts=DEFAULT_MAX_ATTEMPTS):
             _fail(changes, notes, failed, i, HASH, "image bytes no longer match SHA-256 at boot")
             continue
         if trial:  # row 4
-            changes[i] = {S_ATTEMPTS: n + 1}
-        if dev.get(D_RAN) != i:
-            changes[DEVICE] = {D_RAN: i}
+            changes[i] = {K.S_ATTEMPTS: n + 1}
+        if dev.get(K.D_RAN) != i:
+            changes[K.DEVICE] = {K.D_RAN: i}
         if i == b:
             reason = "boot image %d%s" % (i + 1, " (trial %d/%d)" % (n + 1, max_attempts) if trial else "")
         else:
@@ -91,6 +90,6 @@ def decide(state, nslots, verify, max_attempts=DEFAULT_MAX_ATTEMPTS):
 
 
 def _fail(changes, notes, failed, i, cause, why):
-    changes[i] = {S_STATUS: ACTIVATION_FAILED, S_LOG: why, S_ATTEMPTS: 0}
+    changes[i] = {K.S_STATUS: K.ACTIVATION_FAILED, K.S_LOG: why, K.S_ATTEMPTS: 0}
     notes.append("image %d: %s" % (i + 1, why))
     failed.append((i, cause))

@@ -144,102 +144,99 @@ def _utf8_len(s):
     return n
 
 
-class _Decoder:
-    def __init__(self, buf):
-        self.buf = buf
-        self.pos = 0
+# The decoder is functions over (buf, st) with st = [position]: no class on the heap.
+def _arg(buf, st, ai):
+    # Argument of a head whose additional info is `ai`.
+    if ai < 24:
+        return ai
+    if ai > 27:
+        if ai == 31:
+            raise CBORDecodeError("indefinite-length items are not supported")
+        raise CBORDecodeError("reserved additional info %d" % ai)
+    n = 1 << (ai - 24)
+    p = st[0]
+    end = p + n
+    if end > len(buf):
+        raise CBORDecodeError("truncated: argument needs %d bytes at offset %d" % (n, p))
+    v = 0
+    while p < end:
+        v = (v << 8) | buf[p]
+        p += 1
+    st[0] = end
+    return v
 
-    def arg(self, ai):
-        # Argument of a head whose additional info is `ai`.
-        if ai < 24:
-            return ai
-        if ai > 27:
-            if ai == 31:
-                raise CBORDecodeError("indefinite-length items are not supported")
-            raise CBORDecodeError("reserved additional info %d" % ai)
-        n = 1 << (ai - 24)
-        buf = self.buf
-        p = self.pos
-        end = p + n
-        if end > len(buf):
-            raise CBORDecodeError("truncated: argument needs %d bytes at offset %d" % (n, p))
-        v = 0
-        while p < end:
-            v = (v << 8) | buf[p]
-            p += 1
-        self.pos = end
-        return v
 
-    def take(self, n):
-        p = self.pos
-        end = p + n
-        if end > len(self.buf):
-            raise CBORDecodeError("truncated: %d bytes of content needed at offset %d" % (n, p))
-        self.pos = end
-        return self.buf[p:end]
+def _take(buf, st, n):
+    p = st[0]
+    end = p + n
+    if end > len(buf):
+        raise CBORDecodeError("truncated: %d bytes of content needed at offset %d" % (n, p))
+    st[0] = end
+    return buf[p:end]
 
-    def item(self, depth):
-        if depth > MAX_DEPTH:
-            raise CBORDecodeError("nesting deeper than %d" % MAX_DEPTH)
-        buf = self.buf
-        p = self.pos
-        if p >= len(buf):
-            raise CBORDecodeError("truncated: item expected at offset %d" % p)
-        ib = buf[p]
-        self.pos = p + 1
-        major = ib >> 5
-        ai = ib & 0x1F
-        if major == 7:
-            if ai == 20:
-                return False
-            if ai == 21:
-                return True
-            if ai == 22:
-                return None
-            raise CBORDecodeError("unsupported simple/float item 0x%02x at offset %d" % (ib, p))
-        if major == 6:
-            raise CBORDecodeError("tags are not supported (offset %d)" % p)
-        n = self.arg(ai)
-        if major == 0:
-            return n
-        if major == 1:
-            return -1 - n
-        if major == 2:
-            return bytes(self.take(n))
-        if major == 3:
-            try:
-                return str(self.take(n), "utf-8")
-            except ValueError:  # UnicodeError on both interpreters
-                raise CBORDecodeError("invalid UTF-8 in text string at offset %d" % p)
-        # Arrays and maps: every element needs at least one byte, so a huge count
-        # fails here instead of looping or allocating.
-        left = len(buf) - self.pos
-        if major == 4:
-            if n > left:
-                raise CBORDecodeError("truncated: array of %d items at offset %d" % (n, p))
-            out = []
-            for _ in range(n):
-                out.append(self.item(depth + 1))
-            return out
-        # major == 5
-        if 2 * n > left:
-            raise CBORDecodeError("truncated: map of %d pairs at offset %d" % (n, p))
-        out = {}
+
+def _item(buf, st, depth):
+    if depth > MAX_DEPTH:
+        raise CBORDecodeError("nesting deeper than %d" % MAX_DEPTH)
+    p = st[0]
+    if p >= len(buf):
+        raise CBORDecodeError("truncated: item expected at offset %d" % p)
+    ib = buf[p]
+    st[0] = p + 1
+    major = ib >> 5
+    ai = ib & 0x1F
+    if major == 7:
+        if ai == 20:
+            return False
+        if ai == 21:
+            return True
+        if ai == 22:
+            return None
+        raise CBORDecodeError("unsupported simple/float item 0x%02x at offset %d" % (ib, p))
+    if major == 6:
+        raise CBORDecodeError("tags are not supported (offset %d)" % p)
+    n = _arg(buf, st, ai)
+    if major == 0:
+        return n
+    if major == 1:
+        return -1 - n
+    if major == 2:
+        return bytes(_take(buf, st, n))
+    if major == 3:
+        try:
+            return str(_take(buf, st, n), "utf-8")
+        except ValueError:  # UnicodeError on both interpreters
+            raise CBORDecodeError("invalid UTF-8 in text string at offset %d" % p)
+    # Arrays and maps: every element needs at least one byte, so a huge count
+    # fails here instead of looping or allocating.
+    left = len(buf) - st[0]
+    if major == 4:
+        if n > left:
+            raise CBORDecodeError("truncated: array of %d items at offset %d" % (n, p))
+        out = []
         for _ in range(n):
-            kp = self.pos
-            k = self.item(depth + 1)
-            if not isinstance(k, (int, str)) or k is True or k is False:
-                raise CBORDecodeError("map key at offset %d is not int or str" % kp)
-            if k in out:
-                raise CBORDecodeError("duplicate map key at offset %d" % kp)
-            out[k] = self.item(depth + 1)
+            out.append(_item(buf, st, depth + 1))
         return out
+    # major == 5
+    if 2 * n > left:
+        raise CBORDecodeError("truncated: map of %d pairs at offset %d" % (n, p))
+    out = {}
+    for _ in range(n):
+        kp = st[0]
+        k = _item(buf, st, depth + 1)
+        if not isinstance(k, (int, str)) or k is True or k is False:
+            raise CBORDecodeError("map key at offset %d is not int or str" % kp)
+        if k in out:
+            raise CBORDecodeError("duplicate map key at offset %d" % kp)
+        out[k] = _item(buf, st, depth + 1)
+    return out
 
 
 def loads(buf):
     """Decode exactly one CBOR item from `buf` (bytes, bytearray or memoryview)."""
-    d = _Decoder(memoryview(buf))
-    obj = d.item(0)
-    if d.pos != len(d.buf):
-        raise CBORDecodeError("%d trailing bytes after the item" % (len(d.buf) - d.pos))
+    mv = memoryview(buf)
+    st = [0]
+    obj = _item(mv, st, 0)
+    if st[0] != len(mv):
+        raise CBORDecodeError("%d trailing bytes after the item" % (len(mv) - st[0]))
     return obj

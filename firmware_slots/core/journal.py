@@ -55,15 +55,26 @@ Ring rules:
 
 import binascii
 
-MAGIC = 0xA5
-SNAPSHOT = 0x53
-DELTA = 0x44
-HEADER = 8
-TRAILER = 4
-MAX_BODY = 4000   # a whole-state snapshot must fit one 4 KiB sector
-SPAN = 4096       # bytes a logical sector spans at least (when the journal has room)
-SMALL = 128       # initial record buffer: deltas are this small; snapshots grow it
-MAX_DELTAS = 128
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+# private consts are folded into the code (no module global on the device); the public
+# names are read by layout.py and tests
+_MAGIC = const(0xA5)
+_SNAPSHOT = const(0x53)
+SNAPSHOT = _SNAPSHOT
+_DELTA = const(0x44)
+_HEADER = const(8)
+_TRAILER = const(4)
+_MAX_BODY = const(4000)  # a whole-state snapshot must fit one 4 KiB sector
+_SPAN = const(4096)      # bytes a logical sector spans at least (when the journal has room)
+SPAN = _SPAN
+_SMALL = const(128)      # initial record buffer: deltas are this small; snapshots grow it
+_MAX_DELTAS = const(128)
+MAX_DELTAS = _MAX_DELTAS
 
 
 class JournalError(Exception):
@@ -87,7 +98,7 @@ def _put32(b, o, v):
 
 def span_blocks(block, blocks):
     """k: erase blocks per logical sector for a journal of `blocks` blocks of `block` bytes."""
-    k = (SPAN + block - 1) // block
+    k = (_SPAN + block - 1) // block
     return max(1, min(k, blocks // 2))
 
 
@@ -102,8 +113,8 @@ class Journal:
         self.sector = self.k * region.sector   # bytes of a logical sector
         self.sectors = region.sectors // self.k
         self.ws = region.write_size
-        self.max_body = min(MAX_BODY, self.sector - HEADER - TRAILER - self.ws)
-        self.buf = bytearray(HEADER + SMALL + TRAILER + self.ws)
+        self.max_body = min(_MAX_BODY, self.sector - _HEADER - _TRAILER - self.ws)
+        self.buf = bytearray(_HEADER + _SMALL + _TRAILER + self.ws)
         self.seq = 0
         self.head = -1     # sector holding the newest snapshot, -1 before format
         self.free = None   # next append offset in head, None when head is closed
@@ -120,26 +131,26 @@ class Journal:
     def _read_record(self, sector, off):
         """(kind, seq, body memoryview, total length) of a valid record, else None."""
         r = self.region
-        if off + HEADER + TRAILER > self.sector:
+        if off + _HEADER + _TRAILER > self.sector:
             return None
         b = self.buf
         base = sector * self.sector + off
-        r.read(base, memoryview(b)[:HEADER])
-        if b[0] != MAGIC or b[1] not in (SNAPSHOT, DELTA):
+        r.read(base, memoryview(b)[:_HEADER])
+        if b[0] != _MAGIC or b[1] not in (_SNAPSHOT, _DELTA):
             return None
         ln = _u16(b, 2)
-        if ln > self.max_body or off + HEADER + ln + TRAILER > self.sector:
+        if ln > self.max_body or off + _HEADER + ln + _TRAILER > self.sector:
             return None
-        if len(b) < HEADER + ln + TRAILER:
-            hdr = bytes(b[:HEADER])
-            b = self._room(HEADER + ln + TRAILER)
-            b[:HEADER] = hdr
-        r.read(base + HEADER, memoryview(b)[HEADER:HEADER + ln + TRAILER])
-        if binascii.crc32(memoryview(b)[:HEADER + ln]) & 0xFFFFFFFF != _u32(b, HEADER + ln):
+        if len(b) < _HEADER + ln + _TRAILER:
+            hdr = bytes(b[:_HEADER])
+            b = self._room(_HEADER + ln + _TRAILER)
+            b[:_HEADER] = hdr
+        r.read(base + _HEADER, memoryview(b)[_HEADER:_HEADER + ln + _TRAILER])
+        if binascii.crc32(memoryview(b)[:_HEADER + ln]) & 0xFFFFFFFF != _u32(b, _HEADER + ln):
             return None
-        total = HEADER + ln + TRAILER
+        total = _HEADER + ln + _TRAILER
         total += (-total) % self.ws
-        return b[1], _u32(b, 4), memoryview(b)[HEADER:HEADER + ln], total
+        return b[1], _u32(b, 4), memoryview(b)[_HEADER:_HEADER + ln], total
 
     def recover(self):
         """Find the newest state: returns (snapshot body, [delta bodies]) or (None, [])."""
@@ -147,7 +158,7 @@ class Journal:
         best_seq = -1
         for s in range(self.sectors):
             rec = self._read_record(s, 0)
-            if rec and rec[0] == SNAPSHOT and rec[1] > best_seq:
+            if rec and rec[0] == _SNAPSHOT and rec[1] > best_seq:
                 best, best_seq = s, rec[1]
         if best < 0:
             self.head, self.free, self.seq = -1, None, 0
@@ -159,7 +170,7 @@ class Journal:
         deltas = []
         while True:
             rec = self._read_record(best, off)
-            if rec is None or rec[0] != DELTA or rec[1] != seq + 1:
+            if rec is None or rec[0] != _DELTA or rec[1] != seq + 1:
                 break
             deltas.append(bytes(rec[2]))
             seq = rec[1]
@@ -172,7 +183,7 @@ class Journal:
 
     def _erased_from(self, sector, off):
         r = self.region  # reads cross erase blocks: FlashRegion splits them
-        n = min(self.sector - off, HEADER + self.max_body + TRAILER)
+        n = min(self.sector - off, _HEADER + self.max_body + _TRAILER)
         if n <= 0:
             return off == self.sector
         return r.is_erased(sector * self.sector + off, n, memoryview(self.buf)[:min(n, len(self.buf))])
@@ -182,26 +193,26 @@ class Journal:
         ln = len(body)
         if ln > self.max_body:
             raise JournalError("record body of %d bytes exceeds %d" % (ln, self.max_body))
-        total = HEADER + ln + TRAILER
+        total = _HEADER + ln + _TRAILER
         total += (-total) % self.ws
         b = memoryview(self._room(total))[:total]
-        b[0] = MAGIC
+        b[0] = _MAGIC
         b[1] = kind
         b[2] = ln & 0xFF
         b[3] = ln >> 8
         _put32(b, 4, self.seq + 1)
-        b[HEADER:HEADER + ln] = body
-        _put32(b, HEADER + ln, binascii.crc32(b[:HEADER + ln]) & 0xFFFFFFFF)
+        b[_HEADER:_HEADER + ln] = body
+        _put32(b, _HEADER + ln, binascii.crc32(b[:_HEADER + ln]) & 0xFFFFFFFF)
         e = getattr(self.region, "erased", 0xFF)
-        for i in range(HEADER + ln + TRAILER, total):
+        for i in range(_HEADER + ln + _TRAILER, total):
             b[i] = e
         return b
 
     def append(self, body):
         """Write a delta into the head sector; False when it has no room (snapshot instead)."""
-        if self.head < 0 or self.free is None or self.deltas >= MAX_DELTAS:
+        if self.head < 0 or self.free is None or self.deltas >= _MAX_DELTAS:
             return False
-        rec = self._encode(DELTA, body)
+        rec = self._encode(_DELTA, body)
         if self.free + len(rec) > self.sector:
             return False
         self.region.program(self.head * self.sector + self.free, rec)
@@ -213,7 +224,7 @@ class Journal:
 
     def snapshot(self, body):
         """Start the next sector of the ring with a whole-state record."""
-        rec = self._encode(SNAPSHOT, body)
+        rec = self._encode(_SNAPSHOT, body)
         nxt = (self.head + 1) % self.sectors
         b = nxt * self.k
         for e in range(b, b + self.k):  # the block holding offset 0 first (see Ring rules)
@@ -227,6 +238,6 @@ class Journal:
 
     def room(self):
         """Bytes left in the head sector (0 when closed or out of delta budget)."""
-        if self.free is None or self.head < 0 or self.deltas >= MAX_DELTAS:
+        if self.free is None or self.head < 0 or self.deltas >= _MAX_DELTAS:
             return 0
         return self.sector - self.free

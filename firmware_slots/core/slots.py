@@ -87,7 +87,7 @@ class SlotManager:
 
     def __init__(self, slot_devs, journal_dev, write_size=1, max_attempts=3, inspect=None, keys=(), min_sc=0,
                  erased=None):
-        self.keys = list(keys)
+        self.keys = tuple(keys)  # fixed at construction; no list for the common keyless board
         self.min_floor = min_sc
         self.regions = [FlashRegion(d, write_size, erased) for d in slot_devs]
         self.n = len(slot_devs)

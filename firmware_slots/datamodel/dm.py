@@ -25,16 +25,16 @@ ADD = 2
 _MULTI = const(1)  # the same, folded into OBJS
 _ADD = const(2)
 
-# TR-369 error codes used by the agent
-E_FAILED = 7000
+# TR-369 error codes used by the agent (underscored: only this module raises them)
+_E_FAILED = const(7000)
 E_NOT_SUPPORTED = 7001
 E_INTERNAL = 7003
-E_INVALID_ARGS = 7004
+_E_INVALID_ARGS = const(7004)
 E_RESOURCES = 7005
 E_PATH_SYNTAX = 7008
-E_TYPE = 7011
+_E_TYPE = const(7011)
 E_VALUE = 7012
-E_NOT_WRITABLE = 7013
+_E_NOT_WRITABLE = const(7013)
 E_NO_OBJECT = 7016
 E_NOT_CREATABLE = 7019
 E_CMD_FAILURE = 7022
@@ -107,8 +107,6 @@ ENUMS = {
     "Mode": "AnyTime Immediately WhenIdle ConfirmationNeeded",
     "Cause": "LocalReboot RemoteReboot",
 }
-# ParamValueType per type letter (usp-msg GetSupportedDMResp.ParamValueType)
-VTYPE = {"s": 8, "b": 2, "u": 9, "i": 6, "t": 3, "x": 5, "j": 8}
 
 
 class UspError(Exception):
@@ -128,24 +126,26 @@ def params_of(idx):
 
 
 def param_spec(idx, name):
-    for w in OBJS[idx][2].split():
-        n, t = w.split(":")
-        if n == name:
-            return t[0], t[-1] == "w"
-    return None
+    """(type letter, writable) of parameter `name` of object idx, or None. Read in place
+    (find, not split): the Get path resolves a parameter per requested path."""
+    ps = OBJS[idx][2]
+    i = 0
+    while True:
+        i = ps.find(name, i)
+        if i < 0:
+            return None
+        e = i + len(name)
+        if (i == 0 or ps[i - 1] == " ") and e < len(ps) and ps[e] == ":":
+            w = ps.find(" ", e)
+            return ps[e + 1], ps[(len(ps) if w < 0 else w) - 1] == "w"
+        i += 1
 
 
-def command_of(idx, name):
-    for c in OBJS[idx][3]:
+def _named(entries, name):
+    # the command or event `name` of OBJS[idx][3] / [4], or None
+    for c in entries:
         if c[0] == name:
             return c
-    return None
-
-
-def event_of(idx, name):
-    for e in OBJS[idx][4]:
-        if e[0] == name:
-            return e
     return None
 
 
@@ -167,14 +167,14 @@ def from_str(t, s):
             return True
         if s in ("false", "0"):
             return False
-        raise UspError(E_TYPE, "%r is not a boolean" % s)
+        raise UspError(_E_TYPE, "%r is not a boolean" % s)
     if t == "u" or t == "i":
         try:
             v = int(s)
         except ValueError:
-            raise UspError(E_TYPE, "%r is not an integer" % s)
+            raise UspError(_E_TYPE, "%r is not an integer" % s)
         if t == "u" and (v < 0 or s.strip()[0] == "-"):
-            raise UspError(E_TYPE, "%r is not an unsignedInt" % s)
+            raise UspError(_E_TYPE, "%r is not an unsignedInt" % s)
         return v
     return s
 
@@ -190,21 +190,14 @@ def iso_time(t):
 
 
 # ---------------------------------------------------------------- paths
-def _segs(tpl):
-    return tpl[:-1].split(".")
-
-
+# Templates are walked in place (count, find, startswith at an offset), never split: the
+# Get path resolves and names objects per requested path and per instance.
 def obj_path(idx, keys):
     """Concrete path "Device.X.2.Y." of object idx at instance keys."""
-    out = []
-    k = 0
-    for s in _segs(OBJS[idx][0]):
-        if s == "{i}":
-            out.append(str(keys[k]))
-            k += 1
-        else:
-            out.append(s)
-    return ".".join(out) + "."
+    p = OBJS[idx][0]
+    for k in keys:
+        p = p.replace("{i}", str(k), 1)
+    return p
 
 
 def parent_table(idx, level):
@@ -213,22 +206,23 @@ def parent_table(idx, level):
     pos = -1
     for _ in range(level + 1):
         pos = tpl.find("{i}", pos + 1)
-    prefix = tpl[:pos + 4]
+    n = pos + 4  # the table's template: tpl up to that "{i}."
     for j in range(len(OBJS)):
-        if OBJS[j][0] == prefix:
+        t = OBJS[j][0]
+        if len(t) == n and tpl.startswith(t):
             return j
-    raise UspError(E_INTERNAL, "no table for " + prefix)
+    raise UspError(E_INTERNAL, "no table for " + tpl[:n])
 
 
 def children(idx, first_level=False):
     """Objects below idx (not idx itself); first_level: only direct children."""
     tpl = OBJS[idx][0]
-    n = len(_segs(tpl))
+    n = tpl.count(".")  # segments: every template ends with "."
     out = []
     for j in range(len(OBJS)):
         t = OBJS[j][0]
         if j != idx and t.startswith(tpl):
-            depth = len(_segs(t)) - n
+            depth = t.count(".") - n
             if OBJS[j][1] & MULTI:
                 depth -= 1
             if not first_level or depth == 1:
@@ -242,35 +236,40 @@ def match_template(segs):
     pattern keys: int instance, None for '*'. table_only: path named a table without
     an instance ("Device.LocalAgent.Subscription."), which means all its rows.
     """
+    n = len(segs)
     for j in range(len(OBJS)):
-        ts = _segs(OBJS[j][0])
-        table_only = False
-        if len(ts) == len(segs) + 1 and ts[-1] == "{i}":
-            ts = ts[:-1]
-            table_only = True
-        elif len(ts) != len(segs):
+        t = OBJS[j][0]
+        nt = t.count(".")
+        table_only = nt == n + 1 and t.endswith("{i}.")
+        if nt != n and not table_only:
             continue
-        keys = []
-        ok = True
-        for a, b in zip(ts, segs):
-            if a == "{i}":
-                if b == "*":
-                    keys.append(None)
-                elif b[:1] == "[":
-                    keys.append(b[1:-1])  # search expression: rows it selects (Model.expand)
-                elif b and b.isdigit() and b[0] != "0":
-                    keys.append(int(b))
-                else:
-                    ok = False
-                    break
-            elif a != b:
-                ok = False
-                break
-        if ok:
+        keys = _pattern(t, segs)
+        if keys is not None:
             if table_only:
                 keys.append(None)
             return j, keys, table_only
     return None
+
+
+def _pattern(t, segs):
+    # the pattern keys when segs match the first len(segs) segments of template t, else None
+    keys = []
+    pos = 0
+    for b in segs:
+        e = t.find(".", pos)
+        if e - pos == 3 and t.startswith("{i}", pos):
+            if b == "*":
+                keys.append(None)
+            elif b.startswith("["):
+                keys.append(b[1:-1])  # search expression: rows it selects (Model.expand)
+            elif b and b.isdigit() and b[0] != "0":
+                keys.append(int(b))
+            else:
+                return None
+        elif len(b) != e - pos or not t.startswith(b, pos):
+            return None
+        pos = e + 1
+    return keys
 
 
 def split_path(path):
@@ -351,7 +350,8 @@ class Model:
             raise UspError(E_INVALID_PATH, "path %s is not in the supported data model" % path)
         idx, pattern, table_only = m
         if leaf is not None:
-            if table_only or not (param_spec(idx, leaf) or command_of(idx, leaf) or event_of(idx, leaf)):
+            o = OBJS[idx]
+            if table_only or not (param_spec(idx, leaf) or _named(o[3], leaf) or _named(o[4], leaf)):
                 raise UspError(E_INVALID_PATH, "%s is not a parameter, command or event of %s" % (
                     leaf, OBJS[idx][0]))
         return idx, self.expand(idx, pattern, strict), leaf
@@ -363,8 +363,13 @@ class Model:
         """{name: string value} of every parameter of one object instance."""
         b = self.backends[idx]
         out = {}
-        for n, t, w in params_of(idx):
+        ps = OBJS[idx][2]
+        i = 0
+        while i < len(ps):  # "Name:t Name:tw ...", read in place (the names are interned)
+            c = ps.find(":", i)
+            n = ps[i:c]
             out[n] = to_str(b.get(idx, keys, n))
+            i = ps.find(" ", c) + 1 or len(ps)
         return out
 
     def subtree(self, idx, keys, max_depth=0):
@@ -372,10 +377,10 @@ class Model:
         out = [(idx, keys)]
         if max_depth == 1:
             return out
-        base = len(_segs(OBJS[idx][0]))
+        base = OBJS[idx][0].count(".")
         for j in children(idx):
             if max_depth:
-                d = len(_segs(OBJS[j][0])) - base
+                d = OBJS[j][0].count(".") - base
                 if OBJS[j][1] & MULTI:
                     d -= 1
                 if d >= max_depth:
@@ -392,7 +397,7 @@ class Model:
             raise UspError(E_INVALID_PATH, "%s%s is not a parameter" % (obj_path(idx, keys), name))
         t, w = spec
         if not w:
-            raise UspError(E_NOT_WRITABLE, "%s%s is read-only" % (obj_path(idx, keys), name))
+            raise UspError(_E_NOT_WRITABLE, "%s%s is read-only" % (obj_path(idx, keys), name))
         v = from_str(t, value)
         en = ENUMS.get(name)
         if en and v not in en.split():
@@ -403,7 +408,8 @@ class Model:
     def unique_keys(self, idx, keys):
         b = self.backends[idx]
         uk = {}
-        names = getattr(b, "KEYS", {}).get(idx, "Alias")
+        k = getattr(b, "KEYS", None)  # {idx: "Name Name"} where more than Alias is unique
+        names = k.get(idx, "Alias") if k else "Alias"
         for n in names.split():
             uk[n] = to_str(b.get(idx, keys, n))
         return uk

@@ -35,7 +35,6 @@ class Firmware:
     `platform.software_version_of` may override slot versions."""
 
     PATHS = ("Device.", "Device.DeviceInfo.", FW_PATH)
-    KEYS = {FW_IDX: "Alias"}
 
     def __init__(self, mgr, platform):
         self.mgr = mgr

@@ -19,42 +19,96 @@ The row formats are this module's own:
     'n' {obj idx: next instance number}
 """
 
-from firmware_slots.core.state import (A_CONTROLLERS, A_SUBS, A_REQUESTS, A_NEXT, default_alias,  # noqa: F401
-                                       encoded_size, AGENT_MAX, FIXED_MAX, ID_MAX, URL_MAX, too_long)
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+from firmware_slots.core.state import (A_CONTROLLERS, A_SUBS, A_REQUESTS, A_NEXT,
+                                       encoded_size, FIXED_MAX, ID_MAX, URL_MAX, too_long)
 from firmware_slots.datamodel.dm import (UspError, E_VALUE, E_INTERNAL, E_RESOURCES, E_NO_OBJECT,
                                          E_NOT_CREATABLE, iso_time, LA_ID,
                                          CT_ID as CT, MTP_ID as MTP, COAP_ID as COAP, BP_ID as BP,
                                          SUB_ID as SUB, REQ_ID as REQ, TRUST_ID, ROLE_ID, PERM_ID)
 
+# Row caps per table (the agent section's CBOR stays within state.AGENT_MAX besides):
+# private consts, folded into the code (no module globals on the device)
 MAX_CONTROLLERS = 4
-MAX_MTPS = 2
-MAX_BOOT_PARAMS = 4
-MAX_SUBSCRIPTIONS = 8
-MAX_REQUESTS = 4
-MAX_SECTION = AGENT_MAX  # bytes of CBOR for the whole AGENT section, at most (state.py)
+_MAX_MTPS = const(2)
+_MAX_BOOT_PARAMS = const(4)
+_MAX_SUBSCRIPTIONS = const(8)
+_MAX_REQUESTS = const(4)
 EID_MAX = ID_MAX  # EndpointID of a Controller row (TR-181 string(64); TR-369 gives none), UTF-8 bytes
-REQ_GROWTH = 24  # what a request row gains after its Add: 'rs' resumes, 'tc' times (usp/commands.py)
-STATUSES = ("Requested", "Active", "Canceling", "Canceled", "Success", "Error")
-CT_PATH = "Device.LocalAgent.Controller."
+_REQ_GROWTH = const(24)  # what a request row gains after its Add: 'rs' resumes, 'tc' times (usp/commands.py)
+_STATUSES = const(("Requested", "Active", "Canceling", "Canceled", "Success", "Error"))  # Request Status
+_CT_PATH = const("Device.LocalAgent.Controller.")
 
-# parameter name -> stored key, per object
-_K = {
-    CT: {"Alias": "al", "EndpointID": "e", "Enable": "en", "USPNotifRetryMinimumWaitInterval": "rw",
-         "USPNotifRetryIntervalMultiplier": "rm"},
-    MTP: {"Alias": "al", "Enable": "en", "Protocol": "p"},
-    COAP: {"Host": "h", "Port": "po", "Path": "pa"},
-    BP: {"Alias": "al", "Enable": "en", "ParameterName": "n"},
-    SUB: {"Alias": "al", "Enable": "en", "ID": "id", "CreationDate": "cd", "NotifType": "nt",
-          "ReferenceList": "rl", "Persistent": "p", "TimeToLive": "tl", "NotifRetry": "nr",
-          "NotifExpiration": "ne"},
-    REQ: {"Alias": "al", "Originator": "o", "Command": "c", "CommandKey": "k"},
-}
-_DEFAULTS = {
-    CT: {"e": "", "en": True, "m": {}, "b": {}, "rw": 5, "rm": 2000},  # TR-181 NotifRetry defaults
-    MTP: {"en": True, "p": "CoAP", "h": "", "po": 5683, "pa": ""},
-    BP: {"en": False, "n": ""},
-    SUB: {"en": False, "nt": "", "rl": "", "p": False, "tl": 0, "nr": False, "ne": 0, "id": ""},
-}
+# TR-181 parameter name -> stored key, the same in every table that has it (Alias is 'al' in
+# all, Protocol and Persistent are both 'p' in theirs): name, key, ... One ROM tuple, no dicts.
+_KEYS = const((
+    "Alias", "al", "Enable", "en", "EndpointID", "e", "USPNotifRetryMinimumWaitInterval", "rw",
+    "USPNotifRetryIntervalMultiplier", "rm",                            # Controller
+    "Protocol", "p", "Host", "h", "Port", "po", "Path", "pa",           # MTP, its CoAP.
+    "ParameterName", "n",                                               # BootParameter
+    "ID", "id", "CreationDate", "cd", "NotifType", "nt", "ReferenceList", "rl", "Persistent", "p",
+    "TimeToLive", "tl", "NotifRetry", "nr", "NotifExpiration", "ne",    # Subscription
+    "Originator", "o", "Command", "c", "CommandKey", "k",               # Request
+))
+# A new row's stored defaults (key, value, ...; TR-181's NotifRetry defaults for a
+# Controller); a Controller row also gets its own empty 'm' and 'b' tables (_new_row)
+_CT_DEFAULTS = const(("e", "", "en", True, "rw", 5, "rm", 2000))
+_MTP_DEFAULTS = const(("en", True, "p", "CoAP", "h", "", "po", 5683, "pa", ""))
+_BP_DEFAULTS = const(("en", False, "n", ""))
+_SUB_DEFAULTS = const(("en", False, "nt", "", "rl", "", "p", False, "tl", 0, "nr", False, "ne", 0, "id", ""))
+
+
+def _key(name):
+    """The stored key of parameter `name` (_KEYS)."""
+    for j in range(0, len(_KEYS), 2):
+        if _KEYS[j] == name:
+            return _KEYS[j + 1]
+    raise UspError(E_INTERNAL, name)
+
+
+def _defaults(idx):
+    return (_CT_DEFAULTS if idx == CT else _MTP_DEFAULTS if idx == MTP else _BP_DEFAULTS if idx == BP
+            else _SUB_DEFAULTS if idx == SUB else ())
+
+
+def _default(idx, k):
+    """Table idx's default for stored key k ("" when it has none)."""
+    d = _defaults(idx)
+    for j in range(0, len(d), 2):
+        if d[j] == k:
+            return d[j + 1]
+    return ""
+
+
+def _new_row(idx):
+    d = _defaults(idx)
+    row = {}
+    for j in range(0, len(d), 2):
+        row[d[j]] = d[j + 1]
+    if idx == CT:
+        row["m"] = {}
+        row["b"] = {}
+    return row
+
+
+def _persistent(subs):
+    # the Subscription rows the journal keeps: the Persistent ones
+    ps = {}
+    for i in subs:
+        if subs[i].get("p"):
+            ps[i] = subs[i]
+    return ps
+
+
+def _row_bytes(row):
+    # a row's CBOR in its table: the row, its instance number (< 65536) and, the first
+    # time its table numbers one, an A_NEXT entry
+    return encoded_size(row) + 3 + 8
 
 
 class LocalAgent:
@@ -66,7 +120,7 @@ class LocalAgent:
              "Device.LocalAgent.Subscription.{i}.", "Device.LocalAgent.Request.{i}.",
              "Device.LocalAgent.ControllerTrust.", "Device.LocalAgent.ControllerTrust.Role.{i}.",
              "Device.LocalAgent.ControllerTrust.Role.{i}.Permission.{i}.")
-    KEYS = {CT: "Alias EndpointID", MTP: "Alias", BP: "Alias", SUB: "Alias", REQ: "Alias"}
+    KEYS = {CT: "Alias EndpointID"}  # unique keys besides Alias (dm.Model.unique_keys)
 
     def __init__(self, meta, endpoint_id, platform):
         self.meta = meta
@@ -93,25 +147,18 @@ class LocalAgent:
         ch = {}
         for k in self.dirty:
             if k == A_SUBS:
-                ch[A_SUBS] = self._persistent_subs()
+                ch[A_SUBS] = _persistent(self.subs)
             else:
                 ch[k] = self.ctrls if k == A_CONTROLLERS else self.reqs if k == A_REQUESTS else self.next
         self.dirty = set()
         self.meta.agent_update(ch)
-
-    def _persistent_subs(self):
-        ps = {}
-        for i in self.subs:
-            if self.subs[i].get("p"):
-                ps[i] = self.subs[i]
-        return ps
 
     def left(self):
         """Bytes the tables may still grow by: the agent's budget (state.MetaStore.agent_budget:
         what one snapshot record holds less the worst case of the device and slot sections)
         less the boot notes' worst case (FIXED_MAX) less the tables as flush() would write
         them now, RAM-only (lazy) rows and this message's earlier changes included."""
-        used = encoded_size({A_CONTROLLERS: self.ctrls, A_SUBS: self._persistent_subs(),
+        used = encoded_size({A_CONTROLLERS: self.ctrls, A_SUBS: _persistent(self.subs),
                              A_REQUESTS: self.reqs, A_NEXT: self.next})
         return self.meta.agent_budget() - FIXED_MAX - used
 
@@ -172,16 +219,14 @@ class LocalAgent:
                     return None
             else:
                 v = None
-            c = dict(_DEFAULTS[CT])
-            c["m"] = {}
-            c["b"] = {}
+            c = _new_row(CT)
             c["e"] = eid
             c["al"] = "cpe-%d" % self.next.get(str(CT), 1)
             if reply_to:
                 c["u"] = reply_to
-            n = self._row_bytes(c)
+            n = _row_bytes(c)
             if v is not None:  # the row that gives way frees its bytes
-                n -= self._row_bytes(self.ctrls[v])
+                n -= _row_bytes(self.ctrls[v])
             self.room(n)
             if v is not None:
                 # a row nothing refers to gives way: the table is not first-come
@@ -204,12 +249,6 @@ class LocalAgent:
             self.lazy = True
         self.current = i
         return i
-
-    @staticmethod
-    def _row_bytes(row):
-        # a row's CBOR in its table: the row, its instance number (< 65536) and, the first
-        # time its table numbers one, an A_NEXT entry
-        return encoded_size(row) + 3 + 8
 
     def _forget_next(self, ct):
         # the instance counters of a deleted controller's MTP and BootParameter rows go with it
@@ -309,15 +348,15 @@ class LocalAgent:
         if name == "BootParameterNumberOfEntries":
             return len(r["b"])
         if idx == SUB and name == "Recipient":
-            return CT_PATH + str(r["r"]) if r.get("r") else ""
+            return _CT_PATH + str(r["r"]) if r.get("r") else ""
         if idx == SUB and name == "CreationDate":
             return iso_time(r.get("cd", 0))
         if idx == REQ and name == "Status":
-            return STATUSES[r.get("s", 0)]
-        k = _K[idx][name]
+            return _STATUSES[r.get("s", 0)]
+        k = _key(name)
         if k == "al" and "al" not in r:
             return "cpe-%d" % keys[-1]
-        return r.get(k, _DEFAULTS.get(idx, {}).get(k, ""))
+        return r[k] if k in r else _default(idx, k)
 
     def _trust(self, idx, keys, name):
         # ControllerTrust. read from trust.ROLES; AssignedRole from the agent's policy
@@ -345,7 +384,7 @@ class LocalAgent:
 
     def set(self, idx, keys, name, value):
         r = self._row(idx, keys)
-        k = _K[idx][name]
+        k = _key(name)
         if isinstance(value, str) and len(value) > 256:
             raise UspError(E_VALUE, "%s is longer than 256 characters" % name)
         if k == "al" or (idx == CT and k == "e") or (idx == SUB and k == "id"):
@@ -369,7 +408,7 @@ class LocalAgent:
         if idx != SUB or r.get("p"):  # only persisted rows count against the journal
             self.room(encoded_size(value) - encoded_size(r.get(k, "")))
         elif k == "p" and value:  # a subscription made persistent: its whole row joins the journal
-            self.room(self._row_bytes(dict(r, p=True)))
+            self.room(_row_bytes(dict(r, p=True)))
         r[k] = value
         self.dirty.add(A_SUBS if idx == SUB else A_REQUESTS if idx == REQ else A_CONTROLLERS)
 
@@ -391,24 +430,21 @@ class LocalAgent:
             table, cap, scope = self.ctrls, MAX_CONTROLLERS, ""
         elif idx in (MTP, BP):
             table = self._table(idx, keys)
-            cap, scope = (MAX_MTPS if idx == MTP else MAX_BOOT_PARAMS), ".%d" % keys[0]
+            cap, scope = (_MAX_MTPS if idx == MTP else _MAX_BOOT_PARAMS), ".%d" % keys[0]
         elif idx == SUB:
-            table, cap, scope = self.subs, MAX_SUBSCRIPTIONS, ""
+            table, cap, scope = self.subs, _MAX_SUBSCRIPTIONS, ""
         else:
             raise UspError(E_NOT_CREATABLE, "not creatable")
         if len(table) >= cap:
             raise UspError(E_RESOURCES, "at most %d rows in this table" % cap)
-        row = dict(_DEFAULTS[idx])
-        if idx == CT:
-            row["m"] = {}
-            row["b"] = {}
-            if vouched:
-                row["t"] = 1
+        row = _new_row(idx)
+        if idx == CT and vouched:
+            row["t"] = 1
         if idx == SUB:  # RAM only (not Persistent) until a Set makes it so
             row["r"] = self.current or 0
             row["cd"] = int(self.platform.now_s())
         else:
-            self.room(self._row_bytes(row))
+            self.room(_row_bytes(row))
         i = self.new_inst(idx, scope)
         if idx == SUB:
             row["id"] = "%d-%x" % (i, row["cd"] & 0xFFFFFF)
@@ -432,10 +468,10 @@ class LocalAgent:
 
     # -- requests ---------------------------------------------------------------------
     def add_request(self, originator, command, key, state):
-        if len(self.reqs) >= MAX_REQUESTS:
+        if len(self.reqs) >= _MAX_REQUESTS:
             raise UspError(E_RESOURCES, "too many pending requests")
         row = {"o": originator, "c": command, "k": key, "s": 0, "x": state}
-        self.room(self._row_bytes(row) + REQ_GROWTH)
+        self.room(_row_bytes(row) + _REQ_GROWTH)
         i = self.new_inst(REQ)
         self.reqs[i] = row
         self.dirty.add(A_REQUESTS)

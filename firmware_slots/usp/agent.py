@@ -10,7 +10,8 @@
 What the device pays: Get, Operate and GetSupportedProtocol are handled here; Set/Add/
 Delete (edit.py), GetInstances/GetSupportedDM (discover.py) and the commands (commands.py,
 with the transfer code) are imported on first use, so an agent that is only read pays
-for none of them.
+for none of them; notify.py only once a Subscription exists (no subscription: nothing
+to notify, no retry queue).
 
 The MTP sends handle()'s replies before calling poll(): a Reboot() or an activation
 resets the device from inside poll() (platform.reboot), after its OperateResp is out.
@@ -28,10 +29,16 @@ san_uris, TR-369); the row made for it is marked, so over plain CoAP its Endpoin
 is still a stranger's.
 """
 
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
 from firmware_slots.core.state import A_BOOT_CAUSE, A_PREV_VERSION, TEXT_MAX, clip
-from firmware_slots.usp import codec, schema, notify
-from firmware_slots.datamodel.dm import (Model, UspError, obj_path, to_str, E_FAILED, E_INVALID_PATH,
-                                   E_NOT_SUPPORTED, E_INTERNAL, SUB_ID)
+from firmware_slots.usp import codec
+from firmware_slots.datamodel.dm import (Model, UspError, obj_path, to_str, E_INVALID_PATH,
+                                   E_NOT_SUPPORTED, E_INTERNAL)
 from firmware_slots.datamodel.firmware import Firmware
 from firmware_slots.datamodel.localagent import LocalAgent
 from firmware_slots.usp.platform import Platform
@@ -51,26 +58,38 @@ class BadRecord(ValueError):
 #   session_context Record (not supported here)           4.00 + DisconnectRecord 7106
 #   header msg_type disagrees with the body (GET + Set)   Error 7001 (obuspa: "inconsistent")
 E_SESSION_CONTEXT = 7106   # Use of Session Context is not allowed or not supported
-# request kind -> Header.MsgType; a response's type is its request's + 1 (NotifyResp: 16)
-_REQ_TYPES = ("get", 1, "set", 4, "operate", 6, "add", 8, "delete", 10, "get_supported_dm", 12,
-              "get_instances", 14, "get_supported_protocol", 17, "register", 19, "deregister", 21,
-              "notify", 3)
+# request kind -> Header.MsgType (schema.py's numbers); a response's type is its request's
+# + 1 (NotifyResp: 16). One ROM tuple: no dict of response types on the heap.
+_REQ_TYPES = const(("get", 1, "set", 4, "operate", 6, "add", 8, "delete", 10, "get_supported_dm", 12,
+                    "get_instances", 14, "get_supported_protocol", 17, "register", 19, "deregister", 21,
+                    "notify", 3))
+_ERROR = const(0)         # schema.ERROR
+_NOTIFY_RESP = const(16)  # schema.NOTIFY_RESP
 
 
 def _msg_type_of(part, kind):
     """Header.MsgType the body (part, kind) needs; -1 for a body this codec does not know."""
     if part == "error":
-        return schema.ERROR
+        return _ERROR
     if kind is None:
         return -1
     if part == "response":
         if kind == "notify_resp":
-            return schema.NOTIFY_RESP
+            return _NOTIFY_RESP
         kind = kind[:-5]
     for j in range(0, len(_REQ_TYPES), 2):
         if _REQ_TYPES[j] == kind:
             return _REQ_TYPES[j + 1] + (part == "response")
     return -1
+
+
+def _notify(agent):
+    """usp.notify while a Subscription exists, else None: with no subscription there is
+    nothing to notify, so the Get path never loads it (retries need a subscription's Notify)."""
+    if not agent.la.subs:
+        return None
+    from firmware_slots.usp import notify
+    return notify
 
 
 class UspAgent:
@@ -118,7 +137,9 @@ class UspAgent:
         """Queue OperationComplete / TransferComplete! / Boot! for this boot (once confirmed)."""
         self.boot_pending = True
         self._boot_report()
-        notify.value_changes(self)  # first look: snapshot for ValueChange subscriptions
+        n = _notify(self)
+        if n:
+            n.value_changes(self)  # first look: snapshot for ValueChange subscriptions
 
     def _boot_report(self):
         mgr = self.mgr
@@ -134,10 +155,12 @@ class UspAgent:
         kept = clip(cur, TEXT_MAX)  # what the journal keeps of it (a platform's version may be longer)
         pv = meta.agent(A_PREV_VERSION)
         updated = pv is not None and kept != pv and mgr.running == mgr.boot_slot
-        args = {"CommandKey": b.get("k", ""), "Cause": b.get("c", "LocalReboot"),
-                "Reason": b.get("r", ""), "FirmwareUpdated": to_str(updated)}
-        notify.event(self, "Device.", "Boot!", args, self._parameter_map)
-        if pv is not None and kept != pv:
+        notify = _notify(self)
+        if notify:
+            args = {"CommandKey": b.get("k", ""), "Cause": b.get("c", "LocalReboot"),
+                    "Reason": b.get("r", ""), "FirmwareUpdated": to_str(updated)}
+            notify.event(self, "Device.", "Boot!", args, notify.boot_parameters)
+        if notify and pv is not None and kept != pv:
             for s, eid in notify.subscribers(self, "ValueChange", "Device.DeviceInfo.SoftwareVersion"):
                 notify.emit(self, s, eid, "value_change",
                             {"param_path": "Device.DeviceInfo.SoftwareVersion", "param_value": cur})
@@ -149,27 +172,6 @@ class UspAgent:
         if ch:
             meta.agent_update(ch)
 
-    def _parameter_map(self, eid, args):
-        import json
-        la = self.la
-        c = la.ctrls.get(la.controller_by_eid(eid), {})
-        pm = {}
-        for j in sorted(c.get("b", {})):
-            bp = c["b"][j]
-            if bp.get("en") and bp.get("n"):
-                try:
-                    idx, kl, leaf = self.model.resolve(bp["n"], False)
-                    for k in kl:
-                        if leaf:
-                            pm[obj_path(idx, k) + leaf] = to_str(self.model.get(idx, k, leaf))
-                        else:
-                            for n, v in self.model.get_params(idx, k).items():
-                                pm[obj_path(idx, k) + n] = v
-                except UspError:
-                    pass
-        args["ParameterMap"] = json.dumps(pm)
-        return args
-
     def poll(self, now_ms=None):
         """Timers and deferred work; may call platform.reboot()."""
         if self.boot_pending:
@@ -180,7 +182,7 @@ class UspAgent:
             self.platform.reboot(cause, reason)
         now_s = self.platform.now_s()
         la = self.la
-        for i in sorted(la.reqs):
+        for i in sorted(la.reqs) if la.reqs else ():  # every loop turn: no list while idle
             r = la.reqs.get(i)
             if r is None:
                 continue
@@ -198,9 +200,14 @@ class UspAgent:
             elif x.get("t") == "a":
                 from firmware_slots.usp import commands
                 commands.run_activate(self, i, now_s)
-        self._expire(now_s)
-        notify.value_changes(self)
+        notify = _notify(self)
+        if notify:
+            notify.expire(self, now_s)
+        la.flush()
+        if notify:
+            notify.value_changes(self)
         if self.retry:
+            from firmware_slots.usp import notify
             notify.retry_due(self, now_s)
 
     def step_tasks(self, ready=False):
@@ -222,15 +229,6 @@ class UspAgent:
         """Sockets of the transfers in flight, for the MTP's select.poll."""
         return [t[0].pollable for t in self.tasks.values() if t[0] is not None and t[0].pollable is not None]
 
-    def _expire(self, now_s):
-        la = self.la
-        for i in list(la.subs):
-            s = la.subs[i]
-            if s.get("tl") and now_s >= s.get("cd", 0) + s["tl"]:
-                la.delete(SUB_ID, (i,))
-                notify.obj_deleted(self, "Device.LocalAgent.Subscription.%d." % i)
-        la.flush()
-
     def take_outbox(self):
         out = self.outbox
         if not out:
@@ -248,7 +246,7 @@ class UspAgent:
         if not record_bytes:
             raise BadRecord("empty payload: not a USP Record")
         try:
-            rec = codec.decode_record(record_bytes)
+            rec = codec.decode_record(record_bytes, True)  # the payload a view: no copy of the Msg
         except codec.DecodeError as e:
             raise BadRecord("not a USP Record: %s" % e)
         to = rec.get("to_id")
@@ -290,7 +288,9 @@ class UspAgent:
         finally:
             self.la.flush()
             self.current_eid = None
-        notify.value_changes(self)
+        n = _notify(self)
+        if n:
+            n.value_changes(self)
         if resp is None:
             return []
         return [codec.make_record(sender, self.endpoint_id, codec.encode_msg(resp))]
@@ -303,7 +303,9 @@ class UspAgent:
             return codec.error_msg(mid, E_NOT_SUPPORTED, "header msg_type %d does not match the %s body" % (
                 mtype, kind or part))
         if part == "response" and kind == "notify_resp":
-            notify.acked(self, (body or {}).get("subscription_id", ""), mid)
+            if self.retry:  # nothing held: nothing to stop retrying
+                from firmware_slots.usp import notify
+                notify.acked(self, (body or {}).get("subscription_id", ""), mid)
             return None
         if part == "response" or part == "error":
             return None  # NotifyResp and errors for our notifications need no answer
@@ -321,7 +323,7 @@ class UspAgent:
         if out is None:
             return None
         rkind, rbody = out
-        return codec.new_msg(mid, _RESP_TYPES[rkind], "response", rkind, rbody)
+        return codec.new_msg(mid, _msg_type_of("response", rkind), "response", rkind, rbody)
 
     # -- handlers ---------------------------------------------------------------------
     def h_get(self, req):
@@ -352,9 +354,6 @@ class UspAgent:
             results.append(r)
         return "get_resp", {"req_path_results": results}
 
-    def h_get_supported_protocol(self, req):
-        return "get_supported_protocol_resp", {"agent_supported_protocol_versions": PROTOCOL_VERSIONS}
-
     def h_operate(self, req):
         from firmware_slots.usp import commands
         m = self.model
@@ -374,7 +373,9 @@ class UspAgent:
                     r["req_output_args"] = {"output_args": out}
                 else:
                     r["req_obj_path"] = out
-                    notify.obj_created(self, out + ".", {})
+                    n = _notify(self)
+                    if n:
+                        n.obj_created(self, out + ".", {})
             except UspError as e:
                 r["cmd_failure"] = {"err_code": e.code, "err_msg": e.msg}
             results.append(r)
@@ -407,10 +408,19 @@ def _authorize(roles, kind, body):
 _step_download = [None]  # commands.step_download once loaded: no import per block
 
 
+def _h_get_supported_protocol(agent, req):
+    return "get_supported_protocol_resp", {"agent_supported_protocol_versions": PROTOCOL_VERSIONS}
+
+
 def _handler(kind):
-    """UspAgent.h_<kind> or the function of that name in the module that handles it."""
-    if kind == "get" or kind == "operate" or kind == "get_supported_protocol":
-        return getattr(UspAgent, "h_" + kind)
+    """UspAgent.h_<kind> or the function of that name in the module that handles it
+    (the Get path's by name: no "h_" + kind string per message)."""
+    if kind == "get":
+        return UspAgent.h_get
+    if kind == "operate":
+        return UspAgent.h_operate
+    if kind == "get_supported_protocol":
+        return _h_get_supported_protocol
     if kind == "set" or kind == "add" or kind == "delete":
         from firmware_slots.usp import edit as m
     elif kind == "get_instances" or kind == "get_supported_dm":
@@ -419,14 +429,3 @@ def _handler(kind):
         return None
     return getattr(m, "h_" + kind)
 
-
-_RESP_TYPES = {
-    "get_resp": schema.GET_RESP,
-    "set_resp": schema.SET_RESP,
-    "add_resp": schema.ADD_RESP,
-    "delete_resp": schema.DELETE_RESP,
-    "operate_resp": schema.OPERATE_RESP,
-    "get_instances_resp": schema.GET_INSTANCES_RESP,
-    "get_supported_dm_resp": schema.GET_SUPPORTED_DM_RESP,
-    "get_supported_protocol_resp": schema.GET_SUPPORTED_PROTO_RESP,
-}

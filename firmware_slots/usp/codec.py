@@ -6,7 +6,7 @@ absent; on encode, missing/None keys and proto3 defaults are not sent.
 Encoders return an exactly sized bytearray. Malformed bytes raise DecodeError.
 """
 from .pb import DecodeError, encode, decode
-from .schema import Msg, Record, ERROR
+from .schema import Msg, Record
 
 USP_VERSION = "1.3"
 
@@ -58,7 +58,7 @@ def error_msg(msg_id, err_code, err_msg="", param_errs=None):
     e = {"err_code": err_code, "err_msg": err_msg}
     if param_errs:
         e["param_errs"] = param_errs
-    return new_msg(msg_id, ERROR, "error", None, e)
+    return new_msg(msg_id, 0, "error", None, e)  # 0: schema.ERROR (a literal: no const global here)
 
 
 def split_msg(d):

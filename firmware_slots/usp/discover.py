@@ -3,10 +3,18 @@
 The supported data model (SupportedObjectResult dicts) is built from dm.OBJS only
 while answering GetSupportedDM; nothing of it is kept.
 """
-from firmware_slots.datamodel.dm import (UspError, OBJS, ADD, MULTI, VTYPE, obj_path, children,
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+from firmware_slots.datamodel.dm import (UspError, OBJS, ADD, MULTI, obj_path, children,
                                    match_template, params_of, E_INVALID_PATH)
 
 DM_URI = "urn:broadband-forum-org:tr-181-2-19-1-usp"
+# GetSupportedDMResp.ParamValueType per dm.py type letter: letter, value, ...
+_VTYPES = const(("s", 8, "b", 2, "u", 9, "i", 6, "t", 3, "x", 5, "j", 8))
 
 
 def h_get_instances(agent, req):
@@ -67,7 +75,7 @@ def supported_obj(idx, params=True, commands=True, events=True):
     }
     if params:
         d["supported_params"] = [
-            {"param_name": n, "access": 1 if w else 0, "value_type": VTYPE[t], "value_change": 1}
+            {"param_name": n, "access": 1 if w else 0, "value_type": _VTYPES[_VTYPES.index(t) + 1], "value_change": 1}
             for n, t, w in params_of(idx)]
     if commands and cmds:
         d["supported_commands"] = [

@@ -5,8 +5,16 @@ ReferenceList (comma-separated paths; '*' matches one instance; a path ending in
 matches everything below it) names the event, command, object or parameter.
 """
 
-from firmware_slots.usp import codec, schema
-from firmware_slots.datamodel.dm import to_str, obj_path, params_of, UspError
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+from firmware_slots.usp import codec
+from firmware_slots.datamodel.dm import to_str, obj_path, params_of, UspError, SUB_ID
+
+_NOTIFY = const(3)  # schema.NOTIFY (Header.MsgType)
 
 
 def match(ref, path):
@@ -50,7 +58,7 @@ def emit(agent, s, eid, kind, body):
     n = {"subscription_id": s.get("id", ""), "send_resp": bool(s.get("nr"))}
     n[kind] = body
     mid = "notify-%d-%d" % (agent.boot_s, agent.seq)
-    msg = codec.new_msg(mid, schema.NOTIFY, "request", "notify", n)
+    msg = codec.new_msg(mid, _NOTIFY, "request", "notify", n)
     rec = codec.make_record(eid, agent.endpoint_id, codec.encode_msg(msg))
     agent.outbox.append((eid, rec))
     if s.get("nr"):
@@ -114,9 +122,10 @@ def retry_due(agent, now_s):
 
 
 def event(agent, obj, name, params, per_controller=None):
-    """Event `obj`+`name` (e.g. "Device.", "Boot!"); per_controller(eid) may tailor params."""
+    """Event `obj`+`name` (e.g. "Device.", "Boot!"); per_controller(agent, eid, params) may
+    tailor a copy of params."""
     for s, eid in subscribers(agent, "Event", obj + name):
-        p = per_controller(eid, dict(params)) if per_controller else params
+        p = per_controller(agent, eid, dict(params)) if per_controller else params
         emit(agent, s, eid, "event", {"obj_path": obj, "event_name": name, "params": p})
 
 
@@ -184,3 +193,37 @@ def value_changes(agent):
         for p in sorted(cur):
             if p in old and old[p] != cur[p]:
                 emit(agent, s, eid, "value_change", {"param_path": p, "param_value": cur[p]})
+
+
+def boot_parameters(agent, eid, args):
+    """Boot!'s ParameterMap for controller eid: its enabled BootParameter rows' values (JSON)."""
+    import json
+    la = agent.la
+    m = agent.model
+    c = la.ctrls.get(la.controller_by_eid(eid), {})
+    pm = {}
+    for j in sorted(c.get("b", {})):
+        bp = c["b"][j]
+        if bp.get("en") and bp.get("n"):
+            try:
+                idx, kl, leaf = m.resolve(bp["n"], False)
+                for k in kl:
+                    if leaf:
+                        pm[obj_path(idx, k) + leaf] = to_str(m.get(idx, k, leaf))
+                    else:
+                        for n, v in m.get_params(idx, k).items():
+                            pm[obj_path(idx, k) + n] = v
+            except UspError:
+                pass
+    args["ParameterMap"] = json.dumps(pm)
+    return args
+
+
+def expire(agent, now_s):
+    """Delete the subscriptions whose TimeToLive has passed (ObjectDeletion for each)."""
+    la = agent.la
+    for i in list(la.subs):
+        s = la.subs[i]
+        if s.get("tl") and now_s >= s.get("cd", 0) + s["tl"]:
+            la.delete(SUB_ID, (i,))
+            obj_deleted(agent, "Device.LocalAgent.Subscription.%d." % i)

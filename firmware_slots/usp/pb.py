@@ -16,19 +16,39 @@ tuple per multi-byte varint); encoding sizes the whole tree first (a list of
 ints), then writes once into an exactly sized bytearray.
 """
 
-STR = 0   # string (UTF-8 checked on decode)
-BYTES = 1
-BOOL = 2
-INT = 3   # int32, int64, enum: varint, negative as 10-byte two's complement
-UINT = 4  # uint32, uint64: varint
-FX32 = 5  # fixed32
-MSG = 6
-MAP = 7   # map<string, string>
-REP = 0x10
-ONEOF = 0x20
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
 
-_M64 = 0xFFFFFFFFFFFFFFFF
-_WT = (2, 2, 0, 0, 0, 5, 2, 2)  # wire type per kind
+# Field kinds: private consts folded into the code; pb.STR etc. read them by name
+# (__getattr__ below), so the device keeps no module global per kind.
+_STR = const(0)    # string (UTF-8 checked on decode)
+_BYTES = const(1)
+_BOOL = const(2)
+_INT = const(3)    # int32, int64, enum: varint, negative as 10-byte two's complement
+_UINT = const(4)   # uint32, uint64: varint
+_FX32 = const(5)   # fixed32
+_MSG = const(6)
+_MAP = const(7)    # map<string, string>
+_REP = const(0x10)
+_ONEOF = const(0x20)
+_KINDS = const(("STR", "BYTES", "BOOL", "INT", "UINT", "FX32", "MSG", "MAP"))
+
+_M64 = const(0xFFFFFFFFFFFFFFFF)
+_WT = const((2, 2, 0, 0, 0, 5, 2, 2))  # wire type per kind
+
+
+def __getattr__(name):
+    """pb.STR ... pb.MAP, pb.REP, pb.ONEOF: the kind numbers above (PEP 562)."""
+    if name in _KINDS:
+        return _KINDS.index(name)
+    if name == "REP":
+        return _REP
+    if name == "ONEOF":
+        return _ONEOF
+    raise AttributeError(name)
 
 try:
     memoryview("")
@@ -75,7 +95,7 @@ def _dec(schema, mv, pos, end, views, d=None):
         d = {}
     else:  # merging a repeated occurrence of a singular message field
         for j in range(0, n, 3):
-            if schema[j] in d and schema[j + 1] & ONEOF:
+            if schema[j] in d and schema[j + 1] & _ONEOF:
                 oo = schema[j]
     while pos < end:
         t = mv[pos]
@@ -122,24 +142,24 @@ def _dec(schema, mv, pos, end, views, d=None):
         k = schema[i + 1]
         kk = k & 15
         if wt == 0:
-            if kk == BOOL:
+            if kk == _BOOL:
                 v = v != 0
-            elif kk == INT:
+            elif kk == _INT:
                 if v > 0x7FFFFFFFFFFFFFFF:
                     v -= 0x10000000000000000
         elif wt == 5:
             v = mv[pos] | mv[pos + 1] << 8 | mv[pos + 2] << 16 | mv[pos + 3] << 24
             pos = q
         else:
-            if kk == STR:
+            if kk == _STR:
                 try:
                     v = str(mv[pos:q], "utf-8")
                 except UnicodeError:
                     raise DecodeError("bad utf-8")
-            elif kk == BYTES:
+            elif kk == _BYTES:
                 v = mv[pos:q] if views else bytes(mv[pos:q])
-            elif kk == MSG:
-                v = _dec(schema[i + 2], mv, pos, q, views, None if k & REP else d.get(name))
+            elif kk == _MSG:
+                v = _dec(schema[i + 2], mv, pos, q, views, None if k & _REP else d.get(name))
             else:
                 mk, mval = _entry(mv, pos, q)
                 m = d.get(name)
@@ -149,14 +169,14 @@ def _dec(schema, mv, pos, end, views, d=None):
                 pos = q
                 continue
             pos = q
-        if k & REP:
+        if k & _REP:
             lst = d.get(name)
             if lst is None:
                 d[name] = [v]
             else:
                 lst.append(v)
         else:
-            if k & ONEOF:
+            if k & _ONEOF:
                 if oo is not None and oo != name:
                     del d[oo]
                 oo = name
@@ -164,7 +184,7 @@ def _dec(schema, mv, pos, end, views, d=None):
     return d
 
 
-_ENTRY = ("key", STR, None, "value", STR, None)
+_ENTRY = const(("key", _STR, None, "value", _STR, None))
 
 
 def _entry(mv, pos, end):
@@ -197,110 +217,106 @@ def _size(schema, d, plan):
             k = schema[i + 1]
             kk = k & 15
             tl = _vlen((i // 3 + 1) << 3)
-            if kk == MAP:
+            if kk == _MAP:
                 for mk in v:
                     a = _blen(mk)
                     b = _blen(v[mk])
                     e = 2 + _vlen(a) + a + _vlen(b) + b
                     total += tl + _vlen(e) + e
             else:
-                for x in (v if k & REP else (v,)):
-                    if kk == MSG:
+                rep = k & _REP
+                for r in range(len(v) if rep else 1):  # no 1-tuple per singular field
+                    x = v[r] if rep else v
+                    if kk == _MSG:
                         j = len(plan)
                         plan.append(0)
                         s = _size(schema[i + 2], x, plan)
                         plan[j] = s
                         total += tl + _vlen(s) + s
                         continue
-                    if not (k & (REP | ONEOF)) and not x:
+                    if not (k & (_REP | _ONEOF)) and not x:
                         continue  # proto3 default: not sent
-                    if kk <= BYTES:
+                    if kk <= _BYTES:
                         s = _blen(x)
                         total += tl + _vlen(s) + s
-                    elif kk == FX32:
+                    elif kk == _FX32:
                         total += tl + 4
-                    elif kk == BOOL:
+                    elif kk == _BOOL:
                         total += tl + 1
                     else:
-                        total += tl + _vlen(x & _M64)
+                        total += tl + _vlen(x if x >= 0 else x & _M64)  # no long int per value
         i += 3
     return total
 
 
-class _Writer:
-    def __init__(self, n, plan):
-        self.buf = bytearray(n)
-        self.mv = memoryview(self.buf)
-        self.pos = 0
-        self.plan = plan
-        self.pi = 0
+def _put_varint(buf, p, v):
+    # the writer is three functions over (buf, position), not an object: no class on the heap
+    while v > 0x7F:
+        buf[p] = (v & 0x7F) | 0x80
+        v >>= 7
+        p += 1
+    buf[p] = v
+    return p + 1
 
-    def varint(self, v):
-        buf = self.buf
-        p = self.pos
-        while v > 0x7F:
-            buf[p] = (v & 0x7F) | 0x80
-            v >>= 7
-            p += 1
-        buf[p] = v
-        self.pos = p + 1
 
-    def blob(self, v):
-        if isinstance(v, str):
-            v = _u8(v)
-        n = len(v)
-        self.varint(n)
-        p = self.pos
-        self.mv[p:p + n] = v
-        self.pos = p + n
+def _put_blob(buf, p, v):
+    if isinstance(v, str):
+        v = _u8(v)
+    n = len(v)
+    p = _put_varint(buf, p, n)
+    buf[p:p + n] = v
+    return p + n
 
-    def msg(self, schema, d):
-        i = 0
-        n = len(schema)
-        while i < n:
-            name = schema[i]
-            v = d.get(name) if name is not None else None
-            if v is not None:
-                k = schema[i + 1]
-                kk = k & 15
-                tag = (i // 3 + 1) << 3
-                if kk == MAP:
-                    for mk in v:
-                        mv = v[mk]
-                        a = _blen(mk)
-                        b = _blen(mv)
-                        self.varint(tag | 2)
-                        self.varint(2 + _vlen(a) + a + _vlen(b) + b)
-                        self.varint(0x0A)
-                        self.blob(mk)
-                        self.varint(0x12)
-                        self.blob(mv)
-                else:
-                    for x in (v if k & REP else (v,)):
-                        if kk == MSG:
-                            self.varint(tag | 2)
-                            self.varint(self.plan[self.pi])
-                            self.pi += 1
-                            self.msg(schema[i + 2], x)
-                            continue
-                        if not (k & (REP | ONEOF)) and not x:
-                            continue
-                        if kk <= BYTES:
-                            self.varint(tag | 2)
-                            self.blob(x)
-                        elif kk == FX32:
-                            self.varint(tag | 5)
-                            buf = self.buf
-                            p = self.pos
-                            buf[p] = x & 0xFF
-                            buf[p + 1] = (x >> 8) & 0xFF
-                            buf[p + 2] = (x >> 16) & 0xFF
-                            buf[p + 3] = (x >> 24) & 0xFF
-                            self.pos = p + 4
-                        else:
-                            self.varint(tag)
-                            self.varint((1 if x else 0) if kk == BOOL else x & _M64)
-            i += 3
+
+def _put_msg(buf, p, plan, schema, d):
+    """Write message `d` at buf[p:]; -> the position after it. plan[0] is the cursor into the
+    nested message sizes _size listed after it."""
+    i = 0
+    n = len(schema)
+    while i < n:
+        name = schema[i]
+        v = d.get(name) if name is not None else None
+        if v is not None:
+            k = schema[i + 1]
+            kk = k & 15
+            tag = (i // 3 + 1) << 3
+            if kk == _MAP:
+                for mk in v:
+                    mv = v[mk]
+                    a = _blen(mk)
+                    b = _blen(mv)
+                    p = _put_varint(buf, p, tag | 2)
+                    p = _put_varint(buf, p, 2 + _vlen(a) + a + _vlen(b) + b)
+                    buf[p] = 0x0A
+                    p = _put_blob(buf, p + 1, mk)
+                    buf[p] = 0x12
+                    p = _put_blob(buf, p + 1, mv)
+            else:
+                rep = k & _REP
+                for r in range(len(v) if rep else 1):  # no 1-tuple per singular field
+                    x = v[r] if rep else v
+                    if kk == _MSG:
+                        p = _put_varint(buf, p, tag | 2)
+                        c = plan[0]
+                        plan[0] = c + 1
+                        p = _put_msg(buf, _put_varint(buf, p, plan[c]), plan, schema[i + 2], x)
+                        continue
+                    if not (k & (_REP | _ONEOF)) and not x:
+                        continue
+                    if kk <= _BYTES:
+                        p = _put_blob(buf, _put_varint(buf, p, tag | 2), x)
+                    elif kk == _FX32:
+                        p = _put_varint(buf, p, tag | 5)
+                        buf[p] = x & 0xFF
+                        buf[p + 1] = (x >> 8) & 0xFF
+                        buf[p + 2] = (x >> 16) & 0xFF
+                        buf[p + 3] = (x >> 24) & 0xFF
+                        p += 4
+                    else:
+                        p = _put_varint(buf, p, tag)
+                        p = _put_varint(buf, p, (1 if x else 0) if kk == _BOOL else x if x >= 0 else x & _M64)
+        i += 3
+    return p
 
 
 def encode(schema, d):
@@ -310,10 +326,9 @@ def encode(schema, d):
     values are ignored; proto3 defaults are not sent unless the field is a
     oneof member or repeated.
     """
-    plan = []
+    plan = [1]  # [cursor, nested message sizes in write order...]
     n = _size(schema, d, plan)
-    w = _Writer(n, plan)
-    w.msg(schema, d)
-    if w.pos != n:
+    buf = bytearray(n)
+    if _put_msg(buf, 0, plan, schema, d) != n:
         raise ValueError("size mismatch")
-    return w.buf
+    return buf

@@ -1,14 +1,15 @@
-"""What the agent needs from the board: reboot, clocks, idle and confirmation hooks.
+"""What the agent needs from the board: reboot, the wall clock, idle and confirmation hooks.
 
 Platform is the default and the test double: reboot() records (cause, reason) in
 `reboots` and raises Rebooting, so a test (or the unix-port launcher) sees exactly
 where the device would have reset; everything after the call is "after power-off".
-BoardPlatform resets the chip with machine.reset().
+On a board the boot stub's StubPlatform (bootstub/agentapp.py) resets through the stub.
 
 Hooks (override or assign): is_idle() -> bool for WhenIdle windows;
 confirm(window) -> True (go) / False (declined) / None (no answer yet) for
 ConfirmationNeeded windows, window being the dict {'Start','End','Mode','UserMessage',
-'MaxRetries'}; software_version_of(slot) -> str or None (None: the slot's Version).
+'MaxRetries'}; optional software_version_of(slot) -> str or None (absent or None: the
+slot's Version). No method the agent never calls: each costs heap on a board.
 """
 
 import time
@@ -19,10 +20,9 @@ class Rebooting(Exception):
 
 
 class Platform:
-    def __init__(self, clock_ms=None, wall_s=None):
+    def __init__(self, wall_s=None):
         self.reboots = []
-        self.clock_ms = clock_ms  # fixed clocks for tests (None = real time)
-        self.wall_s = wall_s
+        self.wall_s = wall_s      # a fixed wall clock for tests (None = real time)
         self.idle = True
         self.answers = []         # queued confirm() answers for tests
         self.asked = []
@@ -30,14 +30,6 @@ class Platform:
     def reboot(self, cause, reason):
         self.reboots.append((cause, reason))
         raise Rebooting("%s: %s" % (cause, reason))
-
-    def now_ms(self):
-        if self.clock_ms is not None:
-            return self.clock_ms
-        try:
-            return time.ticks_ms()
-        except AttributeError:
-            return int(time.time() * 1000)
 
     def now_s(self):
         if self.wall_s is not None:
@@ -53,13 +45,3 @@ class Platform:
     def confirm(self, window):
         self.asked.append(window)
         return self.answers.pop(0) if self.answers else None
-
-    def software_version_of(self, slot):
-        return None
-
-
-class BoardPlatform(Platform):
-    def reboot(self, cause, reason):
-        import machine
-        self.reboots.append((cause, reason))
-        machine.reset()

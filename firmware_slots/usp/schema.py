@@ -7,45 +7,36 @@ firmware keeps the whole schema in flash: importing it costs two dict slots.
 Register/Deregister (broker-only, USP 1.3+) are not described: their fields
 are skipped as unknown, leaving an empty request/response dict.
 """
-# Header.MsgType
-ERROR = 0
-GET = 1
-GET_RESP = 2
-NOTIFY = 3
-SET = 4
-SET_RESP = 5
-OPERATE = 6
-OPERATE_RESP = 7
-ADD = 8
-ADD_RESP = 9
-DELETE = 10
-DELETE_RESP = 11
-GET_SUPPORTED_DM = 12
-GET_SUPPORTED_DM_RESP = 13
-GET_INSTANCES = 14
-GET_INSTANCES_RESP = 15
-NOTIFY_RESP = 16
-GET_SUPPORTED_PROTO = 17
-GET_SUPPORTED_PROTO_RESP = 18
-REGISTER = 19
-REGISTER_RESP = 20
-DEREGISTER = 21
-DEREGISTER_RESP = 22
+try:
+    from micropython import const
+except ImportError:  # CPython: the same tables, built at import
+    def const(x):
+        return x
 
-# Record.PayloadSecurity
-PLAINTEXT = 0
-TLS12 = 1
+# Header.MsgType: schema.GET == 1 is its position here (__getattr__ below). A ROM tuple
+# and one function, not 23 module globals on the device's heap.
+_MSG_TYPES = const((
+    "ERROR", "GET", "GET_RESP", "NOTIFY", "SET", "SET_RESP", "OPERATE", "OPERATE_RESP",
+    "ADD", "ADD_RESP", "DELETE", "DELETE_RESP", "GET_SUPPORTED_DM", "GET_SUPPORTED_DM_RESP",
+    "GET_INSTANCES", "GET_INSTANCES_RESP", "NOTIFY_RESP", "GET_SUPPORTED_PROTO",
+    "GET_SUPPORTED_PROTO_RESP", "REGISTER", "REGISTER_RESP", "DEREGISTER", "DEREGISTER_RESP",
+))
+# Record.PayloadSecurity, the same way: schema.PLAINTEXT == 0, schema.TLS12 == 1
+_PAYLOAD_SECURITY = const(("PLAINTEXT", "TLS12"))
 
 # GetSupportedDMResp enums (ParamAccessType, ObjAccessType, ParamValueType,
 # ValueChangeType, CmdType) are plain ints too; see usp.proto for their values.
 # They are not globals here: every module global costs heap on the device.
 
 
-try:
-    from micropython import const
-except ImportError:  # CPython: the same tables, built at import
-    def const(x):
-        return x
+def __getattr__(name):
+    """schema.GET, schema.TLS12, ...: the enum value named `name` (PEP 562; MicroPython's
+    MICROPY_MODULE_GETATTR). Device modules fold the few they need into their own const()s."""
+    for t in (_MSG_TYPES, _PAYLOAD_SECURITY):
+        if name in t:
+            return t.index(name)
+    raise AttributeError(name)
+
 
 # Field kinds, the same numbers as pb.py's (tests/test_usp_codec.py checks): private consts
 # so every table below is one constant folded by the compiler (in ROM when frozen, no heap).
