@@ -142,9 +142,6 @@ def build(source=None, tiers=ALL_TIERS, extra=BENCH_EXTRA, log=None):
             for e in extra:
                 if os.path.exists(os.path.join(ROOT, e)):
                     f.write("module(%r, base_path=%r)\n" % (e, ROOT))
-        # makemanifest reuses a frozen .mpy that is newer than its source: after another
-        # checkout built here, that would freeze the other checkout's module
-        shutil.rmtree(os.path.join(tree, "ports", "unix", "build-32", "frozen_mpy"), ignore_errors=True)
         env = dict(os.environ, FWSLOTS_TIERS=tiers)
         run = dict(stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env, check=True)
         build_dir = os.path.join(tree, "ports", "unix", "build-32")
