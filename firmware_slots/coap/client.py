@@ -1,6 +1,7 @@
 """CoAP client: requests with Block1 upload and Block2 download (RFC 7959).
 
     client = CoapClient()                       # own endpoint on an ephemeral port
+    client = CoapClient(server=("h", 5683))     # own socket connected to one server
     client = CoapClient(endpoint)               # share the server's endpoint (USP)
     resp = client.request(N.POST, "coap://h/usp?reply-to=...", record,
                           content_format=N.OCTET_STREAM)
@@ -38,11 +39,14 @@ class FetchResult:
 
 
 class CoapClient:
-    def __init__(self, endpoint=None, params=None, timeout_ms=None, recv_size=None):
+    def __init__(self, endpoint=None, params=None, timeout_ms=None, recv_size=None, server=None):
         if endpoint is None:  # recv_size: largest datagram expected (default numbers.RECV_BUFFER)
             from .protocol import CoapEndpoint
             tr = None
-            if recv_size:
+            if server:  # (host, port): the only peer, blocks read without allocating
+                from .transport import ServerTransport
+                tr = ServerTransport(server[0], server[1], recv_size or N.RECV_BUFFER)
+            elif recv_size:
                 from .transport import UdpTransport
                 tr = UdpTransport(recv_size=recv_size)
             endpoint = CoapEndpoint(tr, params=params)

@@ -42,8 +42,9 @@ def _client(u, bs):
             return dtls_client(u.host, u.port, *DTLS, timeout_ms=TIMEOUT_MS)
         except (OSError, ValueError) as e:
             raise TransferError("DTLS to %s:%d failed: %s" % (u.host, u.port, e))
-    # a block plus header, token and options: each datagram's scratch buffer is no larger
-    return CoapClient(params=PARAMS, timeout_ms=TIMEOUT_MS, recv_size=bs + 128)
+    # a socket connected to the server: its blocks land in one buffer of a block plus
+    # header, token and options (coap/transport.py ServerTransport), none allocated per block
+    return CoapClient(params=PARAMS, timeout_ms=TIMEOUT_MS, recv_size=bs + 128, server=(u.host, u.port))
 
 
 def fetch(url, writer, username="", password="", rate=0, block_size=None, client=None):
