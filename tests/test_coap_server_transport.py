@@ -1,11 +1,11 @@
-"""transport.ServerTransport: a fetcher's connected socket reads whole Block2 blocks into one
+"""coap/servertransport.py: a fetcher's connected socket reads whole Block2 blocks into one
 preallocated buffer (no allocation per block), sized from a peek at the header; everything
 it cannot size, and a second block while the first is still lent, is read exactly (recv)."""
 import socket
 
 from firmware_slots.coap import numbers as N
 from firmware_slots.coap.message import CoapMessage, block_encode
-from firmware_slots.coap.transport import ServerTransport
+from firmware_slots.coap.servertransport import ServerTransport
 from mpy import requires_micropython, run_mp
 
 
@@ -86,7 +86,7 @@ def test_micropython_lends_one_block_at_a_time():
 import socket, time, gc
 from firmware_slots.coap import numbers as N
 from firmware_slots.coap.message import CoapMessage, block_encode
-from firmware_slots.coap.transport import ServerTransport
+from firmware_slots.coap.servertransport import ServerTransport
 
 def resp(num, more, payload, size2=None):
     m = CoapMessage(N.ACK, N.CONTENT, 7, b"tokn")

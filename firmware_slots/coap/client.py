@@ -44,7 +44,7 @@ class CoapClient:
             from .protocol import CoapEndpoint
             tr = None
             if server:  # (host, port): the only peer, blocks read without allocating
-                from .transport import ServerTransport
+                from .servertransport import ServerTransport
                 tr = ServerTransport(server[0], server[1], recv_size or N.RECV_BUFFER)
             elif recv_size:
                 from .transport import UdpTransport

@@ -43,7 +43,7 @@ def _client(u, bs):
         except (OSError, ValueError) as e:
             raise TransferError("DTLS to %s:%d failed: %s" % (u.host, u.port, e))
     # a socket connected to the server: its blocks land in one buffer of a block plus
-    # header, token and options (coap/transport.py ServerTransport), none allocated per block
+    # header, token and options (coap/servertransport.py), none allocated per block
     return CoapClient(params=PARAMS, timeout_ms=TIMEOUT_MS, recv_size=bs + 128, server=(u.host, u.port))
 
 
