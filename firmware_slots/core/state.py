@@ -178,19 +178,15 @@ class MetaStore:
         self.nslots = nslots
         self.state = None
 
-    def default_state(self):
-        st = {DEVICE: {D_FORMAT: FORMAT, D_BOOT: 0, D_LKG: -1, D_RAN: -1}, AGENT: {}}
-        for i in range(self.nslots):
-            st[i] = new_slot()
-        return st
-
     def load(self):
         """Rebuild the state from flash; format an empty journal. Returns the state."""
         snap, deltas = self.journal.recover()
-        if snap is None:
-            self.state = self.default_state()
-            self.journal.snapshot(cbor.dumps(self.state))
-            return self.state
+        if snap is None:  # the default state: boot slot 0, no last-known-good, empty slots
+            st = self.state = {DEVICE: {D_FORMAT: FORMAT, D_BOOT: 0, D_LKG: -1, D_RAN: -1}, AGENT: {}}
+            for i in range(self.nslots):
+                st[i] = new_slot()
+            self.journal.snapshot(cbor.dumps(st))
+            return st
         st = cbor.loads(snap)
         for d in deltas:
             _merge(st, cbor.loads(d))
