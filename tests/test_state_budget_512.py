@@ -65,14 +65,15 @@ def test_worst_case_sections_match_the_bounds():
     t = lambda n: "x" * n  # noqa: E731
     u32 = 0xFFFFFFFF
     common = {K.S_STATUS: 8, K.S_AVAILABLE: False, K.S_ATTEMPTS: u32, K.S_ALIAS: t(K.TEXT_MAX)}
-    dl = {"o": u32, "z": u32, "a": "SHA-512", "c": b"x" * 64, "m": [t(K.TEXT_MAX), t(K.TEXT_MAX)],
+    dl = {"z": u32, "a": "SHA-512", "c": b"x" * 64, "m": [t(K.TEXT_MAX), t(K.TEXT_MAX)],
           "u": t(K.URL_MAX)}
     coap, http = {"bs": 1024, "s2": u32, "et": b"x" * 8}, {"hl": u32, "hv": t(K.TAG_MAX)}
+    common_dl = dict(common, **{K.S_DL_OFFSET: u32})  # the offset of the last checkpoint
     image = {K.S_NAME: t(K.TEXT_MAX), K.S_VERSION: t(K.TEXT_MAX), K.S_LENGTH: u32, K.S_SHA256: b"x" * 32,
              K.S_OFFSET: u32, K.S_PAYLOAD: u32, K.S_COUNTER: u32}
     by_status = {
-        "Downloading (coap)": dict(common, **{K.S_DOWNLOAD: dict(dl, **coap)}),
-        "Downloading (http)": dict(common, **{K.S_DOWNLOAD: dict(dl, **http)}),
+        "Downloading (coap)": dict(common_dl, **{K.S_DOWNLOAD: dict(dl, **coap)}),
+        "Downloading (http)": dict(common_dl, **{K.S_DOWNLOAD: dict(dl, **http)}),
         "Available": dict(common, **dict(image, **{K.S_TRIAL_FAIL: t(K.CRASH_MAX)})),
         "ActivationFailed": dict(common, **dict(image, **{K.S_TRIAL_FAIL: t(K.CRASH_MAX), K.S_LOG: t(K.LOG_MAX)})),
         "DownloadFailed": dict(common, **{K.S_ERROR: t(K.LOG_MAX)}),

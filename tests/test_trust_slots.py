@@ -76,7 +76,7 @@ def test_signed_images_install_and_record_counter(keys):
         buf = bytearray(4096)
         dev.readblocks(0, buf)
         assert bytes(buf) == app("1.2.0")[:4096]  # the window starts at the littlefs image
-        assert m.meta.get(i, S.S_COUNTER) == 4
+        assert m.meta.get(i, S.K.S_COUNTER) == 4
 
 
 @pytest.mark.parametrize("case", ["unsigned-plain", "unsigned-mcuboot", "other-key", "flip-header", "flip-payload",
@@ -212,7 +212,7 @@ def test_trust_power_cut_sweep_catches_a_confirm_that_forgets_the_counter(monkey
 
     def forgetful(self, i=None):
         ok = real(self, i)
-        self.meta.update({S.DEVICE: {"sc": None}})  # wrong: the floor falls back to 0
+        self.meta.update({S.K.DEVICE: {"sc": None}})  # wrong: the floor falls back to 0
         return ok
 
     monkeypatch.setattr(S.SlotManager, "confirm", forgetful)

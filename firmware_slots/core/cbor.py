@@ -20,7 +20,7 @@ shortest form, and map entries are ordered by the bytewise order of their encode
 so the same value gives the same bytes on CPython and MicroPython (whose dicts do not
 keep insertion order). The decoder accepts non-shortest forms too.
 
-Cost: dumps builds one bytearray; size() counts what dumps would write without building
+Cost: dumps allocates one bytearray of the encoding's exact size; size() counts what dumps would write without building
 it (budget checks on a small heap); loads reads through one memoryview without copying
 and allocates only the decoded values.
 """
@@ -32,73 +32,84 @@ class CBORDecodeError(ValueError):
     """The input is not a complete, supported CBOR item."""
 
 
-def _head(out, major, n):
+def _head(out, p, major, n):
     # RFC 8949 3.1: the shortest argument encoding is the preferred (deterministic) one.
+    # Writes at out[p:]; returns the position after it.
     if n < 24:
-        out.append(major | n)
-    elif n < 0x100:
-        out.append(major | 24)
-        out.append(n)
+        out[p] = major | n
+        return p + 1
+    if n < 0x100:
+        ai, w = 24, 1
     elif n < 0x10000:
-        out.append(major | 25)
-        out.extend(n.to_bytes(2, "big"))
+        ai, w = 25, 2
     elif n < 0x100000000:
-        out.append(major | 26)
-        out.extend(n.to_bytes(4, "big"))
+        ai, w = 26, 4
     elif n < 0x10000000000000000:
-        out.append(major | 27)
-        out.extend(n.to_bytes(8, "big"))
+        ai, w = 27, 8
     else:
         raise ValueError("integer does not fit in CBOR's 64-bit argument")
+    out[p] = major | ai
+    p += 1
+    out[p:p + w] = n.to_bytes(w, "big")
+    return p + w
 
 
-def _encode(out, obj, depth):
+def _encode(out, p, obj, depth):
+    # obj's encoding at out[p:] (out is exactly size() long, see dumps); returns the end
     if depth > MAX_DEPTH:
         raise ValueError("nesting deeper than %d" % MAX_DEPTH)
     if obj is False:
-        out.append(0xF4)
+        out[p] = 0xF4
     elif obj is True:
-        out.append(0xF5)
+        out[p] = 0xF5
     elif obj is None:
-        out.append(0xF6)
+        out[p] = 0xF6
     elif isinstance(obj, int):
         if obj >= 0:
-            _head(out, 0x00, obj)
-        else:
-            _head(out, 0x20, -1 - obj)
+            return _head(out, p, 0x00, obj)
+        return _head(out, p, 0x20, -1 - obj)
     elif isinstance(obj, str):
         b = obj.encode()
-        _head(out, 0x60, len(b))
-        out.extend(b)
+        p = _head(out, p, 0x60, len(b))
+        out[p:p + len(b)] = b
+        return p + len(b)
     elif isinstance(obj, (bytes, bytearray, memoryview)):
-        _head(out, 0x40, len(obj))
-        out.extend(obj)
+        p = _head(out, p, 0x40, len(obj))
+        out[p:p + len(obj)] = obj
+        return p + len(obj)
     elif isinstance(obj, (list, tuple)):
-        _head(out, 0x80, len(obj))
+        p = _head(out, p, 0x80, len(obj))
         for item in obj:
-            _encode(out, item, depth + 1)
+            p = _encode(out, p, item, depth + 1)
+        return p
     elif isinstance(obj, dict):
         items = []
-        for k, v in obj.items():
+        for k in obj:
             if not isinstance(k, (int, str)) or k is True or k is False:
                 raise TypeError("CBOR map keys must be int or str, not %s" % type(k).__name__)
-            kb = bytearray()
-            _encode(kb, k, depth + 1)
-            items.append((bytes(kb), v))
-        items.sort(key=lambda kv: kv[0])
-        _head(out, 0xA0, len(items))
-        for kb, v in items:
-            out.extend(kb)
-            _encode(out, v, depth + 1)
+            kb = bytearray(size(k))
+            _encode(kb, 0, k, depth + 1)
+            items.append((bytes(kb), k))
+        items.sort()  # by encoded key (unique, so the second element is never compared)
+        p = _head(out, p, 0xA0, len(items))
+        for kb, k in items:
+            out[p:p + len(kb)] = kb
+            p = _encode(out, p + len(kb), obj[k], depth + 1)
+        return p
     else:
         raise TypeError("cannot CBOR-encode %s" % type(obj).__name__)
+    return p + 1
 
 
 def dumps(obj):
-    """Encode `obj` (see the module docstring for the types) as deterministic CBOR."""
-    out = bytearray()
-    _encode(out, obj, 0)
-    return bytes(out)
+    """Encode `obj` (see the module docstring for the types) as deterministic CBOR.
+
+    Returns a bytearray of exactly its length: one allocation, sized by size() first, instead
+    of a growing buffer and a bytes copy (a whole-state snapshot is the largest block the
+    device allocates while it downloads)."""
+    out = bytearray(size(obj))
+    _encode(out, 0, obj, 0)
+    return out
 
 
 def _head_len(n):

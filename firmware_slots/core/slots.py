@@ -19,15 +19,18 @@ an interrupted download resumes (ImageWriter.resume) instead of starting again.
 import hashlib
 
 from firmware_slots.core.flash import FlashRegion
-from firmware_slots.core.state import (  # noqa: F401 (statuses are re-exported: slots.AVAILABLE)
-    DEVICE, MetaStore, D_BOOT, D_LKG, D_RAN, S_STATUS, S_NAME, S_VERSION, S_LENGTH, S_SHA256,
-    S_AVAILABLE, S_LOG, S_ERROR, S_TRIAL_FAIL, S_ATTEMPTS, S_ALIAS, S_DOWNLOAD, PARAMS, STATUSES,
-    NO_IMAGE, ACTIVE, DOWNLOADING, VALIDATING, AVAILABLE, DOWNLOAD_FAILED, VALIDATION_FAILED,
-    INSTALLATION_FAILED, ACTIVATION_FAILED, TEXT_MAX, LOG_MAX, CRASH_MAX, URL_MAX, TAG_MAX, default_alias,
-    D_MIN_SC, S_OFFSET, S_PAYLOAD, S_COUNTER, clip, too_long)
+from firmware_slots.core import state as K  # its vocabulary by attribute: no global per name here
+from firmware_slots.core.state import ACTIVE, AVAILABLE, DOWNLOADING, DOWNLOAD_FAILED  # noqa: F401 (re-exported: slots.AVAILABLE)
 
-CHUNK = 512  # read-back and re-hash buffer: the largest allocation while writing
-_MAGIC = b"\x3d\xb8\xf3\x96"  # MCUboot header magic 0x96f3b83d, little-endian (core/image.py)
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+# private consts are folded into the code: no module global on the device
+_CHUNK = const(512)  # read-back and re-hash buffer: the largest allocation while writing
+_MAGIC = const(b"\x3d\xb8\xf3\x96")  # MCUboot header magic 0x96f3b83d, little-endian (core/image.py)
 
 
 # Every refusal is a SlotError; `why` says which check refused (FaultString's first words,
@@ -62,8 +65,8 @@ class SlotError(Exception):
         if w in (TOO_LARGE, TRUNCATED, TRANSFER):
             return DOWNLOAD_FAILED
         if w in (CHECKSUM, INVALID):
-            return VALIDATION_FAILED
-        return INSTALLATION_FAILED if w == READBACK else None
+            return K.VALIDATION_FAILED
+        return K.INSTALLATION_FAILED if w == READBACK else None
 
 
 def _hex(b):
@@ -73,9 +76,10 @@ def _hex(b):
 def _cleared(status, download=None):
     """A slot's changes when it starts over (install, erase): every other key goes, since a
     slot holds one status's keys at a time (state.py, SLOT_MAX)."""
-    return {S_STATUS: status, S_AVAILABLE: False, S_ATTEMPTS: 0, S_LOG: None, S_ERROR: None,
-            S_NAME: None, S_VERSION: None, S_SHA256: None, S_LENGTH: None, S_OFFSET: None,
-            S_PAYLOAD: None, S_COUNTER: None, S_TRIAL_FAIL: None, S_DOWNLOAD: download}
+    return {K.S_STATUS: status, K.S_AVAILABLE: False, K.S_ATTEMPTS: 0, K.S_LOG: None, K.S_ERROR: None,
+            K.S_NAME: None, K.S_VERSION: None, K.S_SHA256: None, K.S_LENGTH: None, K.S_OFFSET: None,
+            K.S_PAYLOAD: None, K.S_COUNTER: None, K.S_TRIAL_FAIL: None, K.S_DOWNLOAD: download,
+            K.S_DL_OFFSET: None}
 
 
 class SlotManager:
@@ -94,9 +98,9 @@ class SlotManager:
         self.write_size = write_size
         self.max_attempts = max_attempts
         self.inspect = inspect
-        self.meta = MetaStore(FlashRegion(journal_dev, write_size, erased), self.n)
+        self.meta = K.MetaStore(FlashRegion(journal_dev, write_size, erased), self.n)
         self.meta.load()
-        self.running = self.meta.get(DEVICE, D_RAN, -1)
+        self.running = self.meta.get(K.DEVICE, K.D_RAN, -1)
         self._verified = {}
 
     # -- reading state ------------------------------------------------------------
@@ -107,34 +111,34 @@ class SlotManager:
 
     @property
     def boot_slot(self):
-        return self.meta.get(DEVICE, D_BOOT, 0)
+        return self.meta.get(K.DEVICE, K.D_BOOT, 0)
 
     @property
     def lkg(self):
-        return self.meta.get(DEVICE, D_LKG, -1)
+        return self.meta.get(K.DEVICE, K.D_LKG, -1)
 
     def status_code(self, i):
-        st = self._slot(i).get(S_STATUS, NO_IMAGE)
+        st = self._slot(i).get(K.S_STATUS, K.NO_IMAGE)
         return ACTIVE if st == AVAILABLE and i == self.running else st
 
     def status(self, i):
-        return STATUSES[self.status_code(i)]
+        return K.STATUSES[self.status_code(i)]
 
     def info(self, i):
         s = self._slot(i)
-        h = s.get(S_SHA256)
+        h = s.get(K.S_SHA256)
         return {
             "slot": i,
-            "Name": s.get(S_NAME, ""),
-            "Version": s.get(S_VERSION, ""),
+            "Name": s.get(K.S_NAME, ""),
+            "Version": s.get(K.S_VERSION, ""),
             "Status": self.status(i),
-            "Available": bool(s.get(S_AVAILABLE)),
-            "BootFailureLog": s.get(S_LOG, ""),
-            "Error": s.get(S_ERROR, ""),
-            "Alias": s.get(S_ALIAS) or default_alias(i),
-            "Length": s.get(S_LENGTH, 0),
+            "Available": bool(s.get(K.S_AVAILABLE)),
+            "BootFailureLog": s.get(K.S_LOG, ""),
+            "Error": s.get(K.S_ERROR, ""),
+            "Alias": s.get(K.S_ALIAS) or K.default_alias(i),
+            "Length": s.get(K.S_LENGTH, 0),
             "SHA256": _hex(h) if h else "",
-            "Attempts": s.get(S_ATTEMPTS, 0),
+            "Attempts": s.get(K.S_ATTEMPTS, 0),
             "Boot": i == self.boot_slot,
             "Running": i == self.running,
             "LastKnownGood": i == self.lkg,
@@ -143,9 +147,9 @@ class SlotManager:
 
     def param(self, i, name):
         """TR-181 parameter `name` of row i+1 (Alias, Name, Version, Available, BootFailureLog)."""
-        v = self._slot(i).get(PARAMS[name])
+        v = self._slot(i).get(K.PARAMS[name])
         if name == "Alias":
-            return v or default_alias(i)
+            return v or K.default_alias(i)
         if name == "Available":
             return bool(v)
         return v or ""
@@ -159,63 +163,74 @@ class SlotManager:
 
     def min_counter(self):
         """The lowest security counter an image may carry to be installed or booted."""
-        return max(self.min_floor, self.meta.get(DEVICE, D_MIN_SC, 0))
+        return max(self.min_floor, self.meta.get(K.DEVICE, K.D_MIN_SC, 0))
 
     def payload(self, i):
         """(device, length) of slot i's payload: past the MCUboot header for signed images."""
         s = self._slot(i)
-        po = s.get(S_OFFSET, 0)
-        return _window(self.regions[i], po, s.get(S_PAYLOAD) if po else s.get(S_LENGTH, 0))
+        po = s.get(K.S_OFFSET, 0)
+        return _window(self.regions[i], po, s.get(K.S_PAYLOAD) if po else s.get(K.S_LENGTH, 0))
 
     # -- the boot stub's notes on a trial boot ---------------------------------------
     def note_trial_failure(self, i, why):
         """Why this trial boot of slot i is failing (the next boot decision logs it)."""
         self._slot(i)
-        self.meta.update({i: {S_TRIAL_FAIL: clip(why, CRASH_MAX)}})
+        self.meta.update({i: {K.S_TRIAL_FAIL: K.clip(why, K.CRASH_MAX)}})
 
     def trial_failure(self, i):
-        return self._slot(i).get(S_TRIAL_FAIL)
+        return self._slot(i).get(K.S_TRIAL_FAIL)
 
     def log_last_attempt(self, i, why):
         """Append why the last attempt failed to slot i's BootFailureLog; forget the note."""
-        lg = self._slot(i).get(S_LOG, "")
-        self.meta.update({i: {S_LOG: clip(lg + "; last attempt: " + why, LOG_MAX), S_TRIAL_FAIL: None}})
+        lg = self._slot(i).get(K.S_LOG, "")
+        self.meta.update({i: {K.S_LOG: K.clip(lg + "; last attempt: " + why, K.LOG_MAX), K.S_TRIAL_FAIL: None}})
 
     def slot_size(self, i):
         self._slot(i)
         return self.regions[i].size
 
     def download_progress(self, i):
-        return self._slot(i).get(S_DOWNLOAD)
+        """Slot i's download record ('dl': URL, checksum, fetcher keys) with 'o' the offset of
+        its last checkpoint, or None."""
+        s = self._slot(i)
+        dl = s.get(K.S_DOWNLOAD)
+        if dl and K.S_DL_OFFSET in s:
+            dl = dict(dl)
+            dl["o"] = s[K.S_DL_OFFSET]
+        return dl
 
     # -- verification -------------------------------------------------------------
     def hash_slot(self, i, length, algorithm="SHA-256"):
-        """Digest of the first `length` bytes of slot i, read in CHUNK pieces."""
-        h = hashlib.sha256() if algorithm == "SHA-256" else _hashes().new(algorithm)
+        """Digest of the first `length` bytes of slot i, read in _CHUNK pieces."""
+        if algorithm == "SHA-256":
+            h = hashlib.sha256()
+        else:  # core.hashes is loaded only for algorithms hashlib does not always have
+            from firmware_slots.core import hashes
+            h = hashes.new(algorithm)
         _feed(self.regions[i], 0, length, (h.update,))
         return h.digest()
 
     def verify(self, i):
         """True when slot i holds an image whose bytes still match its SHA-256."""
         s = self._slot(i)
-        h = s.get(S_SHA256)
-        if not h or s.get(S_LENGTH) is None:
+        h = s.get(K.S_SHA256)
+        if not h or s.get(K.S_LENGTH) is None:
             return False
-        return self.hash_slot(i, s[S_LENGTH]) == h
+        return self.hash_slot(i, s[K.S_LENGTH]) == h
 
     # -- explicit changes ---------------------------------------------------------
     def set_boot(self, i):
         s = self._slot(i)
-        if s.get(S_STATUS) != AVAILABLE or not s.get(S_AVAILABLE):
+        if s.get(K.S_STATUS) != AVAILABLE or not s.get(K.S_AVAILABLE):
             raise SlotError("FirmwareImage.%d is %s%s: it cannot be the boot image" % (
-                i + 1, self.status(i), "" if s.get(S_AVAILABLE) else " and not Available"), NOT_AVAILABLE)
-        sc = s.get(S_COUNTER, 0)
+                i + 1, self.status(i), "" if s.get(K.S_AVAILABLE) else " and not Available"), NOT_AVAILABLE)
+        sc = s.get(K.S_COUNTER, 0)
         if sc < self.min_counter():
             raise SlotError("FirmwareImage.%d has security counter %d, below the minimum %d" % (
                 i + 1, sc, self.min_counter()), NOT_AVAILABLE)
-        ch = {DEVICE: {D_BOOT: i}}
+        ch = {K.DEVICE: {K.D_BOOT: i}}
         if i != self.lkg:
-            ch[i] = {S_ATTEMPTS: 0}
+            ch[i] = {K.S_ATTEMPTS: 0}
         self.meta.update(ch)
 
     def set_available(self, i, flag):
@@ -224,16 +239,16 @@ class SlotManager:
         if not flag and (i == self.running or i == self.boot_slot):
             raise SlotError("FirmwareImage.%d is the %s image: Available must stay true" % (
                 i + 1, "active" if i == self.running else "boot"), SLOT_BUSY)
-        if flag and s.get(S_STATUS) not in (AVAILABLE,):
+        if flag and s.get(K.S_STATUS) not in (AVAILABLE,):
             raise SlotError("FirmwareImage.%d is %s: nothing to make available" % (i + 1, self.status(i)), NOT_AVAILABLE)
-        if bool(s.get(S_AVAILABLE)) != flag:
-            self.meta.update({i: {S_AVAILABLE: flag}})
+        if bool(s.get(K.S_AVAILABLE)) != flag:
+            self.meta.update({i: {K.S_AVAILABLE: flag}})
 
     def set_alias(self, i, alias):
         self._slot(i)
-        if not isinstance(alias, str) or too_long(alias, TEXT_MAX):
-            raise ValueError("Alias is a string of at most %d bytes" % TEXT_MAX)
-        self.meta.update({i: {S_ALIAS: alias}})
+        if not isinstance(alias, str) or K.too_long(alias, K.TEXT_MAX):
+            raise ValueError("Alias is a string of at most %d bytes" % K.TEXT_MAX)
+        self.meta.update({i: {K.S_ALIAS: alias}})
 
     def protected(self):
         """Slots that must not be written: running, last-known-good, boot target."""
@@ -243,7 +258,7 @@ class SlotManager:
                 p.append(i)
         b = self.boot_slot
         # an empty or failed boot target holds nothing worth keeping
-        if b not in p and self._slot(b).get(S_STATUS) == AVAILABLE:
+        if b not in p and self._slot(b).get(K.S_STATUS) == AVAILABLE:
             p.append(b)
         return p
 
@@ -253,7 +268,7 @@ class SlotManager:
         if not free:
             raise SlotError("every slot is running, last-known-good or the boot target", SLOT_BUSY)
         for i in free:  # an empty or failed slot before one holding a spare image
-            if self._slot(i).get(S_STATUS, NO_IMAGE) != AVAILABLE:
+            if self._slot(i).get(K.S_STATUS, K.NO_IMAGE) != AVAILABLE:
                 return i
         return free[0]
 
@@ -278,15 +293,15 @@ class SlotManager:
             # SHA-256 is hashlib's own (ImageWriter.sha): core.hashes stays unloaded for it
             n = 32 if algorithm == "SHA-256" else None
             if n is None:
-                hashes = _hashes()
+                from firmware_slots.core import hashes
                 hashes.new(algorithm)  # unsupported names fail before anything is erased
                 n = hashes.digest_size(algorithm)
             if checksum and len(checksum) != n:
                 raise ValueError("%s checksum must be %d bytes, got %d" % (algorithm, n, len(checksum)))
-        if extra and too_long(extra.get("u") or "", URL_MAX):
-            raise ValueError("a download URL is at most %d bytes" % URL_MAX)
-        dl = {"o": 0, "z": size, "a": algorithm, "c": checksum,
-              "m": [clip(name or "", TEXT_MAX), clip(version or "", TEXT_MAX)]}
+        if extra and K.too_long(extra.get("u") or "", K.URL_MAX):
+            raise ValueError("a download URL is at most %d bytes" % K.URL_MAX)
+        dl = {"z": size, "a": algorithm, "c": checksum,
+              "m": [K.clip(name or "", K.TEXT_MAX), K.clip(version or "", K.TEXT_MAX)]}
         if extra:
             for k in extra:
                 dl[k] = extra[k]
@@ -296,20 +311,21 @@ class SlotManager:
     def resume(self, i):
         """Continue an interrupted install of slot i from its last checkpoint."""
         s = self._slot(i)
-        dl = s.get(S_DOWNLOAD)
-        if s.get(S_STATUS) != DOWNLOADING or not dl:
+        dl = s.get(K.S_DOWNLOAD)
+        if s.get(K.S_STATUS) != DOWNLOADING or not dl:
             raise SlotError("FirmwareImage.%d has no interrupted download to resume" % (i + 1), NO_RESUME)
         r = self.regions[i]
-        off = dl.get("o", 0)
+        off = s.get(K.S_DL_OFFSET, dl.get("o", 0))  # 'dl' 'o': a checkpoint of the older format
         sec_start = off - off % r.sector
         # bytes programmed after the checkpoint make the rest of that sector unusable
-        if off % r.sector and not r.is_erased(off, r.sector - off, bytearray(CHUNK)):
+        if off % r.sector and not r.is_erased(off, r.sector - off, bytearray(_CHUNK)):
             off = sec_start
         return ImageWriter(self, i, dl, off)
 
     def fail(self, i, status, why):
         # download/validation failures are not boot failures: BootFailureLog stays as is
-        self.meta.update({i: {S_STATUS: status, S_ERROR: clip(why, LOG_MAX), S_AVAILABLE: False, S_DOWNLOAD: None}})
+        self.meta.update({i: {K.S_STATUS: status, K.S_ERROR: K.clip(why, K.LOG_MAX), K.S_AVAILABLE: False,
+                              K.S_DOWNLOAD: None, K.S_DL_OFFSET: None}})
 
     def erase_slot(self, i):
         """Forget slot i's image (status NoImage); refused for protected slots."""
@@ -317,7 +333,7 @@ class SlotManager:
         if i in self.protected():
             raise SlotError("FirmwareImage.%d is protected (running, last-known-good or boot)" % (i + 1), SLOT_BUSY)
         r = self.regions[i]
-        self.meta.update({i: _cleared(NO_IMAGE)})
+        self.meta.update({i: _cleared(K.NO_IMAGE)})
         for s in range(r.sectors):
             r.erase(s)
 
@@ -325,7 +341,14 @@ class SlotManager:
     def decide(self):
         """The boot decision for the current state (nothing written)."""
         from firmware_slots.core import bootdecision  # only the boot path pays for it
-        return bootdecision.decide(self.meta.state, self.n, self._verify_cached, self.max_attempts)
+        seen = self._verified  # boot() empties it: each slot is hashed once per decision
+
+        def verify(i):
+            v = seen.get(i)
+            if v is None:
+                v = seen[i] = self.verify(i)
+            return v
+        return bootdecision.decide(self.meta.state, self.n, verify, self.max_attempts)
 
     def boot(self):
         """Decide, commit the decision (attempt count, failures) and note the running slot."""
@@ -336,12 +359,6 @@ class SlotManager:
         self.running = d.slot if d.slot is not None else -1
         return d
 
-    def _verify_cached(self, i):
-        v = self._verified.get(i)
-        if v is None:
-            v = self._verified[i] = self.verify(i)
-        return v
-
     def confirm(self, i=None):
         """Mark the running slot healthy: it becomes last-known-good, attempts reset."""
         r = self.running
@@ -350,20 +367,14 @@ class SlotManager:
         if i != r or r < 0:
             raise SlotError("FirmwareImage.%d is not the running image (FirmwareImage.%d is)" % (i + 1, r + 1), NOT_RUNNING)
         s = self._slot(r)
-        if self.lkg == r and not s.get(S_ATTEMPTS):
+        if self.lkg == r and not s.get(K.S_ATTEMPTS):
             return False
-        ch = {DEVICE: {D_LKG: r}, r: {S_ATTEMPTS: 0}}
-        sc = s.get(S_COUNTER, 0)
-        if sc > self.meta.get(DEVICE, D_MIN_SC, 0):  # same record: the floor rises with the confirm
-            ch[DEVICE][D_MIN_SC] = sc
+        ch = {K.DEVICE: {K.D_LKG: r}, r: {K.S_ATTEMPTS: 0}}
+        sc = s.get(K.S_COUNTER, 0)
+        if sc > self.meta.get(K.DEVICE, K.D_MIN_SC, 0):  # same record: the floor rises with the confirm
+            ch[K.DEVICE][K.D_MIN_SC] = sc
         self.meta.update(ch)
         return True
-
-
-def _hashes():
-    # loaded only for algorithms other than SHA-256, which hashlib always has
-    from firmware_slots.core import hashes
-    return hashes
 
 
 def _window(region, po, length):
@@ -376,7 +387,7 @@ def _window(region, po, length):
 
 
 def _feed(region, start, length, sinks, buf=None):
-    buf = buf or bytearray(CHUNK)
+    buf = buf or bytearray(_CHUNK)
     mv = memoryview(buf)
     off = start
     end = start + length
@@ -402,7 +413,8 @@ class ImageWriter:
         self.sha = hashlib.sha256()
         self.user = None
         if self.algorithm and self.algorithm != "SHA-256":
-            self.user = _hashes().new(self.algorithm)
+            from firmware_slots.core import hashes
+            self.user = hashes.new(self.algorithm)
         ws = mgr.write_size
         self.pending = bytearray(ws)  # bytes waiting for a whole program unit
         self.npend = 0
@@ -485,17 +497,21 @@ class ImageWriter:
 
     def checkpoint(self, **extra):
         """Persist progress (programmed offset plus fetcher keys such as ETag). A text or
-        bytes key longer than TAG_MAX is not kept (the fetcher resumes without it)."""
-        dl = dict(self.dl)
-        dl["o"] = self.offset
-        for k in extra:
-            v = extra[k]
-            if isinstance(v, (str, bytes)) and (len(v) > TAG_MAX or isinstance(v, str) and too_long(v, TAG_MAX)):
-                dl.pop(k, None)
-                continue
-            dl[k] = v
-        self.dl = dl
-        self.mgr.meta.update({self.slot: {S_DOWNLOAD: dl}})
+        bytes key longer than TAG_MAX is not kept (the fetcher resumes without it).
+        The offset alone is a ~10-byte record (S_DL_OFFSET); 'dl' is rewritten only for new
+        fetcher keys, or once to drop an older format's 'o'."""
+        ch = {K.S_DL_OFFSET: self.offset}
+        if extra or "o" in self.dl:
+            dl = dict(self.dl)
+            dl.pop("o", None)
+            for k in extra:
+                v = extra[k]
+                if isinstance(v, (str, bytes)) and (len(v) > K.TAG_MAX or isinstance(v, str) and K.too_long(v, K.TAG_MAX)):
+                    dl.pop(k, None)
+                    continue
+                dl[k] = v
+            self.dl = ch[K.S_DOWNLOAD] = dl
+        self.mgr.meta.update({self.slot: ch})
 
     def abort(self, err):
         """Record the failure in the slot and raise it."""
@@ -522,7 +538,7 @@ class ImageWriter:
             self.abort(SlotError("received %d of %d bytes" % (total, self.size), TRUNCATED))
         if total == 0:
             self.abort(SlotError("empty image", TRUNCATED))
-        mgr.meta.update({i: {S_STATUS: VALIDATING, S_DOWNLOAD: None}})
+        mgr.meta.update({i: {K.S_STATUS: K.VALIDATING, K.S_DOWNLOAD: None, K.S_DL_OFFSET: None}})
         digest = self.sha.digest()
         if self.checksum:
             got = self.user.digest() if self.user else digest
@@ -544,21 +560,21 @@ class ImageWriter:
             if mgr.inspect and po % self.region.sector:
                 self.abort(SlotError("MCUboot header size 0x%x is not a multiple of the %d-byte flash block; "
                                         "sign with --header-size 0x1000" % (po, self.region.sector), INVALID))
-            signed = {S_OFFSET: po, S_PAYLOAD: pl, S_COUNTER: sc}
+            signed = {K.S_OFFSET: po, K.S_PAYLOAD: pl, K.S_COUNTER: sc}
             version = vr  # the signed header's version beats hints; a manifest beats both
         elif mgr.keys:
             self.abort(SlotError("untrusted image: image is unsigned but trust keys are provisioned", INVALID))
         if mgr.inspect:
             try:
-                nm, vr = mgr.inspect(*_window(self.region, signed.get(S_OFFSET, 0), signed.get(S_PAYLOAD, total)))
+                nm, vr = mgr.inspect(*_window(self.region, signed.get(K.S_OFFSET, 0), signed.get(K.S_PAYLOAD, total)))
             except Exception as e:
                 self.abort(SlotError("not a valid image: %s" % e, INVALID))
             name = nm or name  # the image's own manifest wins over hints
             version = vr or version
         self.done = True
-        ch = {S_STATUS: AVAILABLE, S_AVAILABLE: True, S_LENGTH: total, S_SHA256: digest,
-              S_NAME: clip(name or "unnamed", TEXT_MAX), S_VERSION: clip(version or "unknown", TEXT_MAX),
-              S_ATTEMPTS: 0}
+        ch = {K.S_STATUS: AVAILABLE, K.S_AVAILABLE: True, K.S_LENGTH: total, K.S_SHA256: digest,
+              K.S_NAME: K.clip(name or "unnamed", K.TEXT_MAX), K.S_VERSION: K.clip(version or "unknown", K.TEXT_MAX),
+              K.S_ATTEMPTS: 0}
         for k in signed:
             ch[k] = signed[k]
         mgr.meta.update({i: ch})

@@ -30,8 +30,12 @@ says who enforces each, and what the whole state can grow to (the agent's 7005 b
 |              | 'po' | S_OFFSET      | MCUboot image: payload offset (hdr_size); absent 0  |
 |              | 'pl' | S_PAYLOAD     | MCUboot image: payload length (img_size)            |
 |              | 'sc' | S_COUNTER     | MCUboot image: its security counter (SEC_CNT or 0)  |
-|              | 'dl' | S_DOWNLOAD    | download progress: {'o' offset,'z' size,'a' algo,   |
-|              |      |               | 'c' checksum,'m' [name, version], + fetcher keys}   |
+|              | 'dl' | S_DOWNLOAD    | download: {'z' size,'a' algo,'c' checksum,          |
+|              |      |               | 'm' [name, version], 'u' URL, + fetcher keys};      |
+|              |      |               | journals before 'do' kept the offset here as 'o'    |
+|              | 'do' | S_DL_OFFSET   | download: bytes programmed at the last checkpoint   |
+|              |      |               | (absent: 'dl' 'o', else 0). Its own key so that a   |
+|              |      |               | checkpoint is a ~10-byte delta, not the whole 'dl'  |
 | -2 agent     | 'c'  | A_CONTROLLERS | Controller rows   } row formats: datamodel/         |
 |              | 's'  | A_SUBS        | Subscription rows } localagent.py (the table owner) |
 |              | 'q'  | A_REQUESTS    | Request rows      } ('x' state: usp/commands.py)    |
@@ -57,7 +61,7 @@ FORMAT = 1
 D_FORMAT, D_BOOT, D_LKG, D_RAN, D_MIN_SC = "v", "b", "k", "r", "sc"
 S_STATUS, S_NAME, S_VERSION, S_LENGTH, S_SHA256, S_AVAILABLE = "st", "nm", "vr", "ln", "h", "av"
 S_LOG, S_ERROR, S_TRIAL_FAIL, S_ATTEMPTS, S_ALIAS, S_DOWNLOAD = "lg", "er", "bf", "n", "al", "dl"
-S_OFFSET, S_PAYLOAD, S_COUNTER = "po", "pl", "sc"
+S_OFFSET, S_PAYLOAD, S_COUNTER, S_DL_OFFSET = "po", "pl", "sc", "do"
 A_CONTROLLERS, A_SUBS, A_REQUESTS, A_NEXT, A_BOOT_CAUSE, A_PREV_VERSION = "c", "s", "q", "n", "b", "v"
 
 # TR-181 FirmwareImage.{i}.Status, spelled as the standard does; S_STATUS holds the index
@@ -104,12 +108,12 @@ MESSAGE_MAX = 128  # an Activate() UserMessage
 # Worst-case CBOR bytes of each section with every bound reached (the slot: its largest
 # status, see the slot states below); tests/test_state_budget_512.py rebuilds each from the
 # bounds. A slot's keys by status (slots.py keeps them apart: install clears the others):
-#   Downloading      st av n al + 'dl' (u, c, m, fetcher keys)
+#   Downloading      st av n al + 'dl' (u, c, m, fetcher keys) + 'do'
 #   Available        st av n al + nm vr ln h po pl sc + bf (a trial's note)
 #   ActivationFailed the same + lg
 #   *Failed          st av n al + er
 DEVICE_MAX = 32    # 'v' 'b' 'k' 'r' 'sc'
-SLOT_MAX = 656     # Downloading: a URL_MAX URL, SHA-512 checksum, TEXT_MAX hints, TAG_MAX tag (654)
+SLOT_MAX = 656     # Downloading: a URL_MAX URL, SHA-512 checksum, TEXT_MAX hints, TAG_MAX tag, 'do' (655)
 FIXED_MAX = 224    # agent A_BOOT_CAUSE + A_PREV_VERSION: one of each, written without a budget check
 FRAME_MAX = 24     # the outer map and its section keys
 AGENT_MAX = 1800   # the agent section's own cap (its tables live in RAM too)
@@ -174,19 +178,15 @@ class MetaStore:
         self.nslots = nslots
         self.state = None
 
-    def default_state(self):
-        st = {DEVICE: {D_FORMAT: FORMAT, D_BOOT: 0, D_LKG: -1, D_RAN: -1}, AGENT: {}}
-        for i in range(self.nslots):
-            st[i] = new_slot()
-        return st
-
     def load(self):
         """Rebuild the state from flash; format an empty journal. Returns the state."""
         snap, deltas = self.journal.recover()
-        if snap is None:
-            self.state = self.default_state()
-            self.journal.snapshot(cbor.dumps(self.state))
-            return self.state
+        if snap is None:  # the default state: boot slot 0, no last-known-good, empty slots
+            st = self.state = {DEVICE: {D_FORMAT: FORMAT, D_BOOT: 0, D_LKG: -1, D_RAN: -1}, AGENT: {}}
+            for i in range(self.nslots):
+                st[i] = new_slot()
+            self.journal.snapshot(cbor.dumps(st))
+            return st
         st = cbor.loads(snap)
         for d in deltas:
             _merge(st, cbor.loads(d))
@@ -239,10 +239,11 @@ class MetaStore:
         if self.journal.append(cbor.dumps(changes)):
             _merge(self.state, changes)
             return
-        # head sector full: the next sector starts with the whole new state
-        new = {}
-        for s in self.state:
-            new[s] = dict(self.state[s])
+        # head sector full: the next sector starts with the whole new state. Only the sections
+        # that change are copied: the state stays as it was if the snapshot fails
+        new = dict(self.state)
+        for s in changes:
+            new[s] = dict(self.state.get(s) or ())
         _merge(new, changes)
         self.journal.snapshot(cbor.dumps(new))
         self.state = new
