@@ -30,7 +30,6 @@ class FetchResult:
         self.next_block = 0
         self.blocks = 0
         self.complete = False
-        self.response = None
 
     def __repr__(self):
         return "FetchResult(etag=%r, size2=%r, next_offset=%d, blocks=%d, complete=%r)" % (
@@ -243,7 +242,6 @@ class CoapClient:
             if first:
                 m.add_opt(N.SIZE2, 0)  # ask for the total size (RFC 7959 4)
             resp = yield m
-            res.response = resp
             if first and offset and not primed and (
                     resp.code == N.REQUEST_ENTITY_INCOMPLETE
                     or (etag is not None and resp.code == N.CONTENT and resp.etag is None)):
@@ -305,6 +303,9 @@ class CoapClient:
                 return res
             if r is False:
                 return res
+            # the block's datagram is not held while the next one is received: in a tight
+            # heap that one ~1 KiB hole is where the next datagram fits
+            resp = None
 
 
 def _owned(resp):
