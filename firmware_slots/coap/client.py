@@ -13,9 +13,9 @@ logic is written once as generators of request messages and driven either
 synchronously (request/fetch) or from asyncio (arequest/afetch).
 """
 from . import numbers as N
-from .message import CoapMessage, block_encode, uint_encode
+from .message import CoapMessage, block_encode
 from .uri import parse_uri
-from .error import CoapError, CoapResponseError, RepresentationChanged, BodyTooLarge
+from . import error as E  # one global for the four it raises
 from ._compat import urandom
 
 
@@ -28,14 +28,8 @@ class FetchResult:
         self.etag = None
         self.size2 = None
         self.next_offset = 0
-        self.next_block = 0
         self.blocks = 0
         self.complete = False
-        self.response = None
-
-    def __repr__(self):
-        return "FetchResult(etag=%r, size2=%r, next_offset=%d, blocks=%d, complete=%r)" % (
-            self.etag, self.size2, self.next_offset, self.blocks, self.complete)
 
 
 class CoapClient:
@@ -54,15 +48,14 @@ class CoapClient:
         else:
             self._own = False
         self.endpoints = {endpoint.transport.scheme: endpoint}
+        self.endpoint = endpoint  # the coap one once there is one (an attribute: no property object)
         self.timeout_ms = timeout_ms
-
-    @property
-    def endpoint(self):
-        return self.endpoints.get("coap") or next(iter(self.endpoints.values()))
 
     def add_endpoint(self, endpoint):
         """Register an endpoint for another scheme (e.g. a DTLS one for coaps)."""
         self.endpoints[endpoint.transport.scheme] = endpoint
+        if endpoint.transport.scheme == "coap":
+            self.endpoint = endpoint
 
     def close(self):
         if self._own:
@@ -213,23 +206,23 @@ class CoapClient:
             if not more:
                 break
             if len(body) > max_body:
-                raise BodyTooLarge("response body over %d bytes" % max_body)
+                raise E.BodyTooLarge("response body over %d bytes" % max_body)
             m = _copy(base)
             m.add_opt(N.BLOCK2, block_encode(len(body) // N.szx_to_size(rszx), False, rszx))
             resp = yield m
             if not N.is_success(resp.code):
                 return _owned(resp)
             if resp.etag != etag:
-                raise RepresentationChanged(etag, resp.etag)
+                raise E.RepresentationChanged(etag, resp.etag)
             b2 = _block(resp, N.BLOCK2)
             if b2 is None:
-                raise CoapResponseError(resp, "Block2 missing in a continuation")
+                raise E.CoapResponseError(resp, "Block2 missing in a continuation")
             if b2[0] * N.szx_to_size(b2[2]) != len(body):
-                raise CoapResponseError(resp, "Block2 out of sequence")
+                raise E.CoapResponseError(resp, "Block2 out of sequence")
             body += resp.payload
             final = resp
         if len(body) > max_body:
-            raise BodyTooLarge("response body over %d bytes" % max_body)
+            raise E.BodyTooLarge("response body over %d bytes" % max_body)
         final.payload = bytes(body)
         final.remove_opt(N.BLOCK2)
         return final
@@ -247,7 +240,6 @@ class CoapClient:
             if first:
                 m.add_opt(N.SIZE2, 0)  # ask for the total size (RFC 7959 4)
             resp = yield m
-            res.response = resp
             if first and offset and not primed and (
                     resp.code == N.REQUEST_ENTITY_INCOMPLETE
                     or (etag is not None and resp.code == N.CONTENT and resp.etag is None)):
@@ -259,27 +251,27 @@ class CoapClient:
                 m.add_opt(N.SIZE2, 0)
                 resp = yield m
                 if resp.code != N.CONTENT:
-                    raise CoapResponseError(resp)
+                    raise E.CoapResponseError(resp)
                 if etag is not None and resp.etag is not None and resp.etag != etag:
-                    raise RepresentationChanged(etag, resp.etag)
+                    raise E.RepresentationChanged(etag, resp.etag)
                 prime_etag = resp.etag
                 prime_size = resp.opt_uint(N.SIZE2)
                 continue
             if resp.code != N.CONTENT:
-                raise CoapResponseError(resp)
+                raise E.CoapResponseError(resp)
             tag = resp.etag
             if tag is None and first:
                 tag = prime_etag
             if first:
                 if etag is not None and tag != etag:
-                    raise RepresentationChanged(etag, tag)
+                    raise E.RepresentationChanged(etag, tag)
                 res.etag = tag
                 if prime_size is not None:
                     res.size2 = prime_size
             elif tag is not None and res.etag is not None and tag != res.etag:
                 # only two different ETags prove a change: libcoap drops the ETag from a
                 # block it serves after its transfer state expired (a slow client)
-                raise RepresentationChanged(res.etag, tag)
+                raise E.RepresentationChanged(res.etag, tag)
             s2 = resp.opt_uint(N.SIZE2)
             if s2 is not None:
                 res.size2 = s2
@@ -296,19 +288,21 @@ class CoapClient:
                 return res
             num, more, rszx = b2
             if num * N.szx_to_size(rszx) != offset:
-                raise CoapResponseError(resp, "Block2 out of sequence")
+                raise E.CoapResponseError(resp, "Block2 out of sequence")
             first = False
             szx = rszx
             r = on_block(offset, resp.payload, num, more, tag, res.size2)
             res.blocks += 1
             offset += len(resp.payload)
             res.next_offset = offset
-            res.next_block = num + 1
             if not more:
                 res.complete = True
                 return res
             if r is False:
                 return res
+            # the block's datagram is not held while the next one is received: in a tight
+            # heap that one ~1 KiB hole is where the next datagram fits
+            resp = None
 
 
 def _owned(resp):
@@ -362,7 +356,7 @@ class Pending:
     def cancel(self):
         if not self.done:
             self.done = True
-            self.error = CoapError("cancelled")
+            self.error = E.CoapError("cancelled")
             if self.ex is not None:
                 self.ex.cancel()
 
@@ -378,11 +372,3 @@ def _block(msg, num):
     from .message import block_decode
     return block_decode(v)
 
-
-def request(method, uri, payload=b"", **kw):
-    """One-shot convenience: a client with its own socket, closed afterwards."""
-    c = CoapClient()
-    try:
-        return c.request(method, uri, payload, **kw)
-    finally:
-        c.close()

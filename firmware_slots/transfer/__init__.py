@@ -12,49 +12,33 @@ A fetcher module exposes `fetch(url, writer, username="", password="", rate=0)`:
 Fetchers are looked up by URL scheme and imported only when first used, so a board
 without DTLS or HTTP never loads that code. A fetcher also exposes
 `start(url, writer, username, password, rate)` -> task (see start() below) so the agent
-keeps serving USP while it pulls.
+keeps serving USP while it pulls. writer_for() picks the writer: the interrupted pull
+of the same URL, continued, or a new one.
 """
 
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
 
-import time
 
+def pacer(rate):
+    """-> add(n), which holds a transfer to `rate` bytes per second by sleeping after each
+    chunk of n bytes; None for rate 0 (unlimited: the usual Download() loads and keeps nothing)."""
+    if not rate:
+        return None
+    import time
+    from firmware_slots.coap._compat import ticks_ms, ticks_diff
+    t0 = ticks_ms()
+    sent = [0]
 
-class Pacer:
-    """Holds a transfer to `rate` bytes per second (0 = unlimited) by sleeping between chunks."""
-
-    def __init__(self, rate):
-        self.rate = rate
-        self.n = 0
-        self.t0 = now_ms()
-
-    def add(self, n):
-        if not self.rate:
-            return
-        self.n += n
-        ahead = self.n * 1000 // self.rate - elapsed_ms(self.t0)
+    def add(n):
+        sent[0] += n
+        ahead = sent[0] * 1000 // rate - ticks_diff(ticks_ms(), t0)
         if ahead > 0:
-            _sleep_ms(ahead)
-
-
-def now_ms():
-    try:
-        return time.ticks_ms()
-    except AttributeError:  # CPython
-        return int(time.time() * 1000)
-
-
-def elapsed_ms(t0):
-    try:
-        return time.ticks_diff(time.ticks_ms(), t0)  # ticks wrap on a board
-    except AttributeError:
-        return now_ms() - t0
-
-
-def _sleep_ms(ms):
-    try:
-        time.sleep_ms(ms)
-    except AttributeError:
-        time.sleep(ms / 1000)
+            time.sleep(ahead / 1000)
+    return add
 
 
 class TransferError(Exception):
@@ -87,34 +71,42 @@ class Restart(TransferError):
     """The remote image changed since the checkpoint: start the download again."""
 
 
-SCHEMES = {
-    "file": "firmware_slots.transfer.file",
-    "coap": "firmware_slots.transfer.coap",
-    "coaps": "firmware_slots.transfer.coap",
-    "http": "firmware_slots.transfer.http",
-    "https": "firmware_slots.transfer.http",
-}
+# URL scheme -> fetcher module (firmware_slots.transfer.<name>), pairs in one ROM tuple
+_SCHEMES = const(("file", "file", "coap", "coap", "coaps", "coap", "http", "http", "https", "http"))
 
 
-def scheme_of(url):
+def module_of(url):
+    """The fetcher module name for `url`'s scheme; TransferError if not a URL or unsupported
+    (Download() checks this before its request exists; nothing is imported)."""
     i = url.find("://")
     if i <= 0:
         raise TransferError("not a URL: %r" % url)
-    return url[:i].lower()
+    scheme = url[:i].lower()
+    for j in range(0, len(_SCHEMES), 2):
+        if _SCHEMES[j] == scheme:
+            return "firmware_slots.transfer." + _SCHEMES[j + 1]
+    raise TransferError("unsupported URL scheme %r (supported: %s)" % (
+        scheme, ", ".join(sorted(_SCHEMES[::2]))))
 
 
 def fetcher(url):
     """The fetcher module for `url`'s scheme, or TransferError if unsupported."""
-    scheme = scheme_of(url)
-    mod = SCHEMES.get(scheme)
-    if mod is None:
-        raise TransferError("unsupported URL scheme %r (supported: %s)" % (
-            scheme, ", ".join(sorted(SCHEMES))))
+    mod = module_of(url)
     try:
         m = __import__(mod, None, None, ["fetch"])
     except ImportError as e:
-        raise TransferError("%s transfers are not available on this device: %s" % (scheme, e))
+        raise TransferError("%s transfers are not available on this device: %s" % (
+            url[:url.find(":")].lower(), e))
     return m
+
+
+def writer_for(mgr, slot, url, size=0, algorithm="", checksum=b"", name="", version=""):
+    """(writer, resumed): resume the interrupted download of `url` in `slot` or start one."""
+    from firmware_slots.core.slots import DOWNLOADING
+    dl = mgr.download_progress(slot)
+    if dl and dl.get("u") == url and mgr.status_code(slot) == DOWNLOADING:
+        return mgr.resume(slot), True
+    return mgr.install(slot, size, algorithm, checksum, name, version, extra={"u": url}), False
 
 
 def fetch(url, writer, username="", password="", rate=0):

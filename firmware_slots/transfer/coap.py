@@ -4,7 +4,7 @@ Resume: the writer's offset (programmed bytes) picks the first block; the blocks
 before it are never asked for again. Progress is checkpointed every time the
 programmed offset crosses a flash sector (SlotManager.resume rolls back to the
 sector start anyway), with the keys that guard a resume:
-  bs  block size in use (the server may negotiate it down from BLOCK_SIZE)
+  bs  block size in use (the server may negotiate it down from _BLOCK_SIZE)
   s2  Size2 of the representation, when the server sends it
   et  ETag, when the server sends one
 A resume whose Size2 or ETag (each only when both sides have it) differs raises
@@ -18,10 +18,16 @@ set_dtls(cadata, cert, key) (NoSec is plain coap://).
 Costs: one block buffer (1 KiB) plus the CoAP client and a socket while it runs.
 """
 
-from firmware_slots.transfer import Pacer, TransferError, Restart, os_why
+from firmware_slots.transfer import pacer, TransferError, Restart, os_why
 
-BLOCK_SIZE = 1024
-TIMEOUT_MS = 30000      # no progress for this long: give up (the request remains resumable)
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+_BLOCK_SIZE = const(1024)
+_TIMEOUT_MS = const(30000)  # no progress for this long: give up (the request remains resumable)
 DTLS = None             # (cadata, cert, key) for coaps://
 PARAMS = None           # coap.numbers.TransmissionParams (None: RFC 7252 defaults)
 STATS = {"blocks": 0, "bytes": 0, "resumed_at": -1}
@@ -39,12 +45,12 @@ def _client(u, bs):
             raise TransferError("coaps:// needs DTLS credentials (transfer.coap.set_dtls)")
         from firmware_slots.coap.coaps import dtls_client
         try:
-            return dtls_client(u.host, u.port, *DTLS, timeout_ms=TIMEOUT_MS)
+            return dtls_client(u.host, u.port, *DTLS, timeout_ms=_TIMEOUT_MS)
         except (OSError, ValueError) as e:
             raise TransferError("DTLS to %s:%d failed: %s" % (u.host, u.port, e))
     # a socket connected to the server: its blocks land in one buffer of a block plus
     # header, token and options (coap/servertransport.py), none allocated per block
-    return CoapClient(params=PARAMS, timeout_ms=TIMEOUT_MS, recv_size=bs + 128, server=(u.host, u.port))
+    return CoapClient(params=PARAMS, timeout_ms=_TIMEOUT_MS, recv_size=bs + 128, server=(u.host, u.port))
 
 
 def fetch(url, writer, username="", password="", rate=0, block_size=None, client=None):
@@ -121,12 +127,12 @@ def start(url, writer, username="", password="", rate=0, block_size=None, client
     dl = writer.dl or {}
     start = writer.offset
     bs = dl.get("bs") if start else None
-    bs = bs or block_size or BLOCK_SIZE
+    bs = bs or block_size or _BLOCK_SIZE
     saved_s2 = dl.get("s2") if start else None
     saved_et = dl.get("et") if start else None
     sector = writer.region.sector
     st = {"first": True, "skip": start % bs, "sect": start // sector}
-    pacer = Pacer(rate)
+    pace = pacer(rate)
     STATS["blocks"] = 0
     STATS["bytes"] = 0
     STATS["resumed_at"] = start
@@ -160,7 +166,8 @@ def start(url, writer, username="", password="", rate=0, block_size=None, client
         if s != st["sect"]:
             st["sect"] = s
             writer.checkpoint()
-        pacer.add(len(chunk))
+        if pace:
+            pace(len(chunk))
         return True
 
     own = client is None

@@ -16,7 +16,8 @@ transfer ("timeout"). Only a host name's DNS lookup blocks (IP literals never do
 import select
 import socket
 
-from firmware_slots.transfer import Pacer, TransferError, Restart, os_why, now_ms, elapsed_ms
+from firmware_slots.transfer import pacer, TransferError, Restart, os_why
+from firmware_slots.coap._compat import ticks_ms, ticks_diff
 
 CHUNK = 1024
 TIMEOUT_S = 30  # longest wait for the server with nothing readable/writable
@@ -221,7 +222,7 @@ class _Task:
         self.poller = None
         self.polled = None  # the socket object registered with self.poller
         self.pollable = None
-        self.since = now_ms()  # last time the socket had something for us
+        self.since = ticks_ms()  # last time the socket had something for us
 
     def _ready(self, ms):
         c = self.conn[0] if self.conn else None
@@ -243,12 +244,12 @@ class _Task:
 
     def step(self, ready=False):
         if not (ready or self._ready(0)):
-            if elapsed_ms(self.since) < TIMEOUT_S * 1000:
+            if ticks_diff(ticks_ms(), self.since) < TIMEOUT_S * 1000:
                 return False  # nothing to do yet: serve USP meanwhile
             self.error = TransferError("no answer from the server for %d s" % TIMEOUT_S, "timeout")
             self.close()
             return True
-        self.since = now_ms()
+        self.since = ticks_ms()
         try:
             self.want = next(self.gen) or 0
         except StopIteration:
@@ -326,7 +327,7 @@ def _pull(url, writer, username, password, rate, conn):
         left = None if total is None else total - start
         sector = writer.region.sector
         sect = start // sector
-        pacer = Pacer(rate)
+        pace = pacer(rate)
         yield 0
         while left is None or left > 0:
             d = c.read(CHUNK if left is None else min(CHUNK, left))
@@ -344,7 +345,8 @@ def _pull(url, writer, username, password, rate, conn):
             if s != sect:
                 sect = s
                 writer.checkpoint()
-            pacer.add(len(d))
+            if pace:
+                pace(len(d))
             yield 0
     except OSError as e:
         raise TransferError("%s: %r" % (url, e), os_why(e))

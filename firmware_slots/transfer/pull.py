@@ -8,16 +8,7 @@ otherwise it starts from 0. A fetcher's Restart (remote file changed) starts ove
 once. Returns the slot's info dict from ImageWriter.finish(); raises TransferError
 or SlotError.
 """
-from firmware_slots.core import slots
-from firmware_slots.transfer import fetch, Restart
-
-
-def writer_for(mgr, slot, url, size=0, algorithm="", checksum=b"", name="", version=""):
-    """(writer, resumed): resume the interrupted download of `url` in `slot` or start one."""
-    dl = mgr.download_progress(slot)
-    if dl and dl.get("u") == url and mgr.status_code(slot) == slots.DOWNLOADING:
-        return mgr.resume(slot), True
-    return mgr.install(slot, size, algorithm, checksum, name, version, extra={"u": url}), False
+from firmware_slots.transfer import fetch, Restart, writer_for
 
 
 def pull(mgr, slot, url, size=0, algorithm="", checksum=b"", username="", password="", rate=0,

@@ -18,53 +18,57 @@ The boot cause goes to the agent state's A_BOOT_CAUSE = {'c' Cause,'r' Reason,'k
 
 from firmware_slots.core import slots
 from firmware_slots import transfer
-from firmware_slots.usp import notify
-from firmware_slots.datamodel.dm import (UspError, E_CMD_ARGS, E_CMD_FAILURE, E_INVALID_PATH, E_RESOURCES,
-                                   ENUMS, obj_path, from_str, FW_IDX, FW_PATH, OBJS, iso_time)
-from firmware_slots.datamodel.firmware import MAX_WINDOWS, row_ref
+from firmware_slots.datamodel import dm, firmware as fw  # modules, not their names: ~13 B a global
+from firmware_slots.datamodel.dm import UspError
 from firmware_slots.core.state import A_BOOT_CAUSE, URL_MAX, KEY_MAX, TEXT_MAX, MESSAGE_MAX, too_long
 
-MODES = ENUMS["Mode"].split()
-CONFIRM_INTERVAL_S = 10   # between two ConfirmationNeeded questions
-DEFAULT_RETRIES = 3       # MaxRetries -1: the agent's own policy
-FAULT = E_CMD_FAILURE     # TransferComplete! FaultCode when TR-369 names nothing better
-MAX_RESUMES = 3           # reboots a Download() may survive before it is reported failed
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+_CONFIRM_INTERVAL_S = const(10)  # between two ConfirmationNeeded questions
+_DEFAULT_RETRIES = const(3)      # MaxRetries -1: the agent's own policy
+_MAX_RESUMES = const(3)          # reboots a Download() may survive before it is reported failed
+_ROOM = const(2304)              # bytes start_download() keeps free for the first datagram
+# TransferComplete! FaultCode when TR-369 names nothing better: dm.E_CMD_FAILURE
 
 
 def _arg(args, name, t, mandatory=False, default=None):
     v = args.get(name)
     if v is None:
         if mandatory:
-            raise UspError(E_CMD_ARGS, "missing mandatory input argument %s" % name)
+            raise UspError(dm.E_CMD_ARGS, "missing mandatory input argument %s" % name)
         return default
     try:
-        return from_str(t, v)
+        return dm.from_str(t, v)
     except UspError as e:
-        raise UspError(E_CMD_ARGS, "%s: %s" % (name, e.msg))
+        raise UspError(dm.E_CMD_ARGS, "%s: %s" % (name, e.msg))
 
 
 def run(agent, idx, keys, name, key, args):
     """Start command `name` on object (idx, keys). Returns ('sync', out) or ('async', req path)."""
-    c = OBJS[idx][0] + name  # commands are registered by their supported path
+    c = dm.OBJS[idx][0] + name  # commands are registered by their supported path
     if too_long(key, KEY_MAX):  # kept in the request row or the boot cause until reported
-        raise UspError(E_RESOURCES, "CommandKey of %d characters exceeds the %d bytes this agent can keep" % (
+        raise UspError(dm.E_RESOURCES, "CommandKey of %d characters exceeds the %d bytes this agent can keep" % (
             len(key), KEY_MAX))
     if c == "Device.Reboot()":
         return "sync", reboot(agent, key, args)
-    if c == FW_PATH + "Download()":
+    if c == dm.FW_PATH + "Download()":
         return "async", download(agent, keys, key, args)
-    if c == FW_PATH + "Activate()":
+    if c == dm.FW_PATH + "Activate()":
         return "async", activate(agent, keys, key, args)
-    raise UspError(E_INVALID_PATH, "no command %s" % name)
+    raise UspError(dm.E_INVALID_PATH, "no command %s" % name)
 
 
 def reboot(agent, key, args):
     cause = _arg(args, "Cause", "s", default="RemoteReboot")
-    if cause not in ENUMS["Cause"].split():
-        raise UspError(E_CMD_ARGS, "Cause must be LocalReboot or RemoteReboot")
+    if cause not in dm.ENUMS["Cause"].split():
+        raise UspError(dm.E_CMD_ARGS, "Cause must be LocalReboot or RemoteReboot")
     reason = _arg(args, "Reason", "s", default="") or "Unknown"  # TR-181 Reboot(): absent -> "Unknown"
     if too_long(reason, TEXT_MAX):
-        raise UspError(E_RESOURCES, "Reason of %d characters exceeds the %d bytes this agent can keep" % (
+        raise UspError(dm.E_RESOURCES, "Reason of %d characters exceeds the %d bytes this agent can keep" % (
             len(reason), TEXT_MAX))
     agent.mgr.meta.agent_update({A_BOOT_CAUSE: {"c": cause, "r": reason, "k": key}})
     agent.reboot_due = (cause, reason)  # after the OperateResp has gone out: poll()
@@ -73,7 +77,7 @@ def reboot(agent, key, args):
 
 def _request(agent, keys, cmd, key, state):
     la = agent.la
-    path = obj_path(FW_IDX, keys) + cmd
+    path = dm.obj_path(dm.FW_IDX, keys) + cmd
     i = la.add_request(agent.current_eid or "", path, key, state)
     la.flush()
     return "Device.LocalAgent.Request.%d" % i
@@ -82,7 +86,7 @@ def _request(agent, keys, cmd, key, state):
 def _busy(agent, slot):
     for r in agent.la.reqs.values():
         if r.get("x", {}).get("sl") == slot:
-            raise UspError(E_CMD_FAILURE, "FirmwareImage.%d already has a pending %s" % (
+            raise UspError(dm.E_CMD_FAILURE, "FirmwareImage.%d already has a pending %s" % (
                 slot + 1, r.get("c", "").split(".")[-1]))
 
 
@@ -94,36 +98,35 @@ def download(agent, keys, key, args):
     size = _arg(args, "FileSize", "u", default=0)
     alg = _arg(args, "CheckSumAlgorithm", "s", default="")
     cs = _arg(args, "CheckSum", "s", default="").lower()
-    if alg and alg not in ENUMS["CheckSumAlgorithm"].split():
-        raise UspError(E_CMD_ARGS, "CheckSumAlgorithm must be one of " + ENUMS["CheckSumAlgorithm"])
+    if alg and alg not in dm.ENUMS["CheckSumAlgorithm"].split():
+        raise UspError(dm.E_CMD_ARGS, "CheckSumAlgorithm must be one of " + dm.ENUMS["CheckSumAlgorithm"])
     if cs:
         if not alg:
-            raise UspError(E_CMD_ARGS, "CheckSum needs a CheckSumAlgorithm")
+            raise UspError(dm.E_CMD_ARGS, "CheckSum needs a CheckSumAlgorithm")
         n = 32 if alg == "SHA-256" else 0  # SHA-256 needs no core.hashes (464 B of heap)
         if not n:
             from firmware_slots.core import hashes
             n = hashes.digest_size(alg)
         if len(cs) != 2 * n or any(c not in "0123456789abcdef" for c in cs):
-            raise UspError(E_CMD_ARGS, "CheckSum is not a %s digest in hex" % alg)
+            raise UspError(dm.E_CMD_ARGS, "CheckSum is not a %s digest in hex" % alg)
     _check_url(url)
     try:
-        if transfer.scheme_of(url) not in transfer.SCHEMES:
-            raise transfer.TransferError("unsupported URL scheme")
+        transfer.module_of(url)
     except transfer.TransferError as e:
-        raise UspError(E_CMD_ARGS, "URL %r: %s" % (url, e))
+        raise UspError(dm.E_CMD_ARGS, "URL %r: %s" % (url, e))
     if slot in mgr.protected():
         why = "running" if slot == mgr.running else "last-known-good" if slot == mgr.lkg else "boot"
-        raise UspError(E_CMD_FAILURE, "FirmwareImage.%d holds the %s image and cannot be overwritten; "
+        raise UspError(dm.E_CMD_FAILURE, "FirmwareImage.%d holds the %s image and cannot be overwritten; "
                        "download into another FirmwareImage" % (slot + 1, why))
     if size and size > mgr.slot_size(slot):
-        raise UspError(E_CMD_FAILURE, "FileSize %d exceeds FirmwareImage.%d capacity of %d bytes" % (
+        raise UspError(dm.E_CMD_FAILURE, "FileSize %d exceeds FirmwareImage.%d capacity of %d bytes" % (
             size, slot + 1, mgr.slot_size(slot)))
     _busy(agent, slot)
     st = {"t": "d", "sl": slot, "u": url, "a": auto, "z": size, "ca": alg, "cs": cs, "ph": 0}
     u = _arg(args, "Username", "s", default="")
     p = _arg(args, "Password", "s", default="")
     if len(u) > 256 or len(p) > 256:
-        raise UspError(E_CMD_ARGS, "Username and Password are at most 256 characters")
+        raise UspError(dm.E_CMD_ARGS, "Username and Password are at most 256 characters")
     path = _request(agent, keys, "Download()", key, st)
     if u or p:  # RAM only, for this transfer: never in the journal, a Get or a report
         agent.creds[int(path.rsplit(".", 1)[1])] = (u, p)
@@ -137,9 +140,9 @@ def _check_url(url):
     # TR-181 Download(): the URL MUST NOT include userinfo; refused here, before anything runs
     a = url.split("://", 1)[-1].split("/", 1)[0]
     if "@" in a:
-        raise UspError(E_CMD_ARGS, "URL must not include userinfo (user:password@); use Username and Password")
+        raise UspError(dm.E_CMD_ARGS, "URL must not include userinfo (user:password@); use Username and Password")
     if too_long(url, URL_MAX):
-        raise UspError(E_RESOURCES, "URL of %d characters exceeds the %d bytes this agent can keep" % (
+        raise UspError(dm.E_RESOURCES, "URL of %d characters exceeds the %d bytes this agent can keep" % (
             len(url), URL_MAX))
 
 
@@ -152,36 +155,37 @@ def parse_windows(args):
         parts = k.split(".")
         if len(parts) != 3 or not parts[1].isdigit() or parts[2] not in (
                 "Start", "End", "Mode", "UserMessage", "MaxRetries"):
-            raise UspError(E_CMD_ARGS, "unknown input argument %s" % k)
+            raise UspError(dm.E_CMD_ARGS, "unknown input argument %s" % k)
         win.setdefault(int(parts[1]), {})[parts[2]] = args[k]
     if not win:
-        raise UspError(E_CMD_ARGS, "missing mandatory input argument TimeWindow.{i}.")
-    if len(win) > MAX_WINDOWS:
-        raise UspError(E_CMD_ARGS, "%d time windows: at most %d (MaxNumberOfActivateTimeWindows)" % (
-            len(win), MAX_WINDOWS))
+        raise UspError(dm.E_CMD_ARGS, "missing mandatory input argument TimeWindow.{i}.")
+    if len(win) > fw.MAX_WINDOWS:
+        raise UspError(dm.E_CMD_ARGS, "%d time windows: at most %d (MaxNumberOfActivateTimeWindows)" % (
+            len(win), fw.MAX_WINDOWS))
     out = []
+    modes = dm.ENUMS["Mode"].split()
     for n in sorted(win):
         w = win[n]
         pre = "TimeWindow.%d." % n
         start = _arg(w, "Start", "u", True)
         end = _arg(w, "End", "u", True)
         mode = _arg(w, "Mode", "s", True)
-        if mode not in MODES:
-            raise UspError(E_CMD_ARGS, "%sMode must be one of %s" % (pre, ENUMS["Mode"]))
+        if mode not in modes:
+            raise UspError(dm.E_CMD_ARGS, "%sMode must be one of %s" % (pre, dm.ENUMS["Mode"]))
         retries = _arg(w, "MaxRetries", "i", default=0)
         if not -1 <= retries <= 10:
-            raise UspError(E_CMD_ARGS, "%sMaxRetries must be -1..10" % pre)
+            raise UspError(dm.E_CMD_ARGS, "%sMaxRetries must be -1..10" % pre)
         if end <= start:
-            raise UspError(E_CMD_ARGS, "%sEnd must be after its Start" % pre)
+            raise UspError(dm.E_CMD_ARGS, "%sEnd must be after its Start" % pre)
         msg = w.get("UserMessage", "")
         if too_long(msg, MESSAGE_MAX):
-            raise UspError(E_RESOURCES, "%sUserMessage of %d characters exceeds the %d bytes this agent can keep" % (
+            raise UspError(dm.E_RESOURCES, "%sUserMessage of %d characters exceeds the %d bytes this agent can keep" % (
                 pre, len(msg), MESSAGE_MAX))
-        out.append([start, end, MODES.index(mode), retries, msg])
+        out.append([start, end, modes.index(mode), retries, msg])
     out.sort(key=lambda w: w[0])
     for a, b in zip(out, out[1:]):
         if b[0] < a[1]:
-            raise UspError(E_CMD_ARGS, "time windows overlap: one starts at %d before another ends at %d" % (
+            raise UspError(dm.E_CMD_ARGS, "time windows overlap: one starts at %d before another ends at %d" % (
                 b[0], a[1]))
     return out
 
@@ -192,7 +196,7 @@ def activate(agent, keys, key, args):
     windows = parse_windows(args)
     st = mgr.status_code(slot)
     if st not in (slots.AVAILABLE, slots.ACTIVE) or not mgr.info(slot)["Available"]:
-        raise UspError(E_CMD_FAILURE, "FirmwareImage.%d is %s%s: nothing to activate" % (
+        raise UspError(dm.E_CMD_FAILURE, "FirmwareImage.%d is %s%s: nothing to activate" % (
             slot + 1, mgr.status(slot), "" if mgr.info(slot)["Available"] else " and not Available"))
     _busy(agent, slot)
     st = {"t": "a", "sl": slot, "w": windows, "t0": int(agent.platform.now_s()), "ph": 0}
@@ -205,9 +209,11 @@ def _finish(agent, i, err=None, tc=None):
     r = agent.la.reqs[i]
     path = r["c"]
     cut = path.rfind(".") + 1
-    notify.oper_complete(agent, path[:cut], path[cut:], r.get("k", ""), {}, err)
-    if tc is not None:
-        notify.event(agent, "Device.LocalAgent.", "TransferComplete!", tc)
+    if agent.la.subs:  # no Subscription, no one to tell: a Download() never loads usp.notify
+        from firmware_slots.usp import notify
+        notify.oper_complete(agent, path[:cut], path[cut:], r.get("k", ""), {}, err)
+        if tc is not None:
+            notify.event(agent, "Device.LocalAgent.", "TransferComplete!", tc)
     agent.la.drop_request(i)
     agent.la.flush()
 
@@ -220,7 +226,7 @@ def _activate_now(agent, i, why):
     try:
         agent.mgr.set_boot(x["sl"])
     except slots.SlotError as e:
-        return _finish(agent, i, (E_CMD_FAILURE, "activation refused: %s" % e), _saved_tc(agent, r, x))
+        return _finish(agent, i, (dm.E_CMD_FAILURE, "activation refused: %s" % e), _saved_tc(agent, r, x))
     x["ph"] = 1
     la.update_request(i, 1, x)
     la.flush()
@@ -239,12 +245,12 @@ def _activate_now(agent, i, why):
 #   4.04 / HTTP 404 / no such file                7022  "not found"
 #   other 4.xx/5.xx, HTTP 401/403                 7022  "server refused", "access denied"
 #   no answer / ECONNREFUSED / unreachable        7022  "timeout", "connection refused", ...
-#   reboots interrupted it MAX_RESUMES times      7022  "interrupted by N reboots"
+#   reboots interrupted it _MAX_RESUMES times      7022  "interrupted by N reboots"
 def fault(e):
     """(FaultCode, FaultString) for the exception that ended a Download(): slots.SlotError and
     transfer.TransferError both say what failed in `.why` (the table above)."""
     why = getattr(e, "why", None) or "download failed"
-    code = E_RESOURCES if why == slots.TOO_LARGE else FAULT
+    code = dm.E_RESOURCES if why == slots.TOO_LARGE else dm.E_CMD_FAILURE
     return code, ("%s: %s" % (why, e))[:256]
 
 
@@ -263,14 +269,21 @@ def start_download(agent, i):
     la = agent.la
     mgr = agent.mgr
     x = la.reqs[i]["x"]
+    # Room for the first block's datagram (recvfrom's 1152-byte scratch + its ~1 KiB bytes),
+    # held while the start runs and garbage once it returns (the first recvfrom's GC frees it
+    # in one piece): the start's garbage between the objects it keeps left no 1152-byte hole
+    # in a tight heap, the Download's first failure at 51-55 KiB
+    try:
+        room = bytearray(_ROOM)  # noqa: F841  held, never read
+    except MemoryError:
+        room = None  # no room to keep: start anyway
     la.update_request(i, 1)
     la.flush()
     t0 = agent.platform.now_s()
     w = None
     try:
         # continues from the last checkpoint when a reset interrupted this same URL
-        from firmware_slots.transfer import pull
-        w, resumed = pull.writer_for(mgr, x["sl"], x["u"], x.get("z", 0), x.get("ca", ""), _cs(x))
+        w, resumed = transfer.writer_for(mgr, x["sl"], x["u"], x.get("z", 0), x.get("ca", ""), _cs(x))
         us, pw = agent.creds.pop(i, ("", ""))  # a reset forgets them: the server then refuses
         agent.tasks[i] = [transfer.start(x["u"], w, us, pw, x.get("rt", 0)), w, t0, False, us, pw]
         agent.task_gen += 1
@@ -342,8 +355,8 @@ def _done(agent, i, e):
 def _tc(r, x, times, code, failed, alg, checksum):
     """TransferComplete! arguments of Download() request row r (state x)."""
     return {"Command": r["c"], "CommandKey": r.get("k", ""), "Requestor": r.get("o", ""),
-            "TransferType": "Download", "Affected": row_ref(x["sl"]), "TransferURL": x.get("u", ""),
-            "StartTime": iso_time(times[0]), "CompleteTime": iso_time(times[1]),
+            "TransferType": "Download", "Affected": fw.row_ref(x["sl"]), "TransferURL": x.get("u", ""),
+            "StartTime": dm.iso_time(times[0]), "CompleteTime": dm.iso_time(times[1]),
             "FaultCode": str(code), "FaultString": failed, "CheckSumAlgorithm": alg, "CheckSum": checksum}
 
 
@@ -371,15 +384,15 @@ def run_activate(agent, i, now_s):
         if r.get("s") != 1:
             la.update_request(i, 1)
             la.flush()
-        m = MODES[mode]
+        m = dm.ENUMS["Mode"].split()[mode]
         if m == "WhenIdle" and not agent.platform.is_idle():
             return
         if m == "ConfirmationNeeded":
             asked, last = tries.get(n, (0, None))
-            allowed = 1 + (DEFAULT_RETRIES if retries < 0 else retries)
+            allowed = 1 + (_DEFAULT_RETRIES if retries < 0 else retries)
             if asked >= allowed:
                 continue
-            if last is not None and now_s - last < CONFIRM_INTERVAL_S:
+            if last is not None and now_s - last < _CONFIRM_INTERVAL_S:
                 return
             ans = agent.platform.confirm({"Start": start, "End": end, "Mode": m, "UserMessage": msg,
                                           "MaxRetries": retries})
@@ -394,7 +407,7 @@ def run_activate(agent, i, now_s):
                 return
         return _activate_now(agent, i, "Activate() in time window %d (%s)" % (n + 1, m))
     agent.tries.pop(i, None)
-    _finish(agent, i, (E_CMD_FAILURE, "no time window allowed the activation"))
+    _finish(agent, i, (dm.E_CMD_FAILURE, "no time window allowed the activation"))
 
 
 def after_boot(agent):
@@ -410,15 +423,15 @@ def after_boot(agent):
                 _finish(agent, i, None, _saved_tc(agent, r, x))
             else:
                 log = mgr.info(slot)["BootFailureLog"] if slot is not None else ""
-                _finish(agent, i, (E_CMD_FAILURE, "FirmwareImage.%d did not become active (%s); running %s%s" % (
-                    slot + 1, mgr.status(slot), row_ref(mgr.running), ": " + log if log else "")),
+                _finish(agent, i, (dm.E_CMD_FAILURE, "FirmwareImage.%d did not become active (%s); running %s%s" % (
+                    slot + 1, mgr.status(slot), fw.row_ref(mgr.running), ": " + log if log else "")),
                     _saved_tc(agent, r, x))
         elif x.get("t") == "d":
             # a reset or power cut interrupted the download: pick it up again from its
             # last checkpoint, a bounded number of times (a download that keeps killing
             # the device must not loop forever)
             n = x.get("rs", 0) + 1
-            if n <= MAX_RESUMES and (slot not in mgr.protected()):
+            if n <= _MAX_RESUMES and (slot not in mgr.protected()):
                 x = dict(x)
                 x["rs"] = n
                 la.update_request(i, 0, x)
@@ -428,6 +441,6 @@ def after_boot(agent):
             if mgr.status_code(slot) == slots.DOWNLOADING:
                 mgr.fail(slot, slots.DOWNLOAD_FAILED, why)
             tc = {"Command": r["c"], "CommandKey": r.get("k", ""), "Requestor": r.get("o", ""),
-                  "TransferType": "Download", "Affected": row_ref(slot), "TransferURL": x.get("u", ""),
-                  "FaultCode": str(FAULT), "FaultString": "download " + why}
-            _finish(agent, i, (E_CMD_FAILURE, "download " + why), tc)
+                  "TransferType": "Download", "Affected": fw.row_ref(slot), "TransferURL": x.get("u", ""),
+                  "FaultCode": str(dm.E_CMD_FAILURE), "FaultString": "download " + why}
+            _finish(agent, i, (dm.E_CMD_FAILURE, "download " + why), tc)
