@@ -14,6 +14,11 @@ mpy64_*     the PyPI 64-bit unix port loading the tiers as .mpy files (a board w
   *_download_1mib_min_heap_bytes  smallest -X heapsize with which a USP Download() of 1 MiB from
                                coap-server-notls completes: FirmwareImage.2.Status reads Available
                                (length, SHA-256 checksum and read-back verified by the slot manager)
+  *_get_steady_heap_bytes / *_download_1mib_steady_heap_bytes  near its limit a heap fails by
+                               fragmentation, not size, so success is not monotonic and the
+                               bisected minimum can sit in a band where larger heaps still fail:
+                               this is the smallest heap from the minimum up for which it and the
+                               next STEADY_WINDOW-1 KiB steps all work (what a board can rely on)
   *_signed_get_min_heap_bytes / *_signed_download_1mib_min_heap_bytes  the same two with an
                                ECDSA-P256 trust key provisioned (SlotManager keys): the Download
                                is a 1 MiB payload signed by imgtool (MCUboot container, security
@@ -50,7 +55,7 @@ sys.path.insert(0, ROOT)
 
 import coap as bc  # noqa: E402  libcoap server and client, stop(), MIB, pattern, free_udp_port
 import mp32  # noqa: E402
-from memory import COST, DEPS, smallest  # noqa: E402
+from memory import COST, DEPS, smallest, steady  # noqa: E402
 from mpy import micropython_exe, mpy_cross_exe  # noqa: E402
 from firmware_slots.host import tiers as T  # noqa: E402
 
@@ -58,6 +63,7 @@ AGENT_ID = "os::0044FF-fit"
 SECTOR, JOURNAL, SLOT = 4096, 4, 260
 VERBOSE = False
 CREEP_GETS = 50
+STEADY_WINDOW = 6  # KiB steps that must all work above a *_steady_heap_bytes figure
 STATUS = "Device.DeviceInfo.FirmwareImage.2.Status"
 
 # The only place naming device modules: a renamed module is a one-line fix here.
@@ -373,18 +379,26 @@ def signed_figures(prefix, run, it, signed, get_range, dl_range, step):
                     run, it, h, url, sha, signed=(pub, size))), dl_range[0], dl_range[1], step * 2)}
 
 
+def _steady(ok, found, window=STEADY_WINDOW):
+    """From the bisected minimum up: the first heap after which every KiB step of `window` works."""
+    return None if found is None else steady(ok, found, 1024, window)
+
+
 def figures(prefix, run, it, url, sha, get_range, dl_range, step, peak_heap):
     res = {}
     ready = []
     lo, hi = get_range
-    res[prefix + "get_min_heap_bytes"] = smallest(logged(prefix + "get", lambda h: get_ok(run, it, h)), lo, hi, step)
+    get = logged(prefix + "get", lambda h: get_ok(run, it, h))
+    res[prefix + "get_min_heap_bytes"] = smallest(get, lo, hi, step)
+    res[prefix + "get_steady_heap_bytes"] = _steady(get, res[prefix + "get_min_heap_bytes"])
     get_ok(run, it, hi, ready)
     res[prefix + "resident_bytes"], res[prefix + "baseline_bytes"], res[prefix + "slots_resident_bytes"] = \
         ready or (None, None, None)
     res[prefix + "resident_after_%d_gets_bytes" % CREEP_GETS] = resident_after_gets(run, it, hi)
     lo, hi = dl_range
-    res[prefix + "download_1mib_min_heap_bytes"] = smallest(
-        logged(prefix + "download", lambda h: download_ok(run, it, h, url, sha)), lo, hi, step * 2)
+    dl = logged(prefix + "download", lambda h: download_ok(run, it, h, url, sha))
+    res[prefix + "download_1mib_min_heap_bytes"] = smallest(dl, lo, hi, step * 2)
+    res[prefix + "download_1mib_steady_heap_bytes"] = _steady(dl, res[prefix + "download_1mib_min_heap_bytes"])
     res[prefix + "peak_live_bytes"] = download_ok(run, it, peak_heap, url, sha, "peak")
     res[prefix + "heap_step_bytes"] = step
     return res

@@ -147,6 +147,22 @@ def smallest(ok, lo, hi, step):
     return hi
 
 
+def steady(ok, start, step, count):
+    """Smallest heap h >= start from which ok holds for h, h+step, ... h+(count-1)*step.
+
+    A heap near its limit fails by fragmentation, not by size: success is not monotonic
+    there, so a bisection (smallest) lands anywhere in that band. This is the figure a
+    board can rely on: every heap tried above it worked."""
+    h = start
+    while True:
+        for i in range(count):
+            if not ok(h + i * step):
+                h += (i + 1) * step
+                break
+        else:
+            return h
+
+
 def main():
     quick = "--quick" in sys.argv
     tmp = tempfile.mkdtemp(prefix="bench-mem-")
