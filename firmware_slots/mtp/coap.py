@@ -23,8 +23,9 @@ Outbound: the agent's replies (to the reply-to URI) and notifications (agent.tak
 Downloads: the agent's Download() tasks are stepped by step() beside the handler; their
   sockets are watched by the same poll, so Gets are answered while an image is pulled.
 
-Costs on the device: the CoAP client code is loaded by the first outbound POST (an
-agent nobody has talked to yet does not hold it); one reassembly buffer per concurrent Block1 upload (bounded by
+Costs on the device: coap.outbox is loaded by the first outbound POST (an agent nobody
+has talked to yet does not hold it); its POSTs are the endpoint's own exchanges, so the
+reply path never loads coap.client; one reassembly buffer per concurrent Block1 upload (bounded by
 max_body) and the queued reply Records; nothing else is kept per request.
 A coaps reply-to needs `dtls_client=(cadata, cert, key)`: one DTLS session per
 controller, opened on first use and kept (Certificate mode, peer cert required).
@@ -54,11 +55,11 @@ class CoapMtp:
         self.site = endpoint.site
         self.site.route(self.path, post=self._on_post, max_body=max_body,
                         rt="bbf.usp.endpoint", if_="bbf.usp.a")
-        self._client = None     # CoapClient, made (and its module loaded) by the first POST
+        self._client = None     # CoapClient, made only when asked for (self.client)
         self._timeout_ms = timeout_ms
         self.reply_host = reply_host
         self.dtls_client = dtls_client
-        self._outbox = None     # coap.outbox.Outbox, made with the client
+        self._outbox = None     # coap.outbox.Outbox, made (and its module loaded) by the first POST
         self.log = log
         self._sessions = {}     # (host, port) -> DTLS CoapEndpoint
         self.stats = {"in": 0, "refused": 0}
@@ -71,6 +72,8 @@ class CoapMtp:
 
     @property
     def client(self):
+        # a CoapClient on this endpoint, for code that asks for one (mtp/coaps.py's sessions);
+        # the reply path never does: the outbox posts through the endpoint itself
         c = self._client
         if c is None:
             from firmware_slots.coap.client import CoapClient
@@ -82,11 +85,24 @@ class CoapMtp:
         o = self._outbox
         if o is None:
             from firmware_slots.coap.outbox import Outbox
-            o = self._outbox = Outbox(self.client, self._client_for, log=self.log)
+            o = self._outbox = Outbox(self.endpoint, self._route, self._prepare, self._timeout_ms,
+                                      log=self.log)
         return o
 
-    def _client_for(self, u):
-        return self.client if u.scheme == "coap" else self._dtls(u)
+    def _prepare(self, uri):
+        # a controller's URI -> the POST's target with our reply-to (once per destination)
+        u = parse_uri(uri)
+        h = u.host  # a loopback controller gets a loopback reply-to
+        u.query = ["reply-to=" + self.own_uri(h if h in ("127.0.0.1", "::1", "localhost") else None)]
+        return u
+
+    def _route(self, u):
+        ep = self.endpoint
+        if u.scheme == ep.transport.scheme:
+            return ep
+        if u.scheme != "coaps":
+            raise ValueError("no endpoint for scheme " + u.scheme)
+        return self._dtls(u).endpoint
 
     def serve_images(self, mgr, prefix="fw"):
         """GET <prefix>/<i> streams FirmwareImage.<i>'s bytes block-wise (Block2, Size2,
@@ -182,13 +198,10 @@ class CoapMtp:
         """Queue one Record for a controller's USP endpoint URI; -> False if dropped (counted
         in outbox.stats). The POST goes out and is retransmitted from step(), never waited for."""
         try:
-            u = parse_uri(uri)
+            return self.outbox.put(uri, record)
         except ValueError as e:
             self._log("bad controller URI %r: %s" % (uri, e))
             return False
-        h = u.host  # a loopback controller gets a loopback reply-to
-        u.query = ["reply-to=" + self.own_uri(h if h in ("127.0.0.1", "::1", "localhost") else None)]
-        return self.outbox.put(uri, u, record)
 
     def _dtls(self, u):
         if self.dtls_client is None:
