@@ -14,9 +14,9 @@ for it are dropped at once until SILENT_MS passes or heard(key) says it spoke ag
 a black-hole reply-to costs its own queue and one exchange slot, never another
 controller's latency.
 
-Hooks: prepare(key) -> CoapUri the POST goes to (default uri.parse_uri(key); the MTP adds
-its reply-to query), called once per destination entry; route(uri) -> the endpoint for
-its scheme (default: the one given; the MTP's coaps sessions), called per POST, so a
+Hooks: query(uri) -> the Uri-Query bytes the POSTs carry instead of the key's own (the
+MTP's reply-to), called once per destination entry; route(uri) -> the endpoint for the
+URI's scheme (default: the one given; the MTP's coaps sessions), called per POST, so a
 replaced DTLS session is picked up.
 
 Bounds and drop reasons (stats keys, each counted; `dropped` is their sum):
@@ -61,11 +61,11 @@ _BSZ = const(10)
 
 
 class Outbox:
-    def __init__(self, endpoint, route=None, prepare=None, timeout_ms=None, max_dests=MAX_DESTS,
+    def __init__(self, endpoint, route=None, query=None, timeout_ms=None, max_dests=MAX_DESTS,
                  max_count=MAX_COUNT, max_bytes=MAX_BYTES, total_bytes=TOTAL_BYTES, log=None):
         self.endpoint = endpoint
         self.route = route
-        self.prepare = prepare
+        self.query = query
         self.timeout_ms = timeout_ms
         self.max_dests = max_dests
         self.max_count = max_count
@@ -86,9 +86,9 @@ class Outbox:
         self.stats[why] += n
         self.stats["dropped"] += n
 
-    def put(self, key, payload):
-        """Queue `payload` for destination `key`; -> False if dropped. ValueError: prepare()
-        refused the key (a malformed URI), nothing changed."""
+    def put(self, key, payload, u=None):
+        """Queue `payload` for destination `key` (u: the key already parsed, a CoapUri);
+        -> False if dropped. ValueError: the key is not a coap/coaps URI, nothing changed."""
         d = self.dests.get(key)
         now = ticks_ms()
         if d is not None and d[_SIL] is not None:
@@ -97,18 +97,19 @@ class Outbox:
                 return False
             d[_SIL] = None
         if d is None:
-            if self.prepare is None:
+            if u is None:
                 from .uri import parse_uri
                 u = parse_uri(key)
-            else:
-                u = self.prepare(key)
             if len(self.dests) >= self.max_dests and not self._evict():
                 self._drop("full")
                 return False
             opts = [(N.URI_PATH, s.encode()) for s in u.path]
-            opts.append((N.CONTENT_FORMAT, uint_encode(N.OCTET_STREAM)))  # 42: USP, R-COAP.6
-            for q in u.query:
-                opts.append((N.URI_QUERY, q.encode()))
+            opts.append((N.CONTENT_FORMAT, b"*"))  # 42, USP (R-COAP.6): uint_encode(42)
+            if self.query is not None:
+                opts.append((N.URI_QUERY, self.query(u)))
+            else:
+                for q in u.query:
+                    opts.append((N.URI_QUERY, q.encode()))
             d = self.dests[key] = [[], None, now, None, 0, opts, u, None, None, 0, 0]
         n = len(payload)
         # one Record always fits an empty queue (it is in RAM already); bounds stop piling up

@@ -60,6 +60,8 @@ class CoapMtp:
         self.reply_host = reply_host
         self.dtls_client = dtls_client
         self._outbox = None     # coap.outbox.Outbox, made (and its module loaded) by the first POST
+        self._replies = []      # reply-to, CoapUri, Record, ...: replies before the outbox exists
+        self._rq = None         # (host, b"reply-to=...") last made by _reply_query
         self.log = log
         self._sessions = {}     # (host, port) -> DTLS CoapEndpoint
         self.stats = {"in": 0, "refused": 0}
@@ -85,16 +87,18 @@ class CoapMtp:
         o = self._outbox
         if o is None:
             from firmware_slots.coap.outbox import Outbox
-            o = self._outbox = Outbox(self.endpoint, self._route, self._prepare, self._timeout_ms,
+            o = self._outbox = Outbox(self.endpoint, self._route, self._reply_query, self._timeout_ms,
                                       log=self.log)
         return o
 
-    def _prepare(self, uri):
-        # a controller's URI -> the POST's target with our reply-to (once per destination)
-        u = parse_uri(uri)
+    def _reply_query(self, u):
+        # our POSTs' Uri-Query "reply-to=<own_uri>", made once per host it names, not per POST
         h = u.host  # a loopback controller gets a loopback reply-to
-        u.query = ["reply-to=" + self.own_uri(h if h in ("127.0.0.1", "::1", "localhost") else None)]
-        return u
+        host = self.reply_host or (h if h in ("127.0.0.1", "::1", "localhost") else "127.0.0.1")
+        q = self._rq
+        if q is None or q[0] != host:
+            q = self._rq = (host, ("reply-to=" + self.own_uri(host)).encode())
+        return q[1]
 
     def _route(self, u):
         ep = self.endpoint
@@ -181,24 +185,37 @@ class CoapMtp:
         try:
             replies = self._handle(req.payload, reply_to)
         except bad as e:
-            for rec in getattr(e, "replies", ()):  # e.g. a DisconnectRecord (7106)
-                self.send(reply_to, rec)
+            replies = getattr(e, "replies", ())  # e.g. a DisconnectRecord (7106)
+            self._hold_replies(reply_to, u, replies)
             return self._refuse(N.BAD_REQUEST, str(e) or "not a USP Record")  # R-COAP.13
         self.stats["in"] += 1
-        for rec in replies or ():
-            self.send(reply_to, rec)
+        self._hold_replies(reply_to, u, replies)
         return Response(N.CHANGED)  # R-COAP.7: at once, no payload
+
+    def _hold_replies(self, reply_to, u, replies):
+        # until the outbox exists, held for flush(): the first reply loads coap.outbox, which
+        # in the handler (with the request's datagram, message and Records live) is the Get's
+        # peak of heap; after that the outbox's bounds apply at once
+        q = self._replies
+        for rec in replies or ():
+            if self._outbox is not None:
+                self.send(reply_to, rec, u)
+            else:
+                q.append(reply_to)
+                q.append(u)
+                q.append(rec)
 
     def _handle(self, record, reply_to):
         # plain CoAP names no certificate; the coaps MTP's sessions override this
         return self.agent.handle(record, reply_to)
 
     # -- outbound ----------------------------------------------------------------------------
-    def send(self, uri, record):
-        """Queue one Record for a controller's USP endpoint URI; -> False if dropped (counted
-        in outbox.stats). The POST goes out and is retransmitted from step(), never waited for."""
+    def send(self, uri, record, u=None):
+        """Queue one Record for a controller's USP endpoint URI (u: it parsed, if at hand);
+        -> False if dropped (counted in outbox.stats). The POST goes out and is retransmitted
+        from step(), never waited for."""
         try:
-            return self.outbox.put(uri, record)
+            return self.outbox.put(uri, record, u)
         except ValueError as e:
             self._log("bad controller URI %r: %s" % (uri, e))
             return False
@@ -219,7 +236,13 @@ class CoapMtp:
         return c
 
     def flush(self):
-        """Advance queued POSTs (and poll DTLS client sessions); never blocks."""
+        """Queue the handler's replies, advance queued POSTs (and poll DTLS client
+        sessions); never blocks."""
+        q = self._replies
+        if q:
+            for i in range(0, len(q), 3):
+                self.send(q[i], q[i + 2], q[i + 1])
+            del q[:]
         for c in self._sessions.values():
             c.endpoint.poll(0)
         if self._outbox is not None:
