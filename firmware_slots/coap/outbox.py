@@ -10,7 +10,7 @@ asks) when the payload is larger than one block. The POSTs are the endpoint's ow
 exchanges (protocol.CoapEndpoint.send_request): retransmission and timeouts run in its
 poll() like every other CON, and the agent's reply path needs no coap.client. A
 destination that times out is *silent*: what it has queued is dropped and new payloads
-for it are dropped at once until SILENT_MS passes or heard(key) says it spoke again. So
+for it are dropped at once until _SILENT_MS passes or heard(key) says it spoke again. So
 a black-hole reply-to costs its own queue and one exchange slot, never another
 controller's latency.
 
@@ -20,10 +20,10 @@ URI's scheme (default: the one given; the MTP's coaps sessions), called per POST
 replaced DTLS session is picked up.
 
 Bounds and drop reasons (stats keys, each counted; `dropped` is their sum):
-  dests     at most MAX_DESTS destinations; a new one evicts the one that has waited
+  dests     at most _MAX_DESTS destinations; a new one evicts the one that has waited
             longest ("evicted": its POST in flight and what it queued)
-  count     MAX_COUNT payloads queued per destination                ("full")
-  bytes     MAX_BYTES queued per destination, TOTAL_BYTES in all     ("full")
+  count     _MAX_COUNT payloads queued per destination               ("full")
+  bytes     _MAX_BYTES queued per destination, _TOTAL_BYTES in all    ("full")
             (a lone payload is always taken: it is in RAM already)
   silent    the destination's last POST timed out                    ("silent")
   failed    the POST was answered 4.xx/5.xx or reset                 ("failed")
@@ -39,11 +39,12 @@ except ImportError:  # CPython
     def const(x):
         return x
 
-MAX_DESTS = 8
-MAX_COUNT = 8  # a Download()'s end is a burst to one controller: OperationComplete, TransferComplete!, Get replies
-MAX_BYTES = 8192
-TOTAL_BYTES = 16384
-SILENT_MS = 60000
+# the bounds (module constants: folded into the code, no global each)
+_MAX_DESTS = const(8)
+_MAX_COUNT = const(8)  # a Download()'s end is a burst to one controller: OperationComplete, TransferComplete!, Get replies
+_MAX_BYTES = const(8192)
+_TOTAL_BYTES = const(16384)
+_SILENT_MS = const(60000)
 _SZX = const(6)  # 1024-byte Block1 blocks (a server may ask for smaller ones)
 
 # A destination is a list (no class on the heap), fields by index:
@@ -61,8 +62,8 @@ _BSZ = const(10)
 
 
 class Outbox:
-    def __init__(self, endpoint, route=None, query=None, timeout_ms=None, max_dests=MAX_DESTS,
-                 max_count=MAX_COUNT, max_bytes=MAX_BYTES, total_bytes=TOTAL_BYTES, log=None):
+    def __init__(self, endpoint, route=None, query=None, timeout_ms=None, max_dests=_MAX_DESTS,
+                 max_count=_MAX_COUNT, max_bytes=_MAX_BYTES, total_bytes=_TOTAL_BYTES, log=None):
         self.endpoint = endpoint
         self.route = route
         self.query = query
@@ -232,7 +233,7 @@ class Outbox:
                     self.queued_bytes -= d[_B]
                     d[_Q] = []
                     d[_B] = 0
-                    d[_SIL] = ticks_add(now, SILENT_MS)
+                    d[_SIL] = ticks_add(now, _SILENT_MS)
                 else:
                     self._drop("failed")
                     self._log("POST to %s: %s" % (key, err or N.code_str(r.code)))

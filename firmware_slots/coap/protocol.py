@@ -24,20 +24,22 @@ from ._compat import ticks_ms, ticks_diff, ticks_add, randint16
 
 
 class Exchange:
-    """One outgoing request waiting for its response (matched by token)."""
+    """One outgoing request waiting for its response (matched by request.token)."""
+
+    # the outcome's fields are class defaults until set: four entries in a new exchange's
+    # dict instead of eleven (one exchange is live per POST in flight)
+    acked = False
+    done = False
+    response = None
+    error = None
+    _event = None
+    fresh = 0                     # resends under a new MID (stale-MID replies seen)
 
     def __init__(self, endpoint, request, addr, deadline):
         self.endpoint = endpoint
         self.request = request
-        self.token = request.token
         self.addr = addr
         self.deadline = deadline  # ticks_ms; overall limit once the CON is ACKed / for NON
-        self.acked = False
-        self.done = False
-        self.response = None
-        self.error = None
-        self._event = None
-        self.fresh = 0            # resends under a new MID (stale-MID replies seen)
 
     def _finish(self, response=None, error=None):
         if self.done:
@@ -46,13 +48,14 @@ class Exchange:
         self.response = response
         self.error = error
         ep = self.endpoint
-        ep._exchanges.pop(self.token, None)
+        ep._exchanges.pop(self.request.token, None)
         ep.retransmitter.cancel_owner(self)
         if self._event is not None:
             self._event.set()
 
     def on_ack(self, msg):  # the endpoint's, for the ACK of our CON
-        if msg.code != N.EMPTY and msg.token != self.token and self.fresh < 3:
+        t = self.request.token
+        if msg.code != N.EMPTY and msg.token != t and self.fresh < 3:
             # a piggy-backed reply for another token: the peer's dedup cache still holds
             # this MID from before our reboot (same port) -> resend under a new random MID
             self.fresh += 1
@@ -61,7 +64,7 @@ class Exchange:
             m = self.request
             m.mid = ep.next_mid()
             ep.retransmitter.add(m.mid, self.addr, ep._send(m, self.addr), self)
-        elif msg.code == N.EMPTY or msg.token != self.token:
+        elif msg.code == N.EMPTY or msg.token != t:
             self.acked = True  # separate response will follow
         else:
             self._finish(msg)
@@ -253,9 +256,9 @@ class CoapEndpoint:
     def handle_datagram(self, data, addr):
         self.stats["rx"] += 1
         try:
-            # a response's payload stays a view of the datagram (bytes from recvfrom: ours
-            # alone); requests get a copy, handlers may keep it
-            msg = decode(data, len(data) > 1 and data[1] >= 64)
+            # the payload stays a view of the datagram (bytes from recvfrom: ours alone, never
+            # changed); the Site copies a request's for handlers that may keep it
+            msg = decode(data, True)
         except CoapDecodeError as e:
             self.stats["malformed"] += 1
             if e.should_reset():
