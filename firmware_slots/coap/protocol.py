@@ -26,20 +26,17 @@ from ._compat import ticks_ms, ticks_diff, ticks_add, randint16
 class Exchange:
     """One outgoing request waiting for its response (matched by request.token)."""
 
-    # the outcome's fields are class defaults until set: four entries in a new exchange's
-    # dict instead of eleven (one exchange is live per POST in flight)
-    acked = False
-    done = False
-    response = None
-    error = None
-    _event = None
-    fresh = 0                     # resends under a new MID (stale-MID replies seen)
-
     def __init__(self, endpoint, request, addr, deadline):
         self.endpoint = endpoint
         self.request = request
         self.addr = addr
         self.deadline = deadline  # ticks_ms; overall limit once the CON is ACKed / for NON
+        self.acked = False
+        self.done = False
+        self.response = None
+        self.error = None
+        self._event = None
+        self.fresh = 0            # resends under a new MID (stale-MID replies seen)
 
     def _finish(self, response=None, error=None):
         if self.done:
