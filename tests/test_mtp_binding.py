@@ -218,7 +218,6 @@ class FakeAgent:
         self.outbox = []
 
     def handle(self, rec, reply_to=None):
-        rec = bytes(rec)  # the MTP hands a view of the datagram, valid during the call
         if not rec.startswith(b"REC"):
             raise self.BadRecord("no")
         self.seen.append((bytes(rec), reply_to))

@@ -253,9 +253,11 @@ class CoapEndpoint:
     def handle_datagram(self, data, addr):
         self.stats["rx"] += 1
         try:
-            # the payload stays a view of the datagram (bytes from recvfrom: ours alone, never
-            # changed); the Site copies a request's for handlers that may keep it
-            msg = decode(data, True)
+            # a response's payload stays a view of the datagram (bytes from recvfrom: ours
+            # alone); requests get a copy, handlers may keep it (measured: a view for the USP
+            # Record moved where the next datagram's buffer fits and made the Get's minimum
+            # heap worse, 34560 -> 35584)
+            msg = decode(data, len(data) > 1 and data[1] >= 64)
         except CoapDecodeError as e:
             self.stats["malformed"] += 1
             if e.should_reset():

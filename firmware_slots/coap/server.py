@@ -82,11 +82,7 @@ class Request:
 
 
 class Handler:
-    """A resource made of plain functions: Handler(get=f, post=g, rt="...").
-    views = True: request.payload may be a memoryview of the datagram (a handler that
-    keeps nothing of it; else it gets a copy)."""
-
-    views = False
+    """A resource made of plain functions: Handler(get=f, post=g, rt="...")."""
 
     def __init__(self, get=None, post=None, put=None, delete=None, fetch=None,
                  max_body=8192, **attrs):
@@ -201,8 +197,6 @@ class Site:
         if res is None:
             return None, Response(N.NOT_FOUND)
         payload = msg.payload
-        if type(payload) is memoryview and not getattr(res, "views", False):
-            payload = msg.payload = bytes(payload)  # the handler may keep it
         max_szx = self.max_szx
         if msg.code != N.GET and b2 is not None and b2[0] > 0 and b1 is None:
             from .blockwise import cached_body

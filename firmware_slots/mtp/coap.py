@@ -14,8 +14,6 @@ Inbound (our endpoint resource, rt="bbf.usp.endpoint", if="bbf.usp.a"):
   does not decode, a session_context Record, which also gets a DisconnectRecord 7106);
   Records over one datagram arrive block-wise (Block1, reassembled by the Site up to
   max_body, 4.13 beyond). A good Record is answered 2.04 Changed at once with no payload.
-  agent.handle(record, reply_to) gets the Record as a memoryview of the datagram (no copy):
-  valid during the call, to be copied by an agent that keeps it.
 Outbound: the agent's replies (to the reply-to URI) and notifications (agent.take_outbox,
   to agent.controller_uri(eid)) go into coap/outbox.py: per-destination bounded queues,
   one CON POST in flight per destination (Block1 when larger than one block) from the
@@ -55,9 +53,8 @@ class CoapMtp:
         self.endpoint = endpoint
         self.path = path.strip("/")
         self.site = endpoint.site
-        # views: the agent decodes the Record and keeps nothing of it, so no copy of it
         self.site.route(self.path, post=self._on_post, max_body=max_body,
-                        rt="bbf.usp.endpoint", if_="bbf.usp.a").views = True
+                        rt="bbf.usp.endpoint", if_="bbf.usp.a")
         self._client = None     # CoapClient, made only when asked for (self.client)
         self._timeout_ms = timeout_ms
         self.reply_host = reply_host
