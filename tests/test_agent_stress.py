@@ -23,7 +23,6 @@ aiocoap = pytest.importorskip("aiocoap")
 from support.agent_proc import AGENT_ID, AgentProc, make_flash, run  # noqa: E402
 
 from firmware_slots.coap import numbers as N  # noqa: E402
-from firmware_slots.coap.client import CoapClient  # noqa: E402
 from firmware_slots.coap.outbox import Outbox  # noqa: E402
 from firmware_slots.coap.protocol import CoapEndpoint  # noqa: E402
 from firmware_slots.coap.server import Response  # noqa: E402
@@ -173,25 +172,24 @@ def test_outbox_bounds_and_drop_reasons():
     hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     hole.bind(("127.0.0.1", 0))
     try:
-        ob = Outbox(CoapClient(a, timeout_ms=300), max_dests=3, max_count=2, max_bytes=3000,
-                    total_bytes=5000)
+        ob = Outbox(a, timeout_ms=300, max_dests=3, max_count=2, max_bytes=3000, total_bytes=5000)
         good = "coap://127.0.0.1:%d/usp" % b.transport.local_port
         bad = "coap://127.0.0.1:%d/usp" % hole.getsockname()[1]
-        assert ob.put("good", good, b"a" * 2500)   # one Record always fits an empty queue
-        assert ob.put("good", good, b"b" * 400)
-        assert not ob.put("good", good, b"c")      # count
+        assert ob.put(good, b"a" * 2500)   # one Record always fits an empty queue
+        assert ob.put(good, b"b" * 400)
+        assert not ob.put(good, b"c")      # count
         assert ob.stats["full"] == 1
-        assert ob.put("bad", bad, b"x") and ob.put("bad", bad, b"y")
-        assert not ob.put("bad2", bad + "2", b"z" * 2500)  # total bytes
+        assert ob.put(bad, b"x") and ob.put(bad, b"y")
+        assert not ob.put(bad + "2", b"z" * 2500)  # total bytes
         _spin((a, b), ob, lambda: ob.stats["silent"])
         assert sorted(got) == [b"a" * 2500, b"b" * 400]  # Block1 for the big one
         assert ob.stats["sent"] == 2 and ob.stats["silent"] == 2  # in flight + queued behind it
-        assert not ob.put("bad", bad, b"again") and ob.stats["silent"] == 3  # silent: at once
-        ob.heard("bad")  # it spoke to us: worth trying again
-        assert ob.put("bad", bad, b"again")
+        assert not ob.put(bad, b"again") and ob.stats["silent"] == 3  # silent: at once
+        ob.heard(bad)  # it spoke to us: worth trying again
+        assert ob.put(bad, b"again")
         # the table of destinations is bounded: a new one evicts the longest-waiting POST
-        assert ob.put("d1", bad + "?1", b"1") and ob.put("d2", bad + "?2", b"2")
-        assert ob.put("good", good, b"fresh")
+        assert ob.put(bad + "?1", b"1") and ob.put(bad + "?2", b"2")
+        assert ob.put(good, b"fresh")
         assert ob.stats["evicted"] >= 1 and len(ob.dests) <= 3
         _spin((a, b), ob, lambda: b"fresh" in got)
         assert b"fresh" in got
@@ -199,6 +197,23 @@ def test_outbox_bounds_and_drop_reasons():
         assert len(a._exchanges) <= a.max_exchanges
     finally:
         hole.close()
+        a.close()
+        b.close()
+
+
+def test_outbox_block1_follows_a_server_that_asks_for_smaller_blocks():
+    a, b, got = _pair(None)
+    b.site.max_szx = 4  # 256-byte blocks: the 2.31 to our first 1024-byte block says so
+    try:
+        ob = Outbox(a, timeout_ms=2000)
+        uri = "coap://127.0.0.1:%d/usp" % b.transport.local_port
+        body = bytes(range(256)) * 11 + b"tail"
+        assert ob.put(uri, body) and ob.put(uri, b"small")
+        _spin((a, b), ob, lambda: ob.stats["sent"] + ob.stats["dropped"] == 2)
+        assert got == [body, b"small"] and ob.stats["sent"] == 2 and not ob.busy()
+        assert b.stats["rx"] == 1 + 8 + 1  # 1024 bytes, 1796 in 256-byte blocks, then "small"
+        assert not a._exchanges and not a.retransmitter.pending
+    finally:
         a.close()
         b.close()
 

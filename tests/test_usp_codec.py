@@ -429,6 +429,9 @@ def test_make_record_and_payload_views(official):
     assert record_payload(decode_record(rec)) == bytes(msg)
     assert record_payload({"version": "1.3", "disconnect": {}}) is None
     assert record_payload(decode_record(make_record("a", "b", b""))) == b""
+    # a Msg dict is encoded in place: the same bytes as encoding it first
+    for d in SAMPLES:
+        assert make_record("os::agent", "os::ctrl", d) == make_record("os::agent", "os::ctrl", encode_msg(d))
 
 
 # ---------------------------------------------------------------- hypothesis

@@ -23,8 +23,9 @@ Outbound: the agent's replies (to the reply-to URI) and notifications (agent.tak
 Downloads: the agent's Download() tasks are stepped by step() beside the handler; their
   sockets are watched by the same poll, so Gets are answered while an image is pulled.
 
-Costs on the device: the CoAP client code is loaded by the first outbound POST (an
-agent nobody has talked to yet does not hold it); one reassembly buffer per concurrent Block1 upload (bounded by
+Costs on the device: coap.outbox is loaded by the first outbound POST (an agent nobody
+has talked to yet does not hold it); its POSTs are the endpoint's own exchanges, so the
+reply path never loads coap.client; one reassembly buffer per concurrent Block1 upload (bounded by
 max_body) and the queued reply Records; nothing else is kept per request.
 A coaps reply-to needs `dtls_client=(cadata, cert, key)`: one DTLS session per
 controller, opened on first use and kept (Certificate mode, peer cert required).
@@ -54,11 +55,13 @@ class CoapMtp:
         self.site = endpoint.site
         self.site.route(self.path, post=self._on_post, max_body=max_body,
                         rt="bbf.usp.endpoint", if_="bbf.usp.a")
-        self._client = None     # CoapClient, made (and its module loaded) by the first POST
+        self._client = None     # CoapClient, made only when asked for (self.client)
         self._timeout_ms = timeout_ms
         self.reply_host = reply_host
         self.dtls_client = dtls_client
-        self._outbox = None     # coap.outbox.Outbox, made with the client
+        self._outbox = None     # coap.outbox.Outbox, made (and its module loaded) by the first POST
+        self._replies = []      # reply-to, CoapUri, Record, ...: replies before the outbox exists
+        self._rq = None         # (host, b"reply-to=...") last made by _reply_query
         self.log = log
         self._sessions = {}     # (host, port) -> DTLS CoapEndpoint
         self.stats = {"in": 0, "refused": 0}
@@ -71,6 +74,8 @@ class CoapMtp:
 
     @property
     def client(self):
+        # a CoapClient on this endpoint, for code that asks for one (mtp/coaps.py's sessions);
+        # the reply path never does: the outbox posts through the endpoint itself
         c = self._client
         if c is None:
             from firmware_slots.coap.client import CoapClient
@@ -82,11 +87,26 @@ class CoapMtp:
         o = self._outbox
         if o is None:
             from firmware_slots.coap.outbox import Outbox
-            o = self._outbox = Outbox(self.client, self._client_for, log=self.log)
+            o = self._outbox = Outbox(self.endpoint, self._route, self._reply_query, self._timeout_ms,
+                                      log=self.log)
         return o
 
-    def _client_for(self, u):
-        return self.client if u.scheme == "coap" else self._dtls(u)
+    def _reply_query(self, u):
+        # our POSTs' Uri-Query "reply-to=<own_uri>", made once per host it names, not per POST
+        h = u.host  # a loopback controller gets a loopback reply-to
+        host = self.reply_host or (h if h in ("127.0.0.1", "::1", "localhost") else "127.0.0.1")
+        q = self._rq
+        if q is None or q[0] != host:
+            q = self._rq = (host, ("reply-to=" + self.own_uri(host)).encode())
+        return q[1]
+
+    def _route(self, u):
+        ep = self.endpoint
+        if u.scheme == ep.transport.scheme:
+            return ep
+        if u.scheme != "coaps":
+            raise ValueError("no endpoint for scheme " + u.scheme)
+        return self._dtls(u).endpoint
 
     def serve_images(self, mgr, prefix="fw"):
         """GET <prefix>/<i> streams FirmwareImage.<i>'s bytes block-wise (Block2, Size2,
@@ -165,30 +185,40 @@ class CoapMtp:
         try:
             replies = self._handle(req.payload, reply_to)
         except bad as e:
-            for rec in getattr(e, "replies", ()):  # e.g. a DisconnectRecord (7106)
-                self.send(reply_to, rec)
+            replies = getattr(e, "replies", ())  # e.g. a DisconnectRecord (7106)
+            self._hold_replies(reply_to, u, replies)
             return self._refuse(N.BAD_REQUEST, str(e) or "not a USP Record")  # R-COAP.13
         self.stats["in"] += 1
-        for rec in replies or ():
-            self.send(reply_to, rec)
+        self._hold_replies(reply_to, u, replies)
         return Response(N.CHANGED)  # R-COAP.7: at once, no payload
+
+    def _hold_replies(self, reply_to, u, replies):
+        # until the outbox exists, held for flush(): the first reply loads coap.outbox, which
+        # in the handler (with the request's datagram, message and Records live) is the Get's
+        # peak of heap; after that the outbox's bounds apply at once
+        q = self._replies
+        for rec in replies or ():
+            if self._outbox is not None:
+                self.send(reply_to, rec, u)
+            else:
+                q.append(reply_to)
+                q.append(u)
+                q.append(rec)
 
     def _handle(self, record, reply_to):
         # plain CoAP names no certificate; the coaps MTP's sessions override this
         return self.agent.handle(record, reply_to)
 
     # -- outbound ----------------------------------------------------------------------------
-    def send(self, uri, record):
-        """Queue one Record for a controller's USP endpoint URI; -> False if dropped (counted
-        in outbox.stats). The POST goes out and is retransmitted from step(), never waited for."""
+    def send(self, uri, record, u=None):
+        """Queue one Record for a controller's USP endpoint URI (u: it parsed, if at hand);
+        -> False if dropped (counted in outbox.stats). The POST goes out and is retransmitted
+        from step(), never waited for."""
         try:
-            u = parse_uri(uri)
+            return self.outbox.put(uri, record, u)
         except ValueError as e:
             self._log("bad controller URI %r: %s" % (uri, e))
             return False
-        h = u.host  # a loopback controller gets a loopback reply-to
-        u.query = ["reply-to=" + self.own_uri(h if h in ("127.0.0.1", "::1", "localhost") else None)]
-        return self.outbox.put(uri, u, record)
 
     def _dtls(self, u):
         if self.dtls_client is None:
@@ -206,7 +236,13 @@ class CoapMtp:
         return c
 
     def flush(self):
-        """Advance queued POSTs (and poll DTLS client sessions); never blocks."""
+        """Queue the handler's replies, advance queued POSTs (and poll DTLS client
+        sessions); never blocks."""
+        q = self._replies
+        if q:
+            for i in range(0, len(q), 3):
+                self.send(q[i], q[i + 2], q[i + 1])
+            del q[:]
         for c in self._sessions.values():
             c.endpoint.poll(0)
         if self._outbox is not None:

@@ -271,29 +271,32 @@ class UspAgent:
             raise BadRecord("Record without a record type")
         if not payload:
             raise BadRecord("Record without payload")
+        rec = None  # the Record's dict is done with: not live beside the Msg and the reply
         try:
             msg = codec.decode_msg(payload)
         except codec.DecodeError as e:
             raise BadRecord("undecodable Msg: %s" % e)
+        payload = None
         self.roles = (self.role_of(sender, san_uris),)
         if self.roles != (2,):  # untrusted senders get no persisted Controller row
             try:
                 self.la.seen(sender, reply_to)
             except UspError as e:  # no room for this controller: refused, state untouched
                 resp = codec.error_msg(codec.split_msg(msg)[0], e.code, e.msg)
-                return [codec.make_record(sender, self.endpoint_id, codec.encode_msg(resp))]
+                return [codec.make_record(sender, self.endpoint_id, resp)]
         self.current_eid = sender
         try:
             resp = self.dispatch(msg)
         finally:
             self.la.flush()
             self.current_eid = None
+        msg = None  # nor the request's Msg beside the reply's Record
         n = _notify(self)
         if n:
             n.value_changes(self)
         if resp is None:
             return []
-        return [codec.make_record(sender, self.endpoint_id, codec.encode_msg(resp))]
+        return [codec.make_record(sender, self.endpoint_id, resp)]
 
     def dispatch(self, msg):
         mid, mtype, part, kind, body = codec.split_msg(msg)

@@ -28,13 +28,14 @@ def decode_record(b, views=False):
     return decode(Record, b, views)
 
 
-def make_record(to_id, from_id, msg_bytes, version=USP_VERSION):
-    """Encoded no-session-context Record carrying encoded Msg `msg_bytes`."""
+def make_record(to_id, from_id, msg, version=USP_VERSION):
+    """Encoded no-session-context Record carrying `msg`: an encoded Msg, or a Msg dict
+    (encoded in place: one buffer, not the Msg's and then the Record's)."""
     return encode(Record, {
         "version": version,
         "to_id": to_id,
         "from_id": from_id,
-        "no_session_context": {"payload": msg_bytes},
+        "no_session_context": {"payload": (Msg, msg) if type(msg) is dict else msg},
     })
 
 

@@ -237,7 +237,12 @@ def _size(schema, d, plan):
                     if not (k & (_REP | _ONEOF)) and not x:
                         continue  # proto3 default: not sent
                     if kk <= _BYTES:
-                        s = _blen(x)
+                        if type(x) is tuple:  # (schema, dict): a message written in place
+                            j = len(plan)
+                            plan.append(0)
+                            s = plan[j] = _size(x[0], x[1], plan)
+                        else:
+                            s = _blen(x)
                         total += tl + _vlen(s) + s
                     elif kk == _FX32:
                         total += tl + 4
@@ -295,11 +300,15 @@ def _put_msg(buf, p, plan, schema, d):
                 rep = k & _REP
                 for r in range(len(v) if rep else 1):  # no 1-tuple per singular field
                     x = v[r] if rep else v
-                    if kk == _MSG:
+                    if kk == _MSG or type(x) is tuple:
                         p = _put_varint(buf, p, tag | 2)
                         c = plan[0]
                         plan[0] = c + 1
-                        p = _put_msg(buf, _put_varint(buf, p, plan[c]), plan, schema[i + 2], x)
+                        p = _put_varint(buf, p, plan[c])
+                        if kk == _MSG:
+                            p = _put_msg(buf, p, plan, schema[i + 2], x)
+                        else:
+                            p = _put_msg(buf, p, plan, x[0], x[1])
                         continue
                     if not (k & (_REP | _ONEOF)) and not x:
                         continue
@@ -324,7 +333,8 @@ def encode(schema, d):
 
     Returns an exactly sized bytearray (no final copy). Unknown keys and None
     values are ignored; proto3 defaults are not sent unless the field is a
-    oneof member or repeated.
+    oneof member or repeated. A bytes field given as (schema, dict) holds that
+    message's encoding, written in place (a Record's Msg: no second buffer).
     """
     plan = [1]  # [cursor, nested message sizes in write order...]
     n = _size(schema, d, plan)
