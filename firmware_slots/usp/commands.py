@@ -31,7 +31,6 @@ except ImportError:  # CPython
 _CONFIRM_INTERVAL_S = const(10)  # between two ConfirmationNeeded questions
 _DEFAULT_RETRIES = const(3)      # MaxRetries -1: the agent's own policy
 _MAX_RESUMES = const(3)          # reboots a Download() may survive before it is reported failed
-_ROOM = const(2304)              # bytes start_download() keeps free for the first datagram
 # TransferComplete! FaultCode when TR-369 names nothing better: dm.E_CMD_FAILURE
 
 
@@ -269,14 +268,6 @@ def start_download(agent, i):
     la = agent.la
     mgr = agent.mgr
     x = la.reqs[i]["x"]
-    # Room for the first block's datagram (recvfrom's 1152-byte scratch + its ~1 KiB bytes),
-    # held while the start runs and garbage once it returns (the first recvfrom's GC frees it
-    # in one piece): the start's garbage between the objects it keeps left no 1152-byte hole
-    # in a tight heap, the Download's first failure at 51-55 KiB
-    try:
-        room = bytearray(_ROOM)  # noqa: F841  held, never read
-    except MemoryError:
-        room = None  # no room to keep: start anyway
     la.update_request(i, 1)
     la.flush()
     t0 = agent.platform.now_s()
