@@ -86,12 +86,6 @@ class CoapMessage:
         tkl = len(self.token)
         if tkl > 8:
             raise ValueError("token longer than 8 bytes")
-        out = bytearray(4)
-        out[0] = 0x40 | (self.mtype << 4) | tkl
-        out[1] = self.code
-        out[2] = (self.mid >> 8) & 0xFF
-        out[3] = self.mid & 0xFF
-        out += self.token
         # MicroPython's sort is not stable: the index keeps repeated options in order
         opts = self.options
         for i in range(1, len(opts)):
@@ -99,32 +93,60 @@ class CoapMessage:
                 opts = sorted([(o[0], j, o[1]) for j, o in enumerate(opts)])
                 opts = [(o[0], o[2]) for o in opts]
                 break
+        payload = self.payload
+        # sized first, allocated once: a growing bytearray leaves its smaller copies as holes
+        n = 4 + tkl
+        last = 0
+        for num, val in opts:
+            n += 1 + _ext(num - last) + _ext(len(val)) + len(val)
+            last = num
+        if payload:
+            n += 1 + len(payload)
+        out = bytearray(n)
+        out[0] = 0x40 | (self.mtype << 4) | tkl
+        out[1] = self.code
+        out[2] = (self.mid >> 8) & 0xFF
+        out[3] = self.mid & 0xFF
+        p = 4 + tkl
+        out[4:p] = self.token
         last = 0
         for num, val in opts:
             delta = num - last
             last = num
             ln = len(val)
-            d, dext = _nibble(delta)
-            l, lext = _nibble(ln)
-            out.append((d << 4) | l)
-            out += dext
-            out += lext
-            out += val
-        if self.payload:
-            out.append(0xFF)
-            out += self.payload
+            d = _ext(delta)
+            e = _ext(ln)
+            # nibble: the value itself, or 13/14 for one/two extension bytes
+            out[p] = ((12 + d if d else delta) << 4) | (12 + e if e else ln)
+            p = _put_ext(out, _put_ext(out, p + 1, delta, d), ln, e)
+            out[p:p + ln] = val
+            p += ln
+        if payload:
+            out[p] = 0xFF
+            out[p + 1:] = payload
         return out  # a bytearray: no second copy of a 1 KiB block; nothing writes to it after
 
 
-def _nibble(v):
+def _ext(v):
+    # extension bytes an option delta or length v needs (RFC 7252 3.1)
     if v < 13:
-        return v, b""
+        return 0
     if v < 269:
-        return 13, bytes((v - 13,))
+        return 1
     if v < 65805:
-        v -= 269
-        return 14, bytes((v >> 8, v & 0xFF))
+        return 2
     raise ValueError("option delta/length too large")
+
+
+def _put_ext(out, p, v, k):
+    # writes v's k extension bytes at p -> the position after them
+    if k == 1:
+        out[p] = v - 13
+    elif k == 2:
+        v -= 269
+        out[p] = v >> 8
+        out[p + 1] = v & 0xFF
+    return p + k
 
 
 def decode(data, view=False):
