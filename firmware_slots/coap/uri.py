@@ -57,61 +57,71 @@ def _quote(s, extra=b""):
 
 def parse_uri(uri):
     """'coap://host:port/a/b?x=1&y' -> CoapUri; ValueError if not coap/coaps."""
+    # positions in `uri`, not slices of slices: only the parts kept are copied (the MTP
+    # parses a reply-to per request)
     i = uri.find("://")
     if i < 0:
         raise ValueError("not an absolute URI")
-    scheme = uri[:i].lower()
+    if i == 4 and uri.startswith("coap"):
+        scheme = "coap"
+    elif i == 5 and uri.startswith("coaps"):
+        scheme = "coaps"
+    else:
+        scheme = uri[:i].lower()
     if scheme == "coap":
         port = N.COAP_PORT
     elif scheme == "coaps":
         port = N.COAPS_PORT
     else:
         raise ValueError("unsupported scheme " + scheme)
-    rest = uri[i + 3:]
-    j = rest.find("#")
-    if j >= 0:
+    s = i + 3
+    n = len(uri)
+    if uri.find("#", s) >= 0:
         raise ValueError("fragment not allowed in a CoAP URI")
-    end = len(rest)
-    for ch in "/?":
-        k = rest.find(ch)
-        if 0 <= k < end:
-            end = k
-    authority = rest[:end]
-    rest = rest[end:]
-    if "@" in authority:
+    q = uri.find("?", s)
+    pe = n if q < 0 else q  # the path ends at the query
+    end = uri.find("/", s, pe)
+    if end < 0:
+        end = pe  # the authority ends at the path
+    if uri.find("@", s, end) >= 0:
         raise ValueError("userinfo not allowed in a CoAP URI")
-    if authority.startswith("["):
-        k = authority.find("]")
+    if uri.startswith("[", s):
+        k = uri.find("]", s, end)
         if k < 0:
             raise ValueError("bad IPv6 literal")
-        host = authority[1:k]
-        tail = authority[k + 1:]
+        host = uri[s + 1:k]
+        t = k + 1
     else:
-        k = authority.rfind(":")
-        if k >= 0:
-            host, tail = authority[:k], authority[k:]
-        else:
-            host, tail = authority, ""
-    if tail:
-        if not tail.startswith(":"):
+        t = uri.rfind(":", s, end)
+        if t < 0:
+            t = end
+        host = uri[s:t]
+    if t < end:
+        if not uri.startswith(":", t):
             raise ValueError("bad authority")
-        if tail[1:]:
-            port = int(tail[1:])
+        if t + 1 < end:
+            port = int(uri[t + 1:end])
             if not 0 < port < 65536:
                 raise ValueError("bad port")
     if not host:
         raise ValueError("empty host")
-    q = rest.find("?")
-    if q >= 0:
-        path_s, query_s = rest[:q], rest[q + 1:]
-    else:
-        path_s, query_s = rest, None
-    path = []
     # RFC 7252 6.4: "/" or "" means no Uri-Path options; "a/" gives a trailing empty segment
-    if path_s not in ("", "/"):
-        path = [_unquote(s) for s in path_s[1:].split("/")]
-    query = [] if not query_s else [_unquote(s) for s in query_s.split("&")]
+    path = _split(uri, end + 1, pe, "/") if pe - end > 1 else []
+    query = _split(uri, q + 1, n, "&") if 0 <= q < n - 1 else []
     return CoapUri(scheme, host if ":" in host else host.lower(), port, path, query)  # IPv6 as given
+
+
+def _split(uri, a, b, sep):
+    # uri[a:b].split(sep), percent-decoded, without the slice
+    out = []
+    while True:
+        k = uri.find(sep, a, b)
+        if k < 0:
+            k = b
+        out.append(_unquote(uri[a:k]))
+        if k == b:
+            return out
+        a = k + 1
 
 
 def make_uri(scheme, host, port, path=(), query=()):
