@@ -20,9 +20,10 @@ datagram, and in a fragmented heap a 1280-byte one is what fails first. No port 
 recvfrom_into/recv_into, and socket.readinto() reads until its buffer is full (it would
 run datagrams together), so a preallocated buffer cannot be filled safely with datagrams
 of unknown length (servertransport.py sizes block responses from a peek). Instead a
-small datagram (ACKs, USP requests) is read by a PEEK-byte MSG_PEEK (a small scratch
-buffer) and then dropped from the queue by a 1-byte readinto; only a datagram that
-fills the peek takes the full recvfrom. After a block-sized one the next read skips the
+small datagram is read by a MSG_PEEK (a small scratch buffer) and then dropped from the
+queue by a 1-byte readinto: first PEEK_ACK bytes (an ACK, RST or a response to our POST
+needs no larger hole in a fragmented heap), then PEEK bytes (a USP request); only a
+datagram that fills both takes the full recvfrom. After a block-sized one the next read skips the
 peek (a Block1 upload is all large ones; a 320-byte request is not one). A port
 without MSG_PEEK always uses recvfrom.
 
@@ -35,6 +36,7 @@ from . import numbers as N
 from ._compat import IS_MICROPYTHON
 
 _EAGAIN = (11, 35, 10035)  # Linux, BSD/macOS, Windows
+PEEK_ACK = 64  # bytes: an empty ACK/RST, a 2.04/2.31 answering our POST (token, Block1)
 PEEK = 320  # bytes: a USP Get/Set/Operate request with its reply-to fits
 
 
@@ -91,10 +93,13 @@ class UdpTransport:
         s = self.sock
         try:
             if self._peek and not self._big:
-                data, addr = s.recvfrom(PEEK, socket.MSG_PEEK)
-                if len(data) < PEEK:
-                    s.readinto(self._one)  # drops the datagram we already hold
-                    return data, _addr_key(addr)
+                n = PEEK_ACK
+                while n:
+                    data, addr = s.recvfrom(n, socket.MSG_PEEK)
+                    if len(data) < n:
+                        s.readinto(self._one)  # drops the datagram we already hold
+                        return data, _addr_key(addr)
+                    n = PEEK if n < PEEK else 0
             data, addr = s.recvfrom(self.recv_size)
             self._big = len(data) > self.recv_size // 2  # a block: more will follow (Block1)
         except TypeError:  # this port's recvfrom takes no flags
