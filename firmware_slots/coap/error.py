@@ -1,12 +1,9 @@
-"""Exceptions raised to users of the CoAP stack."""
+"""Exceptions raised to users of the CoAP stack.
 
-
-class CoapError(Exception):
-    """Also what a request the peer answered with RST fails with ("reset by peer")."""
-
-
-class CoapTimeout(CoapError):
-    """No ACK/response within the RFC 7252 retransmission window (R-COAP.9)."""
+CoapError and CoapTimeout are defined in protocol.py (the exchanges end with them, and
+the agent's Get path loads no more than that); the rest are coap/client.py's.
+"""
+from .protocol import CoapError, CoapTimeout  # noqa: F401  (one import point for users)
 
 
 class CoapResponseError(CoapError):

@@ -30,7 +30,7 @@ Bounds and drop reasons (stats keys, each counted; `dropped` is their sum):
 """
 from . import numbers as N
 from .message import CoapMessage, block_encode, block_decode, uint_encode
-from .error import CoapTimeout
+from .protocol import CoapTimeout
 from ._compat import ticks_ms, ticks_diff, ticks_add, urandom
 
 try:

@@ -16,11 +16,20 @@ from . import numbers as N
 from .message import CoapMessage, CoapDecodeError, decode, unknown_critical
 from .messagemanager import DedupCache, PENDING, Retransmitter
 from .server import Site
-from .error import CoapError, CoapTimeout
 from ._compat import ticks_ms, ticks_diff, ticks_add, randint16
 
 # asyncio is imported by the async entry points only: a poll()/serve() device never
 # pays for it (4 KB of heap frozen, ~20 KB more when it is a .mpy on the filesystem).
+
+
+# The two errors an exchange ends with live here, where they are raised: the agent's Get
+# path then never loads coap/error.py (the client's own errors, which re-exports these).
+class CoapError(Exception):
+    """Also what a request the peer answered with RST fails with ("reset by peer")."""
+
+
+class CoapTimeout(CoapError):
+    """No ACK/response within the RFC 7252 retransmission window (R-COAP.9)."""
 
 
 class Exchange:
