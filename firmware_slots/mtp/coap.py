@@ -55,7 +55,6 @@ class CoapMtp:
         self.site = endpoint.site
         self.site.route(self.path, post=self._on_post, max_body=max_body,
                         rt="bbf.usp.endpoint", if_="bbf.usp.a")
-        self._client = None     # CoapClient, made only when asked for (self.client)
         self._timeout_ms = timeout_ms
         self.reply_host = reply_host
         self.dtls_client = dtls_client
@@ -71,16 +70,6 @@ class CoapMtp:
         self._wkeys = []        # transfer sockets registered with the endpoint's poller
         self._polled = 0
         self._hold = None       # ticks when a due reboot started waiting for the outbox
-
-    @property
-    def client(self):
-        # a CoapClient on this endpoint, for code that asks for one (mtp/coaps.py's sessions);
-        # the reply path never does: the outbox posts through the endpoint itself
-        c = self._client
-        if c is None:
-            from firmware_slots.coap.client import CoapClient
-            c = self._client = CoapClient(self.endpoint, timeout_ms=self._timeout_ms)
-        return c
 
     @property
     def outbox(self):

@@ -33,10 +33,9 @@ def _hostport(addr):
 
 
 class _SessionMtp(CoapMtp):
+    # a coaps reply-to rides back on the session the request came in on: the session's
+    # transport is "coaps", so _route() gives its own endpoint
     sock = None  # the session's DtlsSocket: its san_uris are known once its handshake is done
-
-    def _dtls(self, u):
-        return self.client  # a coaps reply-to rides back on the session the request came in on
 
     def _handle(self, record, reply_to):
         # only here does the agent learn certificate names: TR-369's SAN rule for coaps
