@@ -46,8 +46,14 @@ _SAFE = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'
 
 
 def _quote(s, extra=b""):
+    b = s.encode()
+    for c in b:
+        if c not in _SAFE and c not in extra:
+            break
+    else:
+        return s  # the usual case: nothing to escape, no copy
     out = []
-    for c in s.encode():
+    for c in b:
         if c in _SAFE or c in extra:
             out.append(chr(c))
         else:
@@ -126,11 +132,9 @@ def _split(uri, a, b, sep):
 
 def make_uri(scheme, host, port, path=(), query=()):
     default = N.COAPS_PORT if scheme == "coaps" else N.COAP_PORT
-    h = "[%s]" % host if ":" in host else host  # an IPv6 literal
-    s = scheme + "://" + h
-    if port and port != default:
-        s += ":%d" % port
-    s += "/" + "/".join(_quote(p) for p in path)
-    if query:
-        s += "?" + "&".join(_quote(q, b"/?") for q in query)
-    return s
+    # one formatting, not a string per piece (the MTP makes its reply-to with it)
+    return "%s://%s%s/%s%s" % (
+        scheme, "[%s]" % host if ":" in host else host,  # an IPv6 literal
+        ":%d" % port if port and port != default else "",
+        "/".join([_quote(p) for p in path]),
+        "?" + "&".join([_quote(q, b"/?") for q in query]) if query else "")
