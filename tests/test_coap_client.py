@@ -411,7 +411,7 @@ def test_connected_transport_adapter(libcoap_server):
     import socket
     from firmware_slots.coap.client import CoapClient
     from firmware_slots.coap.protocol import CoapEndpoint
-    from firmware_slots.coap.transport import ConnectedTransport
+    from firmware_slots.coap.coaps import ConnectedTransport
     from firmware_slots.coap.uri import parse_uri
     u = parse_uri(libcoap_server)
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -11,7 +11,8 @@ A transport is any object with:
     scheme                    "coap" (a DTLS transport would say "coaps")
     close()
 
-A DTLS transport can slot in behind the same five calls (one session per peer).
+A DTLS session slots in behind the same calls: coaps.ConnectedTransport (in the dtls
+tier, so an agent without DTLS holds no class for it).
 Addresses are opaque: tuples on CPython and bare-metal ports, raw sockaddr bytes
 on the MicroPython unix port; they are only compared and passed back.
 
@@ -47,7 +48,7 @@ def _addr_key(addr):
 
 class UdpTransport:
     scheme = "coap"
-    error = None  # never set: a UDP socket has no session to lose (ConnectedTransport's has)
+    error = None  # never set: a UDP socket has no session to lose (a ConnectedTransport's has)
 
     def __init__(self, host="0.0.0.0", port=0, sock=None, recv_size=N.RECV_BUFFER):
         self.recv_size = recv_size
@@ -128,60 +129,9 @@ class UdpTransport:
             pass
 
 
-class ConnectedTransport:
-    """Adapter for a connected, one-peer datagram socket (e.g. a DTLS session).
-
-    `sock` needs send(data) and recv(n); recv must not block (non-blocking socket,
-    or pass `recv=lambda: ...` returning bytes or None). `pollable` is what
-    select.poll should watch (default: sock). Every datagram is from/to `peer`.
-    """
-
-    error = None  # what ended the session (an OSError/ValueError from send or recv), sticky
-
-    def __init__(self, sock, peer_host, peer_port, scheme="coaps", pollable=None, recv=None,
-                 recv_size=N.RECV_BUFFER):
-        self.sock = sock
-        self.peer = (peer_host, peer_port)
-        self.scheme = scheme
-        self.pollable = pollable if pollable is not None else sock
-        self._recv = recv
-        self.recv_size = recv_size
-        self.local_port = None
-
-    def resolve(self, host, port):
-        return self.peer  # one peer only: every URI on this transport goes to it
-
-    def sendto(self, data, addr):
-        if self.error is not None:
-            return  # a dead session: its exchanges time out, its owner replaces it
-        try:
-            self.sock.send(data)
-        except (OSError, ValueError) as e:  # handshake refused or timed out, peer gone
-            self.error = e
-
-    def recvfrom(self):
-        if self.error is not None:
-            return None
-        try:
-            data = self._recv() if self._recv is not None else self.sock.recv(self.recv_size)
-        except OSError as e:
-            n = e.args[0] if e.args else None
-            if n in _EAGAIN or (n == 110 and len(e.args) == 1):
-                return None  # EAGAIN, or the bare ETIMEDOUT of a zero-timeout read: nothing there
-            self.error = e  # never out of the loop that serves everyone else
-            return None
-        except ValueError as e:  # the peer's certificate was refused during the handshake
-            self.error = e
-            return None
-        if not data:
-            return None
-        return data, self.peer
-
-    def peer_hostport(self, addr):
-        return self.peer
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+def __getattr__(name):
+    # host/coaps.py's relay still imports ConnectedTransport from here: loaded when asked for
+    if name == "ConnectedTransport":
+        from .coaps import ConnectedTransport
+        return ConnectedTransport
+    raise AttributeError(name)

@@ -45,7 +45,7 @@ class _SessionMtp(CoapMtp):
 class _Session:
     def __init__(self, agent, sock, path, log):
         from firmware_slots.coap.protocol import CoapEndpoint
-        from firmware_slots.coap.transport import ConnectedTransport
+        from firmware_slots.coap.coaps import ConnectedTransport
         from firmware_slots.coap._compat import ticks_ms
         host, port = _hostport(sock.peer)
         sock.settimeout(0)

@@ -5,7 +5,7 @@ from firmware_slots.coap import numbers as N
 from firmware_slots.coap.coaps import recv_nb
 from firmware_slots.coap.protocol import CoapEndpoint
 from firmware_slots.coap.server import Response, Site
-from firmware_slots.coap.transport import ConnectedTransport
+from firmware_slots.coap.coaps import ConnectedTransport
 
 
 def usp_site():
