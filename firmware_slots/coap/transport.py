@@ -128,10 +128,3 @@ class UdpTransport:
         except OSError:
             pass
 
-
-def __getattr__(name):
-    # host/coaps.py's relay still imports ConnectedTransport from here: loaded when asked for
-    if name == "ConnectedTransport":
-        from .coaps import ConnectedTransport
-        return ConnectedTransport
-    raise AttributeError(name)

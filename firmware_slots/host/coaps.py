@@ -27,7 +27,7 @@ from firmware_slots.host.controller import TransportError, UspCoapController
 RELAY = r"""
 import sys, select
 from firmware_slots.coap import dtls
-from firmware_slots.coap.transport import ConnectedTransport
+from firmware_slots.coap.coaps import ConnectedTransport
 from firmware_slots.coap.protocol import CoapEndpoint
 from firmware_slots.coap.server import Site, Response
 from firmware_slots.coap.client import CoapClient
