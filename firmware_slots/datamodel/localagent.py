@@ -158,8 +158,12 @@ class LocalAgent:
         what one snapshot record holds less the worst case of the device and slot sections)
         less the boot notes' worst case (FIXED_MAX) less the tables as flush() would write
         them now, RAM-only (lazy) rows and this message's earlier changes included."""
-        used = encoded_size({A_CONTROLLERS: self.ctrls, A_SUBS: _persistent(self.subs),
-                             A_REQUESTS: self.reqs, A_NEXT: self.next})
+        # that map's size counted by parts (its head and four 1-character keys: 9 bytes; at most
+        # _MAX_SUBSCRIPTIONS < 24 rows, a 1-byte head): no dict built per check
+        used = 10 + encoded_size(self.ctrls) + encoded_size(self.reqs) + encoded_size(self.next)
+        for i in self.subs:
+            if self.subs[i].get("p"):
+                used += encoded_size(i) + encoded_size(self.subs[i])
         return self.meta.agent_budget() - FIXED_MAX - used
 
     def room(self, extra=0):
