@@ -82,7 +82,8 @@ def test_decision_table_no_candidate_left():
 
 # -- nobody outside core/ reads or writes journal keys ------------------------------------
 
-OWNERS = {"firmware_slots/core/state.py", "firmware_slots/core/slots.py", "firmware_slots/core/bootdecision.py"}
+OWNERS = {"firmware_slots/core/state.py", "firmware_slots/core/slots.py", "firmware_slots/core/writer.py",
+          "firmware_slots/core/bootdecision.py"}  # writer.py: the slot manager's ImageWriter
 # what the rest may take from state.py: the agent handle's table names and read-only vocabulary
 SHARED = {"A_CONTROLLERS", "A_SUBS", "A_REQUESTS", "A_NEXT", "A_BOOT_CAUSE", "A_PREV_VERSION",
           "default_alias", "STATUSES", "TEXT_MAX", "LOG_MAX", "MetaStore", "DEVICE", "AGENT",

@@ -58,35 +58,35 @@ def _encode(out, p, obj, depth):
     # obj's encoding at out[p:] (out is exactly size() long, see dumps); returns the end
     if depth > MAX_DEPTH:
         raise ValueError("nesting deeper than %d" % MAX_DEPTH)
+    t = _base(obj)
     if obj is False:
         out[p] = 0xF4
     elif obj is True:
         out[p] = 0xF5
     elif obj is None:
         out[p] = 0xF6
-    elif isinstance(obj, int):
+    elif t is int:
         if obj >= 0:
             return _head(out, p, 0x00, obj)
         return _head(out, p, 0x20, -1 - obj)
-    elif isinstance(obj, str):
+    elif t is str:
         b = obj.encode()
         p = _head(out, p, 0x60, len(b))
         out[p:p + len(b)] = b
         return p + len(b)
-    elif isinstance(obj, (bytes, bytearray, memoryview)):
+    elif t is bytes or t is bytearray or t is memoryview:
         p = _head(out, p, 0x40, len(obj))
         out[p:p + len(obj)] = obj
         return p + len(obj)
-    elif isinstance(obj, (list, tuple)):
+    elif t is list or t is tuple:
         p = _head(out, p, 0x80, len(obj))
         for item in obj:
             p = _encode(out, p, item, depth + 1)
         return p
-    elif isinstance(obj, dict):
+    elif t is dict:
         items = []
         for k in obj:
-            if not isinstance(k, (int, str)) or k is True or k is False:
-                raise TypeError("CBOR map keys must be int or str, not %s" % type(k).__name__)
+            _key(k)
             kb = bytearray(size(k))
             _encode(kb, 0, k, depth + 1)
             items.append((bytes(kb), k))
@@ -116,35 +116,55 @@ def _head_len(n):
     return 1 if n < 24 else 2 if n < 0x100 else 3 if n < 0x10000 else 5 if n < 0x100000000 else 9
 
 
+def _base(obj):
+    # the supported type obj is, or None; identity tests first, because isinstance with a
+    # tuple of types builds that tuple on the heap per call in MicroPython (subclasses: rare)
+    t = type(obj)
+    if t is str or t is dict or t is int or t is list or t is tuple or t is bytes or t is bytearray \
+            or t is memoryview:
+        return t
+    for t in (int, str, bytes, bytearray, memoryview, list, tuple, dict):
+        if isinstance(obj, t):
+            return t
+    return None
+
+
 def size(obj, depth=0):
-    """len(dumps(obj)), without building the encoding (map order does not change a length)."""
+    """len(dumps(obj)), without building the encoding (map order does not change a length).
+    Allocates only a 16-byte bytes header per text (str.encode shares the text's data)."""
     if depth > MAX_DEPTH:
         raise ValueError("nesting deeper than %d" % MAX_DEPTH)
     if obj is None or obj is True or obj is False:
         return 1
-    if isinstance(obj, int):
+    t = _base(obj)
+    if t is int:
         n = obj if obj >= 0 else -1 - obj
         if n >= 0x10000000000000000:
             raise ValueError("integer does not fit in CBOR's 64-bit argument")
         return _head_len(n)
-    if isinstance(obj, str):
+    if t is str:
         n = len(obj.encode()) if len(obj) < 128 else _utf8_len(obj)
         return _head_len(n) + n
-    if isinstance(obj, (bytes, bytearray, memoryview)):
-        return _head_len(len(obj)) + len(obj)
-    if isinstance(obj, (list, tuple)):
+    if t is dict:
+        n = _head_len(len(obj))
+        for k in obj:
+            _key(k)
+            n += size(k, depth + 1) + size(obj[k], depth + 1)
+        return n
+    if t is list or t is tuple:
         n = _head_len(len(obj))
         for item in obj:
             n += size(item, depth + 1)
         return n
-    if isinstance(obj, dict):
-        n = _head_len(len(obj))
-        for k in obj:
-            if not isinstance(k, (int, str)) or k is True or k is False:
-                raise TypeError("CBOR map keys must be int or str, not %s" % type(k).__name__)
-            n += size(k, depth + 1) + size(obj[k], depth + 1)
-        return n
+    if t is not None:  # bytes, bytearray, memoryview
+        return _head_len(len(obj)) + len(obj)
     raise TypeError("cannot CBOR-encode %s" % type(obj).__name__)
+
+
+def _key(k):
+    t = type(k)
+    if t is not str and t is not int and (k is True or k is False or _base(k) not in (int, str)):
+        raise TypeError("CBOR map keys must be int or str, not %s" % type(k).__name__)
 
 
 def _utf8_len(s):

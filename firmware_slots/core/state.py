@@ -1,9 +1,9 @@
 """The persisted state: its vocabulary (the one place that names journal keys) and MetaStore.
 
 Everything the device remembers is one CBOR map of sections kept in the journal
-(journal.py has the bytes). Only this module names the keys; the slot manager and
-the boot decision use the constants below, every other module goes through the
-SlotManager's methods or MetaStore.agent()/agent_update() with the A_* names.
+(journal.py has the bytes). Only this module names the keys; the slot manager (slots.py
+and its writer.py) and the boot decision use the constants below, every other module goes
+through the SlotManager's methods or MetaStore.agent()/agent_update() with the A_* names.
 Text bounds (<= TEXT_MAX ...) are UTF-8 bytes: the bounds table below the constants
 says who enforces each, and what the whole state can grow to (the agent's 7005 budget).
 
@@ -52,7 +52,6 @@ boot attempt is therefore a delta of a few bytes: {0: {'n': 2}}.
 """
 
 from firmware_slots.core import cbor
-from firmware_slots.core.journal import Journal
 
 DEVICE = -1
 AGENT = -2
@@ -153,11 +152,6 @@ def too_long(s, n):
     return len(s) > n or (len(s) * 4 > n and len(s.encode()) > n)
 
 
-# TR-181 parameter name -> slot key, for the data model's reads
-PARAMS = {"Alias": S_ALIAS, "Name": S_NAME, "Version": S_VERSION, "Available": S_AVAILABLE,
-          "BootFailureLog": S_LOG}
-
-
 def encoded_size(value):
     """Bytes `value` takes in a record: what budget checks add before they change state
     (counted, not encoded: no record-sized allocation per check)."""
@@ -174,6 +168,7 @@ def default_alias(i):
 
 class MetaStore:
     def __init__(self, region, nslots):
+        from firmware_slots.core.journal import Journal  # once per device: no module global for it
         self.journal = Journal(region)
         self.nslots = nslots
         self.state = None

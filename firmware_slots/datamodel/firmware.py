@@ -7,7 +7,7 @@ ActiveFirmwareImage are full path references without the trailing dot
 
 from firmware_slots.core import slots
 from firmware_slots.core.state import TEXT_MAX, too_long
-from firmware_slots.datamodel.dm import UspError, E_VALUE, E_INTERNAL, DEVINFO_ID, FW_IDX, FW_PATH
+from firmware_slots.datamodel import dm  # by attribute: no global per name in this module's dict
 
 PREFIX = "Device.DeviceInfo.FirmwareImage."
 MAX_WINDOWS = 5
@@ -34,7 +34,7 @@ class Firmware:
 
     `platform.software_version_of` may override slot versions."""
 
-    PATHS = ("Device.", "Device.DeviceInfo.", FW_PATH)
+    PATHS = ("Device.", "Device.DeviceInfo.", dm.FW_PATH)
 
     def __init__(self, mgr, platform):
         self.mgr = mgr
@@ -53,7 +53,7 @@ class Firmware:
 
     def get(self, idx, keys, name):
         mgr = self.mgr
-        if idx == DEVINFO_ID:
+        if idx == dm.DEVINFO_ID:
             if name == "SoftwareVersion":
                 return self.software_version()
             if name == "ActiveFirmwareImage":
@@ -64,31 +64,31 @@ class Firmware:
                 return mgr.n
             if name == "MaxNumberOfActivateTimeWindows":
                 return MAX_WINDOWS
-        elif idx == FW_IDX:
+        elif idx == dm.FW_IDX:
             i = keys[0] - 1
             if name == "Status":
                 return mgr.status(i)
             return mgr.param(i, name)
-        raise UspError(E_INTERNAL, "no value for " + name)
+        raise dm.UspError(dm.E_INTERNAL, "no value for " + name)
 
     def set(self, idx, keys, name, value):
         mgr = self.mgr
         try:
-            if idx == DEVINFO_ID and name == "BootFirmwareImage":
+            if idx == dm.DEVINFO_ID and name == "BootFirmwareImage":
                 i = slot_of_ref(value)
                 if i is None or not 0 <= i < mgr.n:
-                    raise UspError(E_VALUE, "%r is not a FirmwareImage row" % value)
+                    raise dm.UspError(dm.E_VALUE, "%r is not a FirmwareImage row" % value)
                 mgr.set_boot(i)
-            elif idx == FW_IDX and name == "Available":
+            elif idx == dm.FW_IDX and name == "Available":
                 mgr.set_available(keys[0] - 1, value)
-            elif idx == FW_IDX and name == "Alias":
+            elif idx == dm.FW_IDX and name == "Alias":
                 if not value or value[0].isdigit() or too_long(value, TEXT_MAX):
-                    raise UspError(E_VALUE, "Alias must be 1..%d bytes, not starting with a digit" % TEXT_MAX)
+                    raise dm.UspError(dm.E_VALUE, "Alias must be 1..%d bytes, not starting with a digit" % TEXT_MAX)
                 j = mgr.alias_owner(value)  # Alias is the table's unique key
                 if j >= 0 and j != keys[0] - 1:
-                    raise UspError(E_VALUE, "Alias %r is already used by FirmwareImage.%d" % (value, j + 1))
+                    raise dm.UspError(dm.E_VALUE, "Alias %r is already used by FirmwareImage.%d" % (value, j + 1))
                 mgr.set_alias(keys[0] - 1, value)
             else:
-                raise UspError(E_INTERNAL, "cannot set " + name)
+                raise dm.UspError(dm.E_INTERNAL, "cannot set " + name)
         except slots.SlotError as e:
-            raise UspError(E_VALUE, str(e))
+            raise dm.UspError(dm.E_VALUE, str(e))

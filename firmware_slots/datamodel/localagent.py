@@ -27,10 +27,7 @@ except ImportError:  # CPython
 
 from firmware_slots.core.state import (A_CONTROLLERS, A_SUBS, A_REQUESTS, A_NEXT,
                                        encoded_size, FIXED_MAX, ID_MAX, URL_MAX, too_long)
-from firmware_slots.datamodel.dm import (UspError, E_VALUE, E_INTERNAL, E_RESOURCES, E_NO_OBJECT,
-                                         E_NOT_CREATABLE, iso_time, LA_ID,
-                                         CT_ID as CT, MTP_ID as MTP, COAP_ID as COAP, BP_ID as BP,
-                                         SUB_ID as SUB, REQ_ID as REQ, TRUST_ID, ROLE_ID, PERM_ID)
+from firmware_slots.datamodel import dm  # its ids and error codes by attribute: no global per name here
 
 # Row caps per table (the agent section's CBOR stays within state.AGENT_MAX besides):
 # private consts, folded into the code (no module globals on the device)
@@ -39,7 +36,7 @@ _MAX_MTPS = const(2)
 _MAX_BOOT_PARAMS = const(4)
 _MAX_SUBSCRIPTIONS = const(8)
 _MAX_REQUESTS = const(4)
-EID_MAX = ID_MAX  # EndpointID of a Controller row (TR-181 string(64); TR-369 gives none), UTF-8 bytes
+# a Controller's EndpointID is bounded by state.ID_MAX (TR-181 string(64); TR-369 gives none)
 _REQ_GROWTH = const(24)  # what a request row gains after its Add: 'rs' resumes, 'tc' times (usp/commands.py)
 _STATUSES = const(("Requested", "Active", "Canceling", "Canceled", "Success", "Error"))  # Request Status
 _CT_PATH = const("Device.LocalAgent.Controller.")
@@ -68,12 +65,12 @@ def _key(name):
     for j in range(0, len(_KEYS), 2):
         if _KEYS[j] == name:
             return _KEYS[j + 1]
-    raise UspError(E_INTERNAL, name)
+    raise dm.UspError(dm.E_INTERNAL, name)
 
 
 def _defaults(idx):
-    return (_CT_DEFAULTS if idx == CT else _MTP_DEFAULTS if idx == MTP else _BP_DEFAULTS if idx == BP
-            else _SUB_DEFAULTS if idx == SUB else ())
+    return (_CT_DEFAULTS if idx == dm.CT_ID else _MTP_DEFAULTS if idx == dm.MTP_ID else _BP_DEFAULTS if idx == dm.BP_ID
+            else _SUB_DEFAULTS if idx == dm.SUB_ID else ())
 
 
 def _default(idx, k):
@@ -90,7 +87,7 @@ def _new_row(idx):
     row = {}
     for j in range(0, len(d), 2):
         row[d[j]] = d[j + 1]
-    if idx == CT:
+    if idx == dm.CT_ID:
         row["m"] = {}
         row["b"] = {}
     return row
@@ -120,7 +117,7 @@ class LocalAgent:
              "Device.LocalAgent.Subscription.{i}.", "Device.LocalAgent.Request.{i}.",
              "Device.LocalAgent.ControllerTrust.", "Device.LocalAgent.ControllerTrust.Role.{i}.",
              "Device.LocalAgent.ControllerTrust.Role.{i}.Permission.{i}.")
-    KEYS = {CT: "Alias EndpointID"}  # unique keys besides Alias (dm.Model.unique_keys)
+    KEYS = {dm.CT_ID: "Alias EndpointID"}  # unique keys besides Alias (dm.Model.unique_keys)
 
     def __init__(self, meta, endpoint_id, platform):
         self.meta = meta
@@ -158,15 +155,19 @@ class LocalAgent:
         what one snapshot record holds less the worst case of the device and slot sections)
         less the boot notes' worst case (FIXED_MAX) less the tables as flush() would write
         them now, RAM-only (lazy) rows and this message's earlier changes included."""
-        used = encoded_size({A_CONTROLLERS: self.ctrls, A_SUBS: _persistent(self.subs),
-                             A_REQUESTS: self.reqs, A_NEXT: self.next})
+        # that map's size counted by parts (its head and four 1-character keys: 9 bytes; at most
+        # _MAX_SUBSCRIPTIONS < 24 rows, a 1-byte head): no dict built per check
+        used = 10 + encoded_size(self.ctrls) + encoded_size(self.reqs) + encoded_size(self.next)
+        for i in self.subs:
+            if self.subs[i].get("p"):
+                used += encoded_size(i) + encoded_size(self.subs[i])
         return self.meta.agent_budget() - FIXED_MAX - used
 
     def room(self, extra=0):
         """UspError 7005 when the persisted tables plus `extra` bytes would not fit (left())."""
         left = self.left()
         if extra > left:
-            raise UspError(E_RESOURCES, "agent state is full: %d more bytes, %d left of %d" % (
+            raise dm.UspError(dm.E_RESOURCES, "agent state is full: %d more bytes, %d left of %d" % (
                 extra, max(left, 0), self.meta.agent_budget()))
 
     def mark(self):
@@ -206,10 +207,10 @@ class LocalAgent:
 
         UspError 7005, with nothing changed, when the EndpointID or reply-to is longer
         than its bound or the new row would not fit the state budget (room())."""
-        if too_long(eid, EID_MAX):
-            raise UspError(E_RESOURCES, "EndpointID of %d characters exceeds %d bytes" % (len(eid), EID_MAX))
+        if too_long(eid, ID_MAX):
+            raise dm.UspError(dm.E_RESOURCES, "EndpointID of %d characters exceeds %d bytes" % (len(eid), ID_MAX))
         if reply_to and too_long(reply_to, URL_MAX):
-            raise UspError(E_RESOURCES, "reply-to of %d characters exceeds %d bytes" % (len(reply_to), URL_MAX))
+            raise dm.UspError(dm.E_RESOURCES, "reply-to of %d characters exceeds %d bytes" % (len(reply_to), URL_MAX))
         i = self.controller_by_eid(eid)
         if i is None:
             if len(self.ctrls) >= MAX_CONTROLLERS:
@@ -219,9 +220,9 @@ class LocalAgent:
                     return None
             else:
                 v = None
-            c = _new_row(CT)
+            c = _new_row(dm.CT_ID)
             c["e"] = eid
-            c["al"] = "cpe-%d" % self.next.get(str(CT), 1)
+            c["al"] = "cpe-%d" % self.next.get(str(dm.CT_ID), 1)
             if reply_to:
                 c["u"] = reply_to
             n = _row_bytes(c)
@@ -233,7 +234,7 @@ class LocalAgent:
                 self._forget_next(v)
                 self.ctrls.pop(v)
             n_dirty = A_NEXT in self.dirty
-            i = self.new_inst(CT)
+            i = self.new_inst(dm.CT_ID)
             if not n_dirty:
                 self.dirty.discard(A_NEXT)
             self.ctrls[i] = c
@@ -252,7 +253,7 @@ class LocalAgent:
 
     def _forget_next(self, ct):
         # the instance counters of a deleted controller's MTP and BootParameter rows go with it
-        for idx in (MTP, BP):
+        for idx in (dm.MTP_ID, dm.BP_ID):
             self.next.pop("%d.%d" % (idx, ct), None)
 
     def _disposable(self):
@@ -295,42 +296,42 @@ class LocalAgent:
     def _row(self, idx, keys):
         """The stored dict of a row (KeyError -> 7016)."""
         try:
-            if idx in (CT, MTP, COAP, BP):
+            if idx in (dm.CT_ID, dm.MTP_ID, dm.COAP_ID, dm.BP_ID):
                 c = self.ctrls[keys[0]]
-                if idx == CT:
+                if idx == dm.CT_ID:
                     return c
-                if idx == BP:
+                if idx == dm.BP_ID:
                     return c["b"][keys[1]]
                 return c["m"][keys[1]]
-            if idx == SUB:
+            if idx == dm.SUB_ID:
                 return self.subs[keys[0]]
-            if idx == REQ:
+            if idx == dm.REQ_ID:
                 return self.reqs[keys[0]]
         except KeyError:
             pass
-        raise UspError(E_NO_OBJECT, "no such object")
+        raise dm.UspError(dm.E_NO_OBJECT, "no such object")
 
     def insts(self, idx, keys):
-        if idx == CT:
+        if idx == dm.CT_ID:
             return sorted(self.ctrls)
-        if idx == MTP:
+        if idx == dm.MTP_ID:
             return sorted(self.ctrls[keys[0]]["m"])
-        if idx == BP:
+        if idx == dm.BP_ID:
             return sorted(self.ctrls[keys[0]]["b"])
-        if idx == SUB:
+        if idx == dm.SUB_ID:
             return sorted(self.subs)
-        if idx == REQ:
+        if idx == dm.REQ_ID:
             return sorted(self.reqs)
-        if idx == ROLE_ID or idx == PERM_ID:
+        if idx == dm.ROLE_ID or idx == dm.PERM_ID:
             from firmware_slots.datamodel import trust
-            n = len(trust.ROLES) if idx == ROLE_ID else len(trust.ROLES[keys[0] - 1][1])
+            n = len(trust.ROLES) if idx == dm.ROLE_ID else len(trust.ROLES[keys[0] - 1][1])
             return list(range(1, n + 1))
         return []
 
     def get(self, idx, keys, name):
-        if idx in (TRUST_ID, ROLE_ID, PERM_ID) or (idx == CT and name == "AssignedRole"):
+        if idx in (dm.TRUST_ID, dm.ROLE_ID, dm.PERM_ID) or (idx == dm.CT_ID and name == "AssignedRole"):
             return self._trust(idx, keys, name)
-        if idx == LA_ID:
+        if idx == dm.LA_ID:
             if name == "EndpointID":
                 return self.endpoint_id
             if name == "SupportedProtocols":
@@ -341,17 +342,17 @@ class LocalAgent:
                 return len(self.subs)
             if name == "RequestNumberOfEntries":
                 return len(self.reqs)
-            raise UspError(E_INTERNAL, name)
+            raise dm.UspError(dm.E_INTERNAL, name)
         r = self._row(idx, keys)
         if name == "MTPNumberOfEntries":
             return len(r["m"])
         if name == "BootParameterNumberOfEntries":
             return len(r["b"])
-        if idx == SUB and name == "Recipient":
+        if idx == dm.SUB_ID and name == "Recipient":
             return _CT_PATH + str(r["r"]) if r.get("r") else ""
-        if idx == SUB and name == "CreationDate":
-            return iso_time(r.get("cd", 0))
-        if idx == REQ and name == "Status":
+        if idx == dm.SUB_ID and name == "CreationDate":
+            return dm.iso_time(r.get("cd", 0))
+        if idx == dm.REQ_ID and name == "Status":
             return _STATUSES[r.get("s", 0)]
         k = _key(name)
         if k == "al" and "al" not in r:
@@ -362,12 +363,12 @@ class LocalAgent:
         # ControllerTrust. read from trust.ROLES; AssignedRole from the agent's policy
         from firmware_slots.datamodel import trust
         role = "Device.LocalAgent.ControllerTrust.Role.%d"
-        if idx == CT:
+        if idx == dm.CT_ID:
             return role % self.role_of(self._row(idx, keys).get("e", ""))
-        if idx == TRUST_ID:
+        if idx == dm.TRUST_ID:
             return role % trust.UNTRUSTED if name == "UntrustedRole" else len(trust.ROLES)
         r = trust.ROLES[keys[0] - 1]
-        if idx == ROLE_ID:
+        if idx == dm.ROLE_ID:
             if name == "PermissionNumberOfEntries":
                 return len(r[1])
             return r[0] if name == "Name" else True if name == "Enable" else "cpe-role-%d" % keys[0]
@@ -386,77 +387,77 @@ class LocalAgent:
         r = self._row(idx, keys)
         k = _key(name)
         if isinstance(value, str) and len(value) > 256:
-            raise UspError(E_VALUE, "%s is longer than 256 characters" % name)
-        if k == "al" or (idx == CT and k == "e") or (idx == SUB and k == "id"):
+            raise dm.UspError(dm.E_VALUE, "%s is longer than 256 characters" % name)
+        if k == "al" or (idx == dm.CT_ID and k == "e") or (idx == dm.SUB_ID and k == "id"):
             if k == "al" and (not value or value[0].isdigit() or len(value) > 64):
-                raise UspError(E_VALUE, "Alias must be 1..64 characters, not starting with a digit")
+                raise dm.UspError(dm.E_VALUE, "Alias must be 1..64 characters, not starting with a digit")
             if k != "al" and not value:
-                raise UspError(E_VALUE, "%s cannot be empty" % name)
+                raise dm.UspError(dm.E_VALUE, "%s cannot be empty" % name)
             table = self._table(idx, keys)
             for j in table:
                 if j != keys[-1] and table[j].get(k) == value and (
                         k != "id" or table[j].get("r") == r.get("r")):
-                    raise UspError(E_VALUE, "%s %r is already used" % (name, value))
-        if idx == CT and k == "e" and too_long(value, EID_MAX):
-            raise UspError(E_RESOURCES, "EndpointID of %d characters exceeds %d bytes" % (len(value), EID_MAX))
-        if idx == MTP and k == "p" and value != "CoAP":
-            raise UspError(E_VALUE, "only the CoAP MTP is supported")
-        if idx == COAP and k == "po" and not 0 < value < 65536:
-            raise UspError(E_VALUE, "Port must be 1..65535")
+                    raise dm.UspError(dm.E_VALUE, "%s %r is already used" % (name, value))
+        if idx == dm.CT_ID and k == "e" and too_long(value, ID_MAX):
+            raise dm.UspError(dm.E_RESOURCES, "EndpointID of %d characters exceeds %d bytes" % (len(value), ID_MAX))
+        if idx == dm.MTP_ID and k == "p" and value != "CoAP":
+            raise dm.UspError(dm.E_VALUE, "only the CoAP MTP is supported")
+        if idx == dm.COAP_ID and k == "po" and not 0 < value < 65536:
+            raise dm.UspError(dm.E_VALUE, "Port must be 1..65535")
         if (k == "rw" and not 0 < value < 65536) or (k == "rm" and not 1000 <= value < 65536):
-            raise UspError(E_VALUE, "%s must be %s..65535" % (name, "1" if k == "rw" else "1000"))
-        if idx != SUB or r.get("p"):  # only persisted rows count against the journal
+            raise dm.UspError(dm.E_VALUE, "%s must be %s..65535" % (name, "1" if k == "rw" else "1000"))
+        if idx != dm.SUB_ID or r.get("p"):  # only persisted rows count against the journal
             self.room(encoded_size(value) - encoded_size(r.get(k, "")))
         elif k == "p" and value:  # a subscription made persistent: its whole row joins the journal
             self.room(_row_bytes(dict(r, p=True)))
         r[k] = value
-        self.dirty.add(A_SUBS if idx == SUB else A_REQUESTS if idx == REQ else A_CONTROLLERS)
+        self.dirty.add(A_SUBS if idx == dm.SUB_ID else A_REQUESTS if idx == dm.REQ_ID else A_CONTROLLERS)
 
     def _table(self, idx, keys):
-        if idx == CT:
+        if idx == dm.CT_ID:
             return self.ctrls
-        if idx == MTP:
+        if idx == dm.MTP_ID:
             return self.ctrls[keys[0]]["m"]
-        if idx == BP:
+        if idx == dm.BP_ID:
             return self.ctrls[keys[0]]["b"]
-        if idx == SUB:
+        if idx == dm.SUB_ID:
             return self.subs
         return self.reqs
 
     def add(self, idx, keys, vouched=False):
         """Create a row with defaults under parent keys; returns its instance number.
         vouched: a Controller row a trusted controller adds under a trust policy (see vouched())."""
-        if idx == CT:
+        if idx == dm.CT_ID:
             table, cap, scope = self.ctrls, MAX_CONTROLLERS, ""
-        elif idx in (MTP, BP):
+        elif idx in (dm.MTP_ID, dm.BP_ID):
             table = self._table(idx, keys)
-            cap, scope = (_MAX_MTPS if idx == MTP else _MAX_BOOT_PARAMS), ".%d" % keys[0]
-        elif idx == SUB:
+            cap, scope = (_MAX_MTPS if idx == dm.MTP_ID else _MAX_BOOT_PARAMS), ".%d" % keys[0]
+        elif idx == dm.SUB_ID:
             table, cap, scope = self.subs, _MAX_SUBSCRIPTIONS, ""
         else:
-            raise UspError(E_NOT_CREATABLE, "not creatable")
+            raise dm.UspError(dm.E_NOT_CREATABLE, "not creatable")
         if len(table) >= cap:
-            raise UspError(E_RESOURCES, "at most %d rows in this table" % cap)
+            raise dm.UspError(dm.E_RESOURCES, "at most %d rows in this table" % cap)
         row = _new_row(idx)
-        if idx == CT and vouched:
+        if idx == dm.CT_ID and vouched:
             row["t"] = 1
-        if idx == SUB:  # RAM only (not Persistent) until a Set makes it so
+        if idx == dm.SUB_ID:  # RAM only (not Persistent) until a Set makes it so
             row["r"] = self.current or 0
             row["cd"] = int(self.platform.now_s())
         else:
             self.room(_row_bytes(row))
         i = self.new_inst(idx, scope)
-        if idx == SUB:
+        if idx == dm.SUB_ID:
             row["id"] = "%d-%x" % (i, row["cd"] & 0xFFFFFF)
         table[i] = row
-        self.dirty.add(A_SUBS if idx == SUB else A_CONTROLLERS)
+        self.dirty.add(A_SUBS if idx == dm.SUB_ID else A_CONTROLLERS)
         return i
 
     def delete(self, idx, keys):
         table = self._table(idx, keys)
         if keys[-1] not in table:
-            raise UspError(E_NO_OBJECT, "no such object")
-        if idx == CT:  # its subscriptions and instance counters go with it
+            raise dm.UspError(dm.E_NO_OBJECT, "no such object")
+        if idx == dm.CT_ID:  # its subscriptions and instance counters go with it
             for s in list(self.subs):
                 if self.subs[s].get("r") == keys[0]:
                     del self.subs[s]
@@ -464,15 +465,15 @@ class LocalAgent:
             self._forget_next(keys[0])
             self.dirty.add(A_NEXT)
         del table[keys[-1]]
-        self.dirty.add(A_SUBS if idx == SUB else A_CONTROLLERS)
+        self.dirty.add(A_SUBS if idx == dm.SUB_ID else A_CONTROLLERS)
 
     # -- requests ---------------------------------------------------------------------
     def add_request(self, originator, command, key, state):
         if len(self.reqs) >= _MAX_REQUESTS:
-            raise UspError(E_RESOURCES, "too many pending requests")
+            raise dm.UspError(dm.E_RESOURCES, "too many pending requests")
         row = {"o": originator, "c": command, "k": key, "s": 0, "x": state}
         self.room(_row_bytes(row) + _REQ_GROWTH)
-        i = self.new_inst(REQ)
+        i = self.new_inst(dm.REQ_ID)
         self.reqs[i] = row
         self.dirty.add(A_REQUESTS)
         return i

@@ -37,11 +37,7 @@ except ImportError:  # CPython
 
 from firmware_slots.core.state import A_BOOT_CAUSE, A_PREV_VERSION, TEXT_MAX, clip
 from firmware_slots.usp import codec
-from firmware_slots.datamodel.dm import (Model, UspError, obj_path, to_str, E_INVALID_PATH,
-                                   E_NOT_SUPPORTED, E_INTERNAL)
-from firmware_slots.datamodel.firmware import Firmware
-from firmware_slots.datamodel.localagent import LocalAgent
-from firmware_slots.usp.platform import Platform
+from firmware_slots.datamodel import dm  # by attribute: no global per name in this module's dict
 
 PROTOCOL_VERSIONS = "1.0,1.1,1.2,1.3"
 
@@ -98,12 +94,18 @@ class UspAgent:
         self.controllers = controllers
         self.roles = (1,)  # the sender's ControllerTrust roles, set per message
         self.endpoint_id = endpoint_id
-        self.platform = platform = platform or Platform()
+        # the backends' classes are imported here, once: no module global for each
+        from firmware_slots.datamodel.firmware import Firmware
+        from firmware_slots.datamodel.localagent import LocalAgent
+        if platform is None:
+            from firmware_slots.usp.platform import Platform
+            platform = Platform()
+        self.platform = platform
         self.fw = Firmware(mgr, platform)
         self.la = LocalAgent(mgr.meta, endpoint_id, platform)
         self.la.role_of = self.role_of
         fw, la = self.fw, self.la
-        self.model = Model(fw, la)
+        self.model = dm.Model(fw, la)
         self.outbox = []
         self.seq = 0
         self.boot_s = int(platform.now_s())
@@ -158,7 +160,7 @@ class UspAgent:
         notify = _notify(self)
         if notify:
             args = {"CommandKey": b.get("k", ""), "Cause": b.get("c", "LocalReboot"),
-                    "Reason": b.get("r", ""), "FirmwareUpdated": to_str(updated)}
+                    "Reason": b.get("r", ""), "FirmwareUpdated": dm.to_str(updated)}
             notify.event(self, "Device.", "Boot!", args, notify.boot_parameters)
         if notify and pv is not None and kept != pv:
             for s, eid in notify.subscribers(self, "ValueChange", "Device.DeviceInfo.SoftwareVersion"):
@@ -281,7 +283,7 @@ class UspAgent:
         if self.roles != (2,):  # untrusted senders get no persisted Controller row
             try:
                 self.la.seen(sender, reply_to)
-            except UspError as e:  # no room for this controller: refused, state untouched
+            except dm.UspError as e:  # no room for this controller: refused, state untouched
                 resp = codec.error_msg(codec.split_msg(msg)[0], e.code, e.msg)
                 return [codec.make_record(sender, self.endpoint_id, resp)]
         self.current_eid = sender
@@ -303,7 +305,7 @@ class UspAgent:
         t = _msg_type_of(part, kind)
         if t >= 0 and t != mtype:
             # never carry out a body the header does not announce (a GET that is a Set)
-            return codec.error_msg(mid, E_NOT_SUPPORTED, "header msg_type %d does not match the %s body" % (
+            return codec.error_msg(mid, dm.E_NOT_SUPPORTED, "header msg_type %d does not match the %s body" % (
                 mtype, kind or part))
         if part == "response" and kind == "notify_resp":
             if self.retry:  # nothing held: nothing to stop retrying
@@ -314,15 +316,15 @@ class UspAgent:
             return None  # NotifyResp and errors for our notifications need no answer
         h = _handler(kind) if part == "request" else None
         if h is None:
-            return codec.error_msg(mid, E_NOT_SUPPORTED, "message type not supported")
+            return codec.error_msg(mid, dm.E_NOT_SUPPORTED, "message type not supported")
         try:
             if self.roles != (1,):
                 _authorize(self.roles, kind, body or {})
             out = h(self, body or {})
-        except UspError as e:
+        except dm.UspError as e:
             return codec.error_msg(mid, e.code, e.msg, getattr(e, "param_errs", None))
         except Exception as e:  # a bug must not take the agent down: 7003
-            return codec.error_msg(mid, E_INTERNAL, "internal error: %r" % (e,))
+            return codec.error_msg(mid, dm.E_INTERNAL, "internal error: %r" % (e,))
         if out is None:
             return None
         rkind, rbody = out
@@ -340,18 +342,18 @@ class UspAgent:
                 res = []
                 if leaf is not None:
                     if leaf[-1] in ")!":
-                        raise UspError(E_INVALID_PATH, "%s is not a parameter" % path)
+                        raise dm.UspError(dm.E_INVALID_PATH, "%s is not a parameter" % path)
                     for k in kl:
-                        res.append({"resolved_path": obj_path(idx, k),
-                                    "result_params": {leaf: to_str(m.get(idx, k, leaf))}})
+                        res.append({"resolved_path": dm.obj_path(idx, k),
+                                    "result_params": {leaf: dm.to_str(m.get(idx, k, leaf))}})
                 else:
                     for k in kl:
                         for j, jk in m.subtree(idx, k, depth):
                             p = m.get_params(j, jk)
                             if p:
-                                res.append({"resolved_path": obj_path(j, jk), "result_params": p})
+                                res.append({"resolved_path": dm.obj_path(j, jk), "result_params": p})
                 r["resolved_path_results"] = res
-            except UspError as e:
+            except dm.UspError as e:
                 r["err_code"] = e.code
                 r["err_msg"] = e.msg
             results.append(r)
@@ -363,12 +365,12 @@ class UspAgent:
         cmd = req.get("command", "")
         idx, kl, leaf = m.resolve(cmd)
         if leaf is None or not leaf.endswith("()"):
-            raise UspError(E_INVALID_PATH, "%s is not a command" % cmd)
+            raise dm.UspError(dm.E_INVALID_PATH, "%s is not a command" % cmd)
         key = req.get("command_key", "")
         args = req.get("input_args", {})
         results = []
         for k in kl:
-            ex = obj_path(idx, k) + leaf
+            ex = dm.obj_path(idx, k) + leaf
             r = {"executed_command": ex}
             try:
                 how, out = commands.run(self, idx, k, leaf, key, args)
@@ -379,7 +381,7 @@ class UspAgent:
                     n = _notify(self)
                     if n:
                         n.obj_created(self, out + ".", {})
-            except UspError as e:
+            except dm.UspError as e:
                 r["cmd_failure"] = {"err_code": e.code, "err_msg": e.msg}
             results.append(r)
         if not req.get("send_resp", False):
@@ -405,7 +407,7 @@ def _authorize(roles, kind, body):
         ps = []
     for p, op in ps:
         if not trust.allowed(roles, p, op):
-            raise UspError(*trust.denial(p, op))
+            raise dm.UspError(*trust.denial(p, op))
 
 
 _step_download = [None]  # commands.step_download once loaded: no import per block
