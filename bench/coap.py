@@ -47,12 +47,12 @@ print("MS", time.ticks_diff(time.ticks_ms(), t), info["SHA256"])
 
 AGENT = r'''
 import sys, gc, time
-from firmware_slots.core import slots
+from firmware_slots.core import writer
 from firmware_slots.sim import simdev
 from firmware_slots import app
 gc.collect()
 PEAK = [0]
-_w = slots.ImageWriter.write
+_w = writer.ImageWriter.write
 N = [0]
 def write(self, data):
     _w(self, data)
@@ -63,13 +63,13 @@ def write(self, data):
     a = gc.mem_alloc()
     if a > PEAK[0]:
         PEAK[0] = a
-slots.ImageWriter.write = write
-_f = slots.ImageWriter.finish
+writer.ImageWriter.write = write
+_f = writer.ImageWriter.finish
 def finish(self, *a):
     r = _f(self, *a)
     print("PEAK", PEAK[0], r["Length"], r["SHA256"])
     return r
-slots.ImageWriter.finish = finish
+writer.ImageWriter.finish = finish
 flash, mgr = simdev.sim_device(sector_size=4096, journal_blocks=4, slot_blocks=260, nslots=2, path=sys.argv[1])
 mgr.boot()
 mtp = app.agent(mgr, %r, "127.0.0.1", int(sys.argv[2]))

@@ -10,7 +10,7 @@ malformed or truncated DER gives [], never an exception. It does not verify anyt
 the DTLS layer calls it for a certificate mbedTLS is verifying.
 """
 
-SIZE = 80  # "urn:bbf:usp:id:" + a 64-character EndpointID (datamodel.localagent.EID_MAX)
+SIZE = 80  # "urn:bbf:usp:id:" + a 64-character EndpointID (core.state.ID_MAX)
 
 
 def _tlv(b, i, end, r):
