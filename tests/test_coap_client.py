@@ -481,3 +481,27 @@ def test_fetch_takes_a_block_without_etag_but_not_a_different_etag():
         stop.set()
         t.join(5)
         srv.close()
+
+
+def test_client_only_endpoint_rejects_requests():
+    """A client's own endpoint has no Site: a CON request gets RST, a NON nothing."""
+    import socket
+    from firmware_slots.coap.client import CoapClient
+    from firmware_slots.coap.message import CoapMessage, decode
+    c = CoapClient()
+    assert c.endpoint.site is None
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(0.3)
+    try:
+        dst = ("127.0.0.1", c.endpoint.transport.local_port)
+        s.sendto(CoapMessage(N.CON, N.GET, 0x1234, b"t", [], b"").encode(), dst)
+        c.endpoint.poll(500)
+        r = decode(s.recv(64))
+        assert (r.mtype, r.code, r.mid) == (N.RST, N.EMPTY, 0x1234)
+        s.sendto(CoapMessage(N.NON, N.GET, 0x1235, b"t", [], b"").encode(), dst)
+        c.endpoint.poll(500)
+        with pytest.raises(socket.timeout):
+            s.recv(64)
+    finally:
+        s.close()
+        c.close()

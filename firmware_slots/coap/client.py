@@ -43,7 +43,7 @@ class CoapClient:
             elif recv_size:
                 from .transport import UdpTransport
                 tr = UdpTransport(recv_size=recv_size)
-            endpoint = CoapEndpoint(tr, params=params)
+            endpoint = CoapEndpoint(tr, site=False, params=params)  # client-only: no Site
             self._own = True
         else:
             self._own = False

@@ -92,8 +92,15 @@ class CoapEndpoint:
         if transport is None:
             from .transport import UdpTransport
             transport = UdpTransport(host, port)
+        # site=False: a client-only endpoint (a fetcher's): no Site, and a dedup cache only for
+        # the few separate responses it may see twice; requests to it get RST (CON) or nothing
         self.transport = transport
-        self.site = site if site is not None else Site()
+        if site is False:
+            site = None
+            dedup_size, dedup_bytes = 2, 16  # separate responses' empty ACKs (4 B each)
+        elif site is None:
+            site = Site()
+        self.site = site
         self.params = params or N.DEFAULT_PARAMS
         self._mid = randint16()  # the next message ID (RFC 7252 4.4: start anywhere)
         self.dedup = DedupCache(dedup_size, dedup_bytes, self.params.exchange_lifetime_ms)
@@ -313,6 +320,11 @@ class CoapEndpoint:
         ex._finish(msg)
 
     def _on_request(self, msg, addr):
+        if self.site is None:  # client-only: serves nothing (RFC 7252 4.2/4.3: reject)
+            if msg.mtype == N.CON:
+                self.stats["rst"] += 1
+                self._send_empty(N.RST, msg.mid, addr)
+            return
         key = (addr, msg.mid)
         seen, reply = self.dedup.lookup(key)
         if seen:
