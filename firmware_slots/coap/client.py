@@ -229,6 +229,7 @@ class CoapClient:
 
     def _fetch_flow(self, u, on_block, szx, start_block, options, etag):
         base = self._base(N.GET, u, options, None, None, True)
+        u = options = None  # base has what they said: the parsed URI is not held for the whole pull
         res = FetchResult()
         offset = start_block * N.szx_to_size(szx)
         first = True
