@@ -505,3 +505,30 @@ def test_client_only_endpoint_rejects_requests():
     finally:
         s.close()
         c.close()
+
+
+def test_client_only_endpoint_acks_a_separate_response_twice():
+    """Its dedup cache, made by the first separate response, re-ACKs a duplicate."""
+    import socket
+    from firmware_slots.coap.client import CoapClient
+    from firmware_slots.coap.message import CoapMessage, decode
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.settimeout(2)
+    c = CoapClient()
+    try:
+        p = c.start(N.GET, "coap://127.0.0.1:%d/x" % s.getsockname()[1])
+        req, peer = s.recvfrom(256)
+        req = decode(req)
+        s.sendto(CoapMessage(N.ACK, N.EMPTY, req.mid).encode(), peer)
+        sep = CoapMessage(N.CON, N.CONTENT, 0x4242, req.token, [], b"hi").encode()
+        for _ in range(2):
+            s.sendto(sep, peer)
+            c.endpoint.poll(500)
+            ack = decode(s.recv(64))
+            assert (ack.mtype, ack.code, ack.mid) == (N.ACK, N.EMPTY, 0x4242)
+        assert p.step() and bytes(p.result.payload) == b"hi"
+        assert c.endpoint.stats["dup"] == 1
+    finally:
+        s.close()
+        c.close()

@@ -95,15 +95,14 @@ class CoapEndpoint:
         # site=False: a client-only endpoint (a fetcher's): no Site, and a dedup cache only for
         # the few separate responses it may see twice; requests to it get RST (CON) or nothing
         self.transport = transport
-        if site is False:
-            site = None
-            dedup_size, dedup_bytes = 2, 16  # separate responses' empty ACKs (4 B each)
-        elif site is None:
-            site = Site()
-        self.site = site
         self.params = params or N.DEFAULT_PARAMS
+        self.dedup = None  # client-only: made by the first separate response (handle_datagram)
+        if site is None:
+            site = Site()
+        if site is not False:
+            self.dedup = DedupCache(dedup_size, dedup_bytes, self.params.exchange_lifetime_ms)
+        self.site = None if site is False else site
         self._mid = randint16()  # the next message ID (RFC 7252 4.4: start anywhere)
-        self.dedup = DedupCache(dedup_size, dedup_bytes, self.params.exchange_lifetime_ms)
         self.retransmitter = Retransmitter(self.params, limit=max_exchanges + 4)
         self.max_exchanges = max_exchanges
         self._exchanges = {}  # token -> Exchange
@@ -301,6 +300,8 @@ class CoapEndpoint:
             return
         # a separate response (CON or NON)
         key = (addr, msg.mid)
+        if self.dedup is None:  # its empty ACKs only (4 B each)
+            self.dedup = DedupCache(2, 16, self.params.exchange_lifetime_ms)
         seen, reply = self.dedup.lookup(key)
         if seen:
             self.stats["dup"] += 1
