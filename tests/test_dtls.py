@@ -172,14 +172,21 @@ def coap_server(pki):
         _stop(proc)
 
 
-# A CoAP GET /.well-known/core, built by hand (RFC 7252 section 3):
-# ver 1, CON, TKL 2 | code 0.01 | MID 0x1234 | token 0xBEEF |
-# Uri-Path(11) ".well-known" (delta 11, len 11 = 0xBB) | Uri-Path "core" (delta 0, len 4)
-MP_PRELUDE = r"""
+# a MicroPython script's start: the dtls module and rd(path) -> the file's bytes
+RD = r"""
 from firmware_slots.coap import dtls
 def rd(p):
     with open(p, "rb") as f:
         return f.read()
+"""
+# ... and a DTLS server on port %d with (cert, key, CA) files, READY once it listens
+SERVE = RD + r"""srv = dtls.server("127.0.0.1", %d, rd(%r), rd(%r), cadata=rd(%r))
+print("READY")
+"""
+# A CoAP GET /.well-known/core, built by hand (RFC 7252 section 3):
+# ver 1, CON, TKL 2 | code 0.01 | MID 0x1234 | token 0xBEEF |
+# Uri-Path(11) ".well-known" (delta 11, len 11 = 0xBB) | Uri-Path "core" (delta 0, len 4)
+MP_PRELUDE = RD + r"""
 GET_WK = bytes([0x42, 0x01, 0x12, 0x34, 0xBE, 0xEF, 0xBB]) + b".well-known" + bytes([0x04]) + b"core"
 def check_205(r):
     assert r[0] & 0xC0 == 0x40, r            # version 1
@@ -312,13 +319,7 @@ print("OK")
         silent.close()
 
 
-SERVER_SCRIPT = r"""
-from firmware_slots.coap import dtls
-def rd(p):
-    with open(p, "rb") as f:
-        return f.read()
-srv = dtls.server("127.0.0.1", %d, rd(%r), rd(%r), cadata=rd(%r))
-print("READY")
+SERVER_SCRIPT = SERVE + r"""
 done = 0
 errors = []
 while done < %d:
@@ -512,14 +513,8 @@ def test_server_handshakes_a_peer_far_away_while_polled_briefly(pki):
     must still get its session: the handshake has its own time once the peer knocked."""
     g = pki["good"]
     port = _free_udp_pair()
-    server = r"""
+    server = (SERVE + r"""
 import time
-from firmware_slots.coap import dtls
-def rd(p):
-    with open(p, "rb") as f:
-        return f.read()
-srv = dtls.server("127.0.0.1", %d, rd(%r), rd(%r), cadata=rd(%r))
-print("READY")
 end = time.ticks_add(time.ticks_ms(), 15000)
 s = None
 while s is None and time.ticks_diff(end, time.ticks_ms()) > 0:
@@ -533,7 +528,7 @@ print("SESSION", s is not None)
 if s is not None:
     s.send(s.recv(100, timeout=5))
     time.sleep(1)
-""" % (port, g["server.crt.der"], g["server.key.der"], g["ca.der"])
+""") % (port, g["server.crt.der"], g["server.key.der"], g["ca.der"])
     env = dict(os.environ, MICROPYPATH=os.pathsep.join([ROOT, ".frozen"]))
     proc = subprocess.Popen([micropython_exe(), "-c", server], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=env, cwd=ROOT)
@@ -541,11 +536,7 @@ if s is not None:
     try:
         assert proc.stdout.readline().strip() == "READY"
         link = _SlowLink(port, 0.06)
-        out = run_mp(r"""
-from firmware_slots.coap import dtls
-def rd(p):
-    with open(p, "rb") as f:
-        return f.read()
+        out = run_mp(RD + r"""
 s = dtls.connect("127.0.0.1", %d, rd(%r), cert=rd(%r), key=rd(%r), server_hostname="127.0.0.1", timeout=8)
 s.send(b"far away")
 print("ECHO", s.recv(100, timeout=5))

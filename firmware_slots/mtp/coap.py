@@ -184,7 +184,8 @@ class CoapMtp:
     def _hold_replies(self, reply_to, u, replies):
         # until the outbox exists, held for flush(): the first reply loads coap.outbox, which
         # in the handler (with the request's datagram, message and Records live) is the Get's
-        # peak of heap; after that the outbox's bounds apply at once
+        # peak of heap; after that the outbox's bounds apply at once. Bounded: step() flushes
+        # after every poll, and a poll drains at most 32 datagrams
         q = self._replies
         for rec in replies or ():
             if self._outbox is not None:

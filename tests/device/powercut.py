@@ -257,12 +257,7 @@ def sweep(g, fill=None, stride=1, limit=None, trust=False, big=0, worn=False):
     big: bytes of extra state (so snapshots are that much larger); worn: the ring wrapped
     once before the cycle."""
     rig = Rig(g, fill, trust, big, worn)
-    rig.restore()
-    log = []
-    rig.flash.log = log
-    rig.cycle([])
-    rig.flash.log = None
-    ops = log
+    ops = _record(rig)
     tried = 0
     failures = []
     for at in range(0, len(ops), stride):
@@ -309,7 +304,11 @@ def run_all(stride=1, names=None):
 
 def ops_of(g, fill=None, big=0, worn=False):
     """The mutating flash operations of one uncut cycle: [(kind, block)]."""
-    rig = Rig(g, fill, False, big, worn)
+    return _record(Rig(g, fill, False, big, worn))
+
+
+def _record(rig):
+    """The mutating flash operations of one uncut cycle of `rig`, from its restored start."""
     rig.restore()
     log = []
     rig.flash.log = log
